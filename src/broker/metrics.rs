@@ -1,0 +1,60 @@
+//! Broker counters: plain atomics, cheap enough for the hot path, read by `$SYS` and (later)
+//! the Prometheus exporter.
+
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+
+/// Counters and gauges of the broker.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    /// Connections open now (all protocols).
+    pub connections: AtomicI64,
+    /// Connections accepted since start.
+    pub connections_total: AtomicU64,
+    /// Sessions in the registry (online and offline).
+    pub sessions: AtomicI64,
+    /// Subscriptions in the index.
+    pub subscriptions: AtomicI64,
+    /// Retained messages.
+    pub retained: AtomicI64,
+    /// PUBLISH packets received, by QoS.
+    pub messages_received: [AtomicU64; 3],
+    /// PUBLISH packets sent, by QoS.
+    pub messages_sent: [AtomicU64; 3],
+    /// Bytes read from clients.
+    pub bytes_received: AtomicU64,
+    /// Bytes written to clients.
+    pub bytes_sent: AtomicU64,
+    /// Messages dropped because a session queue was full.
+    pub dropped_queue_full: AtomicU64,
+    /// QoS 0 messages not queued for an offline session.
+    pub dropped_offline_qos0: AtomicU64,
+    /// Messages dropped because their expiry passed before delivery.
+    pub dropped_expired: AtomicU64,
+    /// Messages dropped because they exceed the client's maximum packet size.
+    pub dropped_too_large: AtomicU64,
+    /// Published messages that matched no subscription.
+    pub unrouted: AtomicU64,
+    /// Connections closed for a protocol violation or malformed packet.
+    pub protocol_errors: AtomicU64,
+    /// Wills published.
+    pub wills_published: AtomicU64,
+}
+
+impl Metrics {
+    /// Adds `n` to a counter.
+    #[inline]
+    pub fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Reads a counter.
+    pub fn read(counter: &AtomicU64) -> u64 {
+        counter.load(Ordering::Relaxed)
+    }
+
+    /// Adjusts a gauge.
+    #[inline]
+    pub fn gauge(gauge: &AtomicI64, delta: i64) {
+        gauge.fetch_add(delta, Ordering::Relaxed);
+    }
+}

@@ -1,0 +1,682 @@
+//! The broker core: the session registry, the shared subscription index, retained messages and
+//! routing.
+//!
+//! There is no router actor. A publisher's connection calls [`Broker::publish`] on its own
+//! thread: one read lock of the subscription index collects the matching sessions (one member
+//! per shared-subscription group), then each session gets the [`Delivery`] in its own queue
+//! under its own small lock, and its connection is woken. The payload `Bytes` is shared by all
+//! recipients, never copied.
+//!
+//! Timers (session expiry, will delay) are not scheduled here: the methods that start them
+//! return the delay, and the caller's runtime calls back ([`Broker::expire_session`],
+//! [`Broker::fire_will`]) when it elapses. That keeps the core free of a runtime and testable.
+
+pub mod metrics;
+pub mod session;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use dashmap::mapref::entry::Entry;
+use dashmap::DashMap;
+use parking_lot::RwLock;
+use smallvec::SmallVec;
+use unigate_pubsub::{Match, Message, QoS, RetainedIndex, SubscriptionIndex, Topic, TopicFilter};
+
+use crate::config::MqttConfig;
+pub use metrics::Metrics;
+pub use session::{
+    ClientId, Delivery, Enqueued, KickReason, OutState, QueueLimits, Session, SessionLink,
+    SharedVia, SubOptions,
+};
+
+/// Milliseconds since the UNIX epoch (message expiry deadlines are wall-clock, so that they
+/// survive a restart once storage lands).
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// An entry of the subscription index.
+#[derive(Debug, Clone)]
+pub struct SubEntry {
+    /// The subscribed session.
+    pub session: Arc<Session>,
+    /// Its options.
+    pub opts: SubOptions,
+}
+
+/// The result of attaching a connection to a session.
+#[derive(Debug)]
+pub struct Attachment {
+    /// The session.
+    pub session: Arc<Session>,
+    /// Whether an existing session was resumed (CONNACK session present).
+    pub present: bool,
+    /// The generation the connection owns.
+    pub generation: u64,
+}
+
+/// A will message waiting for its delay (MQTT 5 §3.1.3.2.2).
+#[derive(Debug, Clone)]
+pub struct PendingWill {
+    /// The will.
+    pub msg: Message,
+    /// Seconds to wait before publishing.
+    pub delay: u32,
+}
+
+/// What a detaching connection must schedule.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Detached {
+    /// Call [`Broker::expire_session`] after this long.
+    pub expire_after: Option<Duration>,
+    /// Call [`Broker::fire_will`] after this long.
+    pub will_after: Option<Duration>,
+}
+
+/// The broker core, shared by every connection.
+pub struct Broker {
+    /// MQTT settings.
+    pub settings: MqttConfig,
+    /// Counters.
+    pub metrics: Metrics,
+    subs: RwLock<SubscriptionIndex<u64, SubEntry>>,
+    retained: RwLock<RetainedIndex<Arc<Message>>>,
+    sessions: DashMap<ClientId, Arc<Session>>,
+    pending_wills: DashMap<u64, (u64, Message)>,
+    next_serial: AtomicU64,
+    shutting_down: AtomicBool,
+    started: std::time::Instant,
+}
+
+impl std::fmt::Debug for Broker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Broker")
+            .field("sessions", &self.sessions.len())
+            .finish()
+    }
+}
+
+struct Target {
+    session: Arc<Session>,
+    qos: QoS,
+    retain: bool,
+    sub_ids: SmallVec<[u32; 1]>,
+    shared: Option<Arc<SharedVia>>,
+}
+
+impl Broker {
+    /// A broker with `settings`.
+    pub fn new(settings: MqttConfig) -> Broker {
+        Broker {
+            settings,
+            metrics: Metrics::default(),
+            subs: RwLock::new(SubscriptionIndex::new()),
+            retained: RwLock::new(RetainedIndex::new()),
+            sessions: DashMap::new(),
+            pending_wills: DashMap::new(),
+            next_serial: AtomicU64::new(1),
+            shutting_down: AtomicBool::new(false),
+            started: std::time::Instant::now(),
+        }
+    }
+
+    /// Time since the broker started.
+    pub fn uptime(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    /// The highest QoS the broker grants.
+    pub fn max_qos(&self) -> QoS {
+        QoS::try_from(self.settings.max_qos).unwrap_or(QoS::ExactlyOnce)
+    }
+
+    /// Marks the broker as stopping (wills then follow `publish_wills_on_shutdown`).
+    pub fn set_shutting_down(&self) {
+        self.shutting_down.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether the broker is stopping.
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutting_down.load(Ordering::Relaxed)
+    }
+
+    /// Number of sessions.
+    pub fn session_count(&self) -> usize {
+        self.sessions.len()
+    }
+
+    /// Looks a session up.
+    pub fn session(&self, client_id: &str) -> Option<Arc<Session>> {
+        self.sessions.get(client_id).map(|s| s.clone())
+    }
+
+    // ---------------------------------------------------------------- routing
+
+    /// Routes a message to every matching session and stores it if retained. Returns the number
+    /// of sessions it was offered to.
+    pub fn publish(&self, msg: Message) -> usize {
+        let msg = Arc::new(msg);
+        if msg.retain && self.settings.retain_available {
+            self.store_retained(&msg);
+        }
+        let targets = self.match_targets(&msg, None);
+        if targets.is_empty() {
+            Metrics::add(&self.metrics.unrouted, 1);
+            return 0;
+        }
+        let n = targets.len();
+        for t in targets {
+            self.offer(
+                &t.session,
+                Delivery {
+                    msg: msg.clone(),
+                    qos: t.qos,
+                    retain: t.retain,
+                    sub_ids: t.sub_ids,
+                    shared: t.shared,
+                },
+            );
+        }
+        n
+    }
+
+    fn offer(&self, session: &Session, d: Delivery) {
+        match session.enqueue(d) {
+            Enqueued::Queued | Enqueued::Ended => {}
+            Enqueued::QueuedDroppedOld | Enqueued::Dropped => self.count_drop(session),
+        }
+    }
+
+    fn count_drop(&self, session: &Session) {
+        Metrics::add(&self.metrics.dropped_queue_full, 1);
+        let mut st = session.lock();
+        if st.attached.is_none() && st.queue.len() < st.max_queued {
+            // Not full: this was an offline QoS 0 message.
+            Metrics::add(&self.metrics.dropped_offline_qos0, 1);
+            return;
+        }
+        st.drops_in_episode += 1;
+        if st.drops_in_episode == 1 {
+            tracing::warn!(client_id = %session.client_id, limit = st.max_queued, "session queue full, dropping messages");
+        }
+    }
+
+    /// The sessions a message goes to. `exclude` skips one session (shared re-routing).
+    fn match_targets(&self, msg: &Message, exclude: Option<u64>) -> Vec<Target> {
+        let mut targets: Vec<Target> = Vec::new();
+        let origin = msg.origin.client_id.as_deref();
+        {
+            let subs = self.subs.read();
+            subs.for_each_match(&msg.topic, |m| match m {
+                Match::Direct { key, value } => {
+                    if Some(*key) == exclude
+                        || (value.opts.no_local && origin == Some(&*value.session.client_id))
+                    {
+                        return;
+                    }
+                    targets.push(Target {
+                        session: value.session.clone(),
+                        qos: msg.qos.min(value.opts.qos),
+                        retain: msg.retain && value.opts.retain_as_published,
+                        sub_ids: value.opts.sub_id.into_iter().collect(),
+                        shared: None,
+                    });
+                }
+                Match::Shared {
+                    group,
+                    filter,
+                    members,
+                    cursor,
+                } => {
+                    if let Some((_, entry)) = pick_member(members, cursor, exclude) {
+                        let via = TopicFilter::new(&format!("$share/{group}/{filter}"))
+                            .ok()
+                            .map(|f| {
+                                Arc::new(SharedVia {
+                                    group: Arc::from(group),
+                                    filter: f,
+                                })
+                            });
+                        targets.push(Target {
+                            session: entry.session.clone(),
+                            qos: msg.qos.min(entry.opts.qos),
+                            retain: msg.retain && entry.opts.retain_as_published,
+                            sub_ids: entry.opts.sub_id.into_iter().collect(),
+                            shared: via,
+                        });
+                    }
+                }
+            });
+        }
+        if targets.len() > 1 {
+            merge_overlapping(&mut targets);
+        }
+        targets
+    }
+
+    // ---------------------------------------------------------------- retained
+
+    fn store_retained(&self, msg: &Arc<Message>) {
+        let mut retained = self.retained.write();
+        if msg.payload.is_empty() {
+            if retained.remove(&msg.topic).is_some() {
+                Metrics::gauge(&self.metrics.retained, -1);
+            }
+        } else if retained.insert(&msg.topic, msg.clone()).is_none() {
+            Metrics::gauge(&self.metrics.retained, 1);
+        }
+    }
+
+    /// The unexpired retained messages matching `filter`.
+    pub fn retained_matching(&self, filter: &TopicFilter) -> Vec<Arc<Message>> {
+        let now = now_ms();
+        let mut out = Vec::new();
+        self.retained.read().for_each_match(filter, |_, m| {
+            if !m.is_expired(now) {
+                out.push(m.clone());
+            }
+        });
+        out
+    }
+
+    /// Drops expired retained messages.
+    pub fn purge_expired_retained(&self) {
+        let now = now_ms();
+        let mut retained = self.retained.write();
+        let before = retained.len();
+        retained.retain(|_, m| !m.is_expired(now));
+        let removed = before - retained.len();
+        Metrics::gauge(&self.metrics.retained, -(removed as i64));
+    }
+
+    // ---------------------------------------------------------------- subscriptions
+
+    /// Adds or replaces a subscription. Returns whether it is new (for retain handling 1).
+    pub fn subscribe(
+        &self,
+        session: &Arc<Session>,
+        filter: &TopicFilter,
+        opts: SubOptions,
+    ) -> bool {
+        let is_new = {
+            let mut st = session.lock();
+            if st.ended {
+                return false;
+            }
+            st.subscriptions.insert(filter.clone(), opts).is_none()
+        };
+        let entry = SubEntry {
+            session: session.clone(),
+            opts,
+        };
+        if self
+            .subs
+            .write()
+            .insert(filter, session.serial, entry)
+            .is_none()
+        {
+            Metrics::gauge(&self.metrics.subscriptions, 1);
+        }
+        is_new
+    }
+
+    /// Removes a subscription. Returns whether it existed.
+    pub fn unsubscribe(&self, session: &Arc<Session>, filter: &TopicFilter) -> bool {
+        let existed = session.lock().subscriptions.remove(filter).is_some();
+        if self.subs.write().remove(filter, &session.serial).is_some() {
+            Metrics::gauge(&self.metrics.subscriptions, -1);
+        }
+        existed
+    }
+
+    /// Queues the retained messages matching a new subscription for `session`.
+    pub fn deliver_retained(&self, session: &Session, filter: &TopicFilter, opts: SubOptions) {
+        for msg in self.retained_matching(filter) {
+            let qos = msg.qos.min(opts.qos);
+            self.offer(
+                session,
+                Delivery {
+                    msg,
+                    qos,
+                    retain: true,
+                    sub_ids: opts.sub_id.into_iter().collect(),
+                    shared: None,
+                },
+            );
+        }
+    }
+
+    // ---------------------------------------------------------------- sessions
+
+    /// Attaches a connection to the session of `client_id`, taking it over from a connection
+    /// that holds it (that one is kicked), or starting a new one (`clean_start`, or none exists).
+    pub fn attach(
+        &self,
+        client_id: ClientId,
+        clean_start: bool,
+        expiry_interval: u32,
+        link: Arc<dyn SessionLink>,
+        limits: QueueLimits,
+    ) -> Attachment {
+        let mut ended: Option<Arc<Session>> = None;
+        let (session, present) = match self.sessions.entry(client_id.clone()) {
+            Entry::Occupied(mut e) => {
+                let old = e.get().clone();
+                let mut st = old.lock();
+                if let Some(prev) = st.attached.take() {
+                    prev.link.kick(KickReason::SessionTakenOver);
+                }
+                if clean_start || st.ended {
+                    st.ended = true;
+                    drop(st);
+                    ended = Some(old);
+                    let fresh = self.new_session(client_id, expiry_interval, limits);
+                    e.insert(fresh.clone());
+                    (fresh, false)
+                } else {
+                    drop(st);
+                    (old, true)
+                }
+            }
+            Entry::Vacant(v) => {
+                let fresh = self.new_session(client_id, expiry_interval, limits);
+                v.insert(fresh.clone());
+                Metrics::gauge(&self.metrics.sessions, 1);
+                (fresh, false)
+            }
+        };
+        if let Some(old) = ended {
+            self.cleanup_ended(&old);
+        }
+        let generation = {
+            let mut st = session.lock();
+            st.generation += 1;
+            st.attached = Some(session::Attached {
+                generation: st.generation,
+                link,
+            });
+            st.expiry_interval = expiry_interval;
+            st.max_queued = limits.max_queued;
+            st.drop_policy = limits.drop_policy;
+            st.queue_qos0_offline = limits.queue_qos0_offline;
+            st.wake_pending = false;
+            st.drops_in_episode = 0;
+            st.generation
+        };
+        session.set_online(true);
+        // A new connection on the session cancels a delayed will (MQTT 5 §3.1.3.2.2).
+        self.pending_wills.remove(&session.serial);
+        Attachment {
+            session,
+            present,
+            generation,
+        }
+    }
+
+    fn new_session(
+        &self,
+        client_id: ClientId,
+        expiry_interval: u32,
+        limits: QueueLimits,
+    ) -> Arc<Session> {
+        let serial = self.next_serial.fetch_add(1, Ordering::Relaxed);
+        Arc::new(Session::new(client_id, serial, expiry_interval, limits))
+    }
+
+    /// Detaches the connection owning `generation`. A session with expiry 0 ends now; others
+    /// stay and the caller schedules [`Broker::expire_session`]. A will is published now, or
+    /// held for its delay (the caller schedules [`Broker::fire_will`]), or dropped (`None`).
+    pub fn detach(
+        &self,
+        session: &Arc<Session>,
+        generation: u64,
+        will: Option<PendingWill>,
+    ) -> Detached {
+        let mut out = Detached::default();
+        let (owned, expiry, shared) = {
+            let mut st = session.lock();
+            let owned = st.generation == generation
+                && st
+                    .attached
+                    .as_ref()
+                    .is_some_and(|a| a.generation == generation);
+            if owned {
+                st.attached = None;
+                st.wake_pending = false;
+            }
+            let shared = if owned && !st.ended {
+                st.take_shared()
+            } else {
+                Vec::new()
+            };
+            (owned, st.expiry_interval, shared)
+        };
+        if owned {
+            session.set_online(false);
+        }
+        // Queued messages of a shared subscription go to another member now (MQTT 5 §4.8.2).
+        for d in shared {
+            self.reroute_shared(session.serial, d);
+        }
+        let ends_now = owned && expiry == 0;
+        if let Some(w) = will {
+            let delay = w.delay.min(expiry);
+            if delay == 0 || ends_now {
+                self.publish_will(w.msg);
+            } else if !owned {
+                // Taken over: the successor resumed the session before the delay elapsed, which
+                // cancels the will (MQTT 5 §3.1.3.2.2).
+            } else {
+                self.pending_wills
+                    .insert(session.serial, (generation, w.msg));
+                out.will_after = Some(Duration::from_secs(u64::from(delay)));
+            }
+        }
+        if ends_now {
+            self.end_session(session);
+        } else if owned && expiry != u32::MAX {
+            out.expire_after = Some(Duration::from_secs(u64::from(expiry)));
+        }
+        out
+    }
+
+    /// Publishes a held will if the session was not resumed since.
+    pub fn fire_will(&self, session: &Arc<Session>, generation: u64) {
+        if let Some((_, (_, msg))) = self
+            .pending_wills
+            .remove_if(&session.serial, |_, (g, _)| *g == generation)
+        {
+            self.publish_will(msg);
+        }
+    }
+
+    fn publish_will(&self, msg: Message) {
+        Metrics::add(&self.metrics.wills_published, 1);
+        self.publish(msg);
+    }
+
+    /// Ends a detached session whose expiry elapsed, unless it was resumed since.
+    pub fn expire_session(&self, session: &Arc<Session>, generation: u64) {
+        let expired = {
+            let st = session.lock();
+            st.generation == generation && st.attached.is_none() && !st.ended
+        };
+        if expired {
+            tracing::debug!(client_id = %session.client_id, "session expired");
+            self.end_session(session);
+        }
+    }
+
+    /// Ends a session: removes it from the registry and its subscriptions from the index,
+    /// publishes a held will, and hands shared-subscription messages to other members.
+    pub fn end_session(&self, session: &Arc<Session>) {
+        if self
+            .sessions
+            .remove_if(&session.client_id, |_, s| Arc::ptr_eq(s, session))
+            .is_some()
+        {
+            Metrics::gauge(&self.metrics.sessions, -1);
+        }
+        session.lock().ended = true;
+        self.cleanup_ended(session);
+    }
+
+    fn cleanup_ended(&self, session: &Arc<Session>) {
+        let (filters, mut orphans) = {
+            let mut st = session.lock();
+            st.ended = true;
+            let filters: Vec<TopicFilter> = st.subscriptions.drain().map(|(f, _)| f).collect();
+            let mut orphans = st.take_shared();
+            orphans.extend(
+                st.inflight
+                    .drain_unsent()
+                    .into_iter()
+                    .filter(|d| d.shared.is_some()),
+            );
+            st.queue.clear();
+            (filters, orphans)
+        };
+        if !filters.is_empty() {
+            let mut subs = self.subs.write();
+            for f in &filters {
+                if subs.remove(f, &session.serial).is_some() {
+                    Metrics::gauge(&self.metrics.subscriptions, -1);
+                }
+            }
+        }
+        for d in orphans.drain(..) {
+            self.reroute_shared(session.serial, d);
+        }
+        if let Some((_, (_, msg))) = self.pending_wills.remove(&session.serial) {
+            self.publish_will(msg);
+        }
+    }
+
+    /// Offers a shared-subscription delivery to another member of its group.
+    fn reroute_shared(&self, from: u64, d: Delivery) {
+        let Some(via) = d.shared.clone() else { return };
+        let mut target: Option<(Arc<Session>, QoS, Option<u32>)> = None;
+        {
+            let subs = self.subs.read();
+            subs.for_each_match(&d.msg.topic, |m| {
+                if let Match::Shared {
+                    group,
+                    filter,
+                    members,
+                    cursor,
+                } = m
+                {
+                    if target.is_none() && group == &*via.group && filter == via.filter.filter() {
+                        if let Some((_, e)) = pick_member(members, cursor, Some(from)) {
+                            target = Some((e.session.clone(), e.opts.qos, e.opts.sub_id));
+                        }
+                    }
+                }
+            });
+        }
+        if let Some((session, granted, sub_id)) = target {
+            let qos = d.msg.qos.min(granted);
+            self.offer(
+                &session,
+                Delivery {
+                    qos,
+                    sub_ids: sub_id.into_iter().collect(),
+                    ..d
+                },
+            );
+        }
+    }
+
+    /// Kicks every attached connection (server shutdown).
+    pub fn kick_all(&self, reason: KickReason) {
+        let sessions: Vec<Arc<Session>> = self.sessions.iter().map(|e| e.value().clone()).collect();
+        for s in sessions {
+            let link = s.lock().attached.as_ref().map(|a| a.link.clone());
+            if let Some(link) = link {
+                link.kick(reason);
+            }
+        }
+    }
+
+    /// Checks a topic filter against the broker's features. Returns the MQTT 5 reason to refuse it.
+    pub fn check_filter(&self, filter: &TopicFilter) -> Result<(), FilterRefusal> {
+        if filter.share_group().is_some() && !self.settings.shared_subscriptions {
+            return Err(FilterRefusal::SharedNotSupported);
+        }
+        if filter.has_wildcards() && !self.settings.wildcard_subscriptions {
+            return Err(FilterRefusal::WildcardsNotSupported);
+        }
+        Ok(())
+    }
+
+    /// Validates a topic for publishing against a level limit.
+    pub fn topic_levels_ok(topic: &Topic, max_levels: usize) -> bool {
+        topic.levels().take(max_levels + 1).count() <= max_levels
+    }
+}
+
+/// Why a subscription is refused by broker features.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FilterRefusal {
+    /// Shared subscriptions are turned off.
+    SharedNotSupported,
+    /// Wildcards are turned off.
+    WildcardsNotSupported,
+}
+
+/// Picks one member of a shared group round-robin, preferring an online one.
+fn pick_member<'a>(
+    members: &'a [(u64, SubEntry)],
+    cursor: &std::sync::atomic::AtomicUsize,
+    exclude: Option<u64>,
+) -> Option<&'a (u64, SubEntry)> {
+    let n = members.len();
+    if n == 0 {
+        return None;
+    }
+    let start = cursor.fetch_add(1, Ordering::Relaxed);
+    let mut fallback = None;
+    for i in 0..n {
+        let m = &members[(start + i) % n];
+        if Some(m.0) == exclude {
+            continue;
+        }
+        if m.1.session.is_online() {
+            return Some(m);
+        }
+        if fallback.is_none() {
+            fallback = Some(m);
+        }
+    }
+    fallback
+}
+
+/// One copy per session for overlapping non-shared subscriptions: the highest QoS and every
+/// subscription identifier (MQTT 5 §3.3.4).
+fn merge_overlapping(targets: &mut Vec<Target>) {
+    targets.sort_by_key(|t| (t.session.serial, t.shared.is_some()));
+    let mut merged: Vec<Target> = Vec::with_capacity(targets.len());
+    for t in targets.drain(..) {
+        if let Some(last) = merged.last_mut() {
+            if t.shared.is_none()
+                && last.shared.is_none()
+                && last.session.serial == t.session.serial
+            {
+                last.qos = last.qos.max(t.qos);
+                last.retain |= t.retain;
+                last.sub_ids.extend(t.sub_ids);
+                continue;
+            }
+        }
+        merged.push(t);
+    }
+    *targets = merged;
+}
+
+#[cfg(test)]
+mod tests;

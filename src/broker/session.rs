@@ -1,0 +1,516 @@
+//! Sessions: what a client id keeps between connections, and its delivery queue.
+//!
+//! A [`Session`] is shared (`Arc`) by the registry, the subscription index and the connection that
+//! currently owns it. Everything mutable sits behind one small mutex per session, so a publisher
+//! enqueues a delivery with one uncontended lock and never goes through a central actor.
+//!
+//! The queue is both the online backlog (messages not yet written because the inflight window is
+//! full or the socket is slow) and the offline queue of a persistent session. The attached
+//! connection is woken through its [`SessionLink`] at most once per batch (`wake_pending`).
+//!
+//! Ownership is decided by `generation`: each attach increments it, and a connection only touches
+//! the session while its own generation is current. A taken-over connection therefore cannot
+//! corrupt the state its successor now owns.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use parking_lot::{Mutex, MutexGuard};
+use smallvec::SmallVec;
+use unigate_pubsub::{Message, QoS, TopicFilter};
+
+use crate::config::QueueDropPolicy;
+
+/// A client identifier, cheap to clone.
+pub type ClientId = Arc<str>;
+
+/// Why a connection is told to go away.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KickReason {
+    /// Another connection took the session over (MQTT 5 0x8E).
+    SessionTakenOver,
+    /// The server is shutting down (MQTT 5 0x8B).
+    ServerShuttingDown,
+    /// An operator kicked the client (MQTT 5 0x98).
+    Administrative,
+}
+
+/// How the broker reaches the connection that owns a session. Implemented by each protocol's
+/// connection (MQTT today; CoAP observers, SSE streams and WebSockets later).
+pub trait SessionLink: Send + Sync {
+    /// New deliveries are queued: drain them.
+    fn wake(&self);
+    /// Close the connection for `reason`; the session is no longer yours.
+    fn kick(&self, reason: KickReason);
+}
+
+/// Which shared subscription a delivery came through, so that it can be handed to another
+/// member when this one goes away before sending it (MQTT 5 §4.8.2).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SharedVia {
+    /// The share group.
+    pub group: Arc<str>,
+    /// The whole `$share/{group}/{filter}` filter.
+    pub filter: TopicFilter,
+}
+
+/// One message on its way to one session.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    /// The message, shared by every recipient.
+    pub msg: Arc<Message>,
+    /// The QoS to deliver with: min(published, granted).
+    pub qos: QoS,
+    /// The RETAIN flag to deliver with.
+    pub retain: bool,
+    /// Subscription identifiers of the matching subscriptions (MQTT 5).
+    pub sub_ids: SmallVec<[u32; 1]>,
+    /// Set when the delivery came through a shared subscription.
+    pub shared: Option<Arc<SharedVia>>,
+}
+
+/// Options of one subscription, as granted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SubOptions {
+    /// Granted QoS.
+    pub qos: QoS,
+    /// Do not deliver the client's own messages (MQTT 5).
+    pub no_local: bool,
+    /// Keep the publisher's RETAIN flag on forward (MQTT 5).
+    pub retain_as_published: bool,
+    /// Subscription identifier (MQTT 5).
+    pub sub_id: Option<u32>,
+}
+
+/// A QoS 1/2 message sent and not yet completed.
+#[derive(Debug, Clone)]
+pub enum OutState {
+    /// PUBLISH sent; awaiting PUBACK (QoS 1) or PUBREC (QoS 2).
+    Published(Delivery),
+    /// PUBREL sent; awaiting PUBCOMP.
+    Released,
+}
+
+/// The outbound inflight window, in send order.
+#[derive(Debug, Default)]
+pub struct Inflight {
+    entries: HashMap<u16, OutState>,
+    order: VecDeque<u16>,
+    next_id: u16,
+}
+
+impl Inflight {
+    /// Messages in the window.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether the window is empty.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Takes a free packet identifier and records `state` under it. None when all 65535 are used.
+    pub fn insert(&mut self, state: OutState) -> Option<u16> {
+        if self.entries.len() >= usize::from(u16::MAX) {
+            return None;
+        }
+        loop {
+            self.next_id = self.next_id.wrapping_add(1);
+            if self.next_id == 0 {
+                continue;
+            }
+            if !self.entries.contains_key(&self.next_id) {
+                break;
+            }
+        }
+        self.entries.insert(self.next_id, state);
+        self.order.push_back(self.next_id);
+        Some(self.next_id)
+    }
+
+    /// The state under `id`.
+    pub fn state(&self, id: u16) -> Option<&OutState> {
+        self.entries.get(&id)
+    }
+
+    /// Replaces the state under an existing `id`.
+    pub fn set(&mut self, id: u16, state: OutState) -> bool {
+        match self.entries.get_mut(&id) {
+            Some(s) => {
+                *s = state;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Removes `id`; returns its state.
+    pub fn remove(&mut self, id: u16) -> Option<OutState> {
+        let state = self.entries.remove(&id)?;
+        // Acknowledgements nearly always come in order: keep the front tidy cheaply.
+        while let Some(front) = self.order.front() {
+            if self.entries.contains_key(front) {
+                break;
+            }
+            self.order.pop_front();
+        }
+        if self.entries.is_empty() {
+            self.order.clear();
+        }
+        Some(state)
+    }
+
+    /// The window in send order (for retransmission on reconnect).
+    pub fn in_order(&self) -> impl Iterator<Item = (u16, &OutState)> + '_ {
+        let mut seen = std::collections::HashSet::new();
+        self.order
+            .iter()
+            .filter(move |id| seen.insert(**id))
+            .filter_map(|id| self.entries.get(id).map(|s| (*id, s)))
+    }
+
+    /// Empties the window, returning the deliveries not yet PUBREC'd.
+    pub fn drain_unsent(&mut self) -> Vec<Delivery> {
+        let mut out = Vec::new();
+        for id in std::mem::take(&mut self.order) {
+            if let Some(OutState::Published(d)) = self.entries.remove(&id) {
+                out.push(d);
+            }
+        }
+        self.entries.clear();
+        out
+    }
+}
+
+/// The currently attached connection.
+pub struct Attached {
+    /// The generation this connection owns.
+    pub generation: u64,
+    /// How to reach it.
+    pub link: Arc<dyn SessionLink>,
+}
+
+/// The mutable part of a session.
+pub struct SessionState {
+    /// Increments on every attach.
+    pub generation: u64,
+    /// The connection that owns the session, if any.
+    pub attached: Option<Attached>,
+    /// A wake is outstanding: do not send another.
+    pub wake_pending: bool,
+    /// Deliveries waiting to be sent.
+    pub queue: VecDeque<Delivery>,
+    qos0_queued: usize,
+    /// Subscriptions, by filter.
+    pub subscriptions: HashMap<TopicFilter, SubOptions>,
+    /// Outbound QoS 1/2 window.
+    pub inflight: Inflight,
+    /// Inbound QoS 2 packet ids received and not yet released (PUBREL).
+    pub incoming_qos2: std::collections::HashSet<u16>,
+    /// Session expiry interval in seconds (u32::MAX: never).
+    pub expiry_interval: u32,
+    /// The session has ended: it is no longer in the registry and takes no deliveries.
+    pub ended: bool,
+    /// Queue limit.
+    pub max_queued: usize,
+    /// What a full queue drops.
+    pub drop_policy: QueueDropPolicy,
+    /// Whether QoS 0 messages are queued while offline.
+    pub queue_qos0_offline: bool,
+    /// Drops since the last "queue full" log line (logged once per episode).
+    pub drops_in_episode: u64,
+}
+
+/// What happened to a delivery offered to a session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Enqueued {
+    /// Queued.
+    Queued,
+    /// Queued, and an older message was dropped to make room.
+    QueuedDroppedOld,
+    /// Not queued: the queue is full (or QoS 0 for an offline session).
+    Dropped,
+    /// The session has ended.
+    Ended,
+}
+
+/// A session.
+pub struct Session {
+    /// The client identifier.
+    pub client_id: ClientId,
+    /// A unique serial: the subscription index key (a new session with the same client id gets
+    /// a new serial, so removing the old one's subscriptions never touches the new one's).
+    pub serial: u64,
+    online: AtomicBool,
+    state: Mutex<SessionState>,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("client_id", &self.client_id)
+            .field("serial", &self.serial)
+            .finish()
+    }
+}
+
+impl Session {
+    /// A new, empty session.
+    pub fn new(
+        client_id: ClientId,
+        serial: u64,
+        expiry_interval: u32,
+        limits: QueueLimits,
+    ) -> Session {
+        Session {
+            client_id,
+            serial,
+            online: AtomicBool::new(false),
+            state: Mutex::new(SessionState {
+                generation: 0,
+                attached: None,
+                wake_pending: false,
+                queue: VecDeque::new(),
+                qos0_queued: 0,
+                subscriptions: HashMap::new(),
+                inflight: Inflight::default(),
+                incoming_qos2: Default::default(),
+                expiry_interval,
+                ended: false,
+                max_queued: limits.max_queued,
+                drop_policy: limits.drop_policy,
+                queue_qos0_offline: limits.queue_qos0_offline,
+                drops_in_episode: 0,
+            }),
+        }
+    }
+
+    /// Locks the state.
+    pub fn lock(&self) -> MutexGuard<'_, SessionState> {
+        self.state.lock()
+    }
+
+    /// Whether a connection is attached (a hint; exact answers need the lock).
+    pub fn is_online(&self) -> bool {
+        self.online.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn set_online(&self, online: bool) {
+        self.online.store(online, Ordering::Relaxed);
+    }
+
+    /// Offers a delivery: queues it under the session's limits and wakes the connection.
+    pub fn enqueue(&self, d: Delivery) -> Enqueued {
+        let mut st = self.state.lock();
+        let outcome = st.push(d);
+        if matches!(outcome, Enqueued::Queued | Enqueued::QueuedDroppedOld) {
+            st.wake();
+        }
+        outcome
+    }
+}
+
+/// Queue settings given to a session when it is created or attached.
+#[derive(Debug, Clone, Copy)]
+pub struct QueueLimits {
+    /// Messages at most.
+    pub max_queued: usize,
+    /// What a full queue drops.
+    pub drop_policy: QueueDropPolicy,
+    /// Whether QoS 0 is queued while offline.
+    pub queue_qos0_offline: bool,
+}
+
+impl SessionState {
+    /// Queues a delivery per the limits (QoS 0 dropped first when full).
+    pub fn push(&mut self, d: Delivery) -> Enqueued {
+        if self.ended {
+            return Enqueued::Ended;
+        }
+        if self.attached.is_none() && d.qos == QoS::AtMostOnce && !self.queue_qos0_offline {
+            return Enqueued::Dropped;
+        }
+        let mut outcome = Enqueued::Queued;
+        if self.queue.len() >= self.max_queued {
+            if d.qos == QoS::AtMostOnce {
+                return Enqueued::Dropped;
+            }
+            if self.qos0_queued > 0 {
+                if let Some(pos) = self.queue.iter().position(|q| q.qos == QoS::AtMostOnce) {
+                    self.queue.remove(pos);
+                    self.qos0_queued -= 1;
+                }
+            } else {
+                match self.drop_policy {
+                    QueueDropPolicy::Newest => return Enqueued::Dropped,
+                    QueueDropPolicy::Oldest => {
+                        self.queue.pop_front();
+                    }
+                }
+            }
+            outcome = Enqueued::QueuedDroppedOld;
+        }
+        if d.qos == QoS::AtMostOnce {
+            self.qos0_queued += 1;
+        }
+        self.queue.push_back(d);
+        outcome
+    }
+
+    /// Takes the next delivery.
+    pub fn pop(&mut self) -> Option<Delivery> {
+        let d = self.queue.pop_front()?;
+        if d.qos == QoS::AtMostOnce {
+            self.qos0_queued = self.qos0_queued.saturating_sub(1);
+        }
+        Some(d)
+    }
+
+    /// Puts a delivery back at the front (it could not be sent yet).
+    pub fn unpop(&mut self, d: Delivery) {
+        if d.qos == QoS::AtMostOnce {
+            self.qos0_queued += 1;
+        }
+        self.queue.push_front(d);
+    }
+
+    /// Wakes the attached connection unless a wake is already outstanding.
+    pub fn wake(&mut self) {
+        if self.wake_pending {
+            return;
+        }
+        if let Some(a) = &self.attached {
+            self.wake_pending = true;
+            a.link.wake();
+        }
+    }
+
+    /// Removes and returns the queued deliveries that came through shared subscriptions.
+    pub fn take_shared(&mut self) -> Vec<Delivery> {
+        if self.queue.iter().all(|d| d.shared.is_none()) {
+            return Vec::new();
+        }
+        let (shared, own): (Vec<_>, Vec<_>) =
+            self.queue.drain(..).partition(|d| d.shared.is_some());
+        self.queue = own.into();
+        self.qos0_queued = self
+            .queue
+            .iter()
+            .filter(|d| d.qos == QoS::AtMostOnce)
+            .count();
+        shared
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use bytes::Bytes;
+    use unigate_pubsub::Topic;
+
+    fn delivery(qos: QoS, n: u8) -> Delivery {
+        let msg = Message::new(Topic::new("t").unwrap(), Bytes::from(vec![n]));
+        Delivery {
+            msg: Arc::new(msg),
+            qos,
+            retain: false,
+            sub_ids: SmallVec::new(),
+            shared: None,
+        }
+    }
+
+    fn state(max: usize, policy: QueueDropPolicy) -> Session {
+        Session::new(
+            "c".into(),
+            1,
+            u32::MAX,
+            QueueLimits {
+                max_queued: max,
+                drop_policy: policy,
+                queue_qos0_offline: true,
+            },
+        )
+    }
+
+    fn payloads(st: &SessionState) -> Vec<u8> {
+        st.queue.iter().map(|d| d.msg.payload[0]).collect()
+    }
+
+    #[test]
+    fn full_queue_drops_qos0_first() {
+        let s = state(3, QueueDropPolicy::Newest);
+        let mut st = s.lock();
+        assert_eq!(st.push(delivery(QoS::AtLeastOnce, 1)), Enqueued::Queued);
+        assert_eq!(st.push(delivery(QoS::AtMostOnce, 2)), Enqueued::Queued);
+        assert_eq!(st.push(delivery(QoS::AtLeastOnce, 3)), Enqueued::Queued);
+        assert_eq!(st.push(delivery(QoS::AtMostOnce, 4)), Enqueued::Dropped);
+        assert_eq!(
+            st.push(delivery(QoS::AtLeastOnce, 5)),
+            Enqueued::QueuedDroppedOld
+        );
+        assert_eq!(payloads(&st), vec![1, 3, 5]);
+        assert_eq!(st.push(delivery(QoS::ExactlyOnce, 6)), Enqueued::Dropped);
+    }
+
+    #[test]
+    fn drop_oldest_policy() {
+        let s = state(2, QueueDropPolicy::Oldest);
+        let mut st = s.lock();
+        st.push(delivery(QoS::AtLeastOnce, 1));
+        st.push(delivery(QoS::AtLeastOnce, 2));
+        assert_eq!(
+            st.push(delivery(QoS::AtLeastOnce, 3)),
+            Enqueued::QueuedDroppedOld
+        );
+        assert_eq!(payloads(&st), vec![2, 3]);
+    }
+
+    #[test]
+    fn offline_qos0_not_queued_unless_configured() {
+        let s = Session::new(
+            "c".into(),
+            1,
+            0,
+            QueueLimits {
+                max_queued: 10,
+                drop_policy: QueueDropPolicy::Oldest,
+                queue_qos0_offline: false,
+            },
+        );
+        assert_eq!(s.enqueue(delivery(QoS::AtMostOnce, 1)), Enqueued::Dropped);
+        assert_eq!(s.enqueue(delivery(QoS::AtLeastOnce, 1)), Enqueued::Queued);
+    }
+
+    #[test]
+    fn inflight_ids_are_unique_and_ordered() {
+        let mut w = Inflight::default();
+        let a = w.insert(OutState::Released).unwrap();
+        let b = w.insert(OutState::Released).unwrap();
+        let c = w.insert(OutState::Released).unwrap();
+        assert!(a != b && b != c && a != 0);
+        w.remove(b);
+        let order: Vec<u16> = w.in_order().map(|(id, _)| id).collect();
+        assert_eq!(order, vec![a, c]);
+        w.remove(a);
+        w.remove(c);
+        assert!(w.is_empty());
+    }
+
+    #[test]
+    fn inflight_skips_ids_in_use_on_wrap() {
+        let mut w = Inflight::default();
+        let first = w.insert(OutState::Released).unwrap();
+        for _ in 0..65533 {
+            let id = w.insert(OutState::Released).unwrap();
+            w.remove(id);
+        }
+        // next_id has wrapped around to just before `first`; the next allocation must skip it.
+        let id = w.insert(OutState::Released).unwrap();
+        assert_ne!(id, first);
+        let id2 = w.insert(OutState::Released).unwrap();
+        assert_ne!(id2, first);
+    }
+}

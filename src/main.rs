@@ -1,0 +1,121 @@
+//! The `unigate` binary: `serve` (the default), `check-config`, `bench`.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use unigate::config::Config;
+use unigate::server::{self, StartOptions};
+
+#[derive(Parser)]
+#[command(
+    name = "unigate",
+    version,
+    about = "One server for MQTT, CoAP, LwM2M and HTTP IoT clients"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server (the default when no subcommand is given).
+    Serve(ServeArgs),
+    /// Check a configuration file and report the first error with its key path.
+    CheckConfig {
+        /// The file.
+        file: PathBuf,
+    },
+    /// Load tool: drive an MQTT server with many clients and report throughput and latency.
+    Bench(unigate::bench::BenchArgs),
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// Configuration file (TOML). Without it, the embedded defaults run on 127.0.0.1.
+    #[arg(short, long, env = "UNIGATE_CONFIG")]
+    config: Option<PathBuf>,
+    /// Address the default listeners bind to (only without a config file), e.g. 0.0.0.0.
+    #[arg(long, default_value = "127.0.0.1")]
+    bind: IpAddr,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("UNIGATE_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let result = match cli.command {
+        None => serve(ServeArgs {
+            config: std::env::var_os("UNIGATE_CONFIG").map(PathBuf::from),
+            bind: IpAddr::from([127, 0, 0, 1]),
+        }),
+        Some(Command::Serve(args)) => serve(args),
+        Some(Command::CheckConfig { file }) => check_config(&file),
+        Some(Command::Bench(args)) => unigate::bench::run(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("unigate: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn env_vars() -> Vec<(String, String)> {
+    std::env::vars().collect()
+}
+
+fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let config = match &args.config {
+        Some(path) => Config::load(path, env_vars())?,
+        None => Config::parse("", "<defaults>", env_vars())?,
+    };
+    let defaults = config.listeners.is_empty();
+    let running = server::start(
+        config,
+        args.bind,
+        StartOptions {
+            handle_signals: true,
+        },
+    )?;
+    for l in &running.listeners {
+        println!(
+            "unigate: listener \"{}\" ({}) on {}",
+            l.name, l.protocol, l.addr
+        );
+    }
+    if defaults {
+        if args.bind.is_loopback() {
+            println!(
+                "unigate: no config file: default listeners on {} only, anonymous clients allowed; \
+                 to open up use --bind 0.0.0.0 or --config FILE (see unigate.example.toml)",
+                args.bind
+            );
+        } else {
+            println!(
+                "unigate: WARNING: default listeners bound to {} with anonymous clients allowed",
+                args.bind
+            );
+        }
+    }
+    running.wait()
+}
+
+fn check_config(file: &std::path::Path) -> anyhow::Result<()> {
+    let config = Config::load(file, env_vars())?;
+    println!(
+        "{}: OK ({} listener{})",
+        file.display(),
+        config.listeners.len(),
+        if config.listeners.len() == 1 { "" } else { "s" }
+    );
+    Ok(())
+}

@@ -1,0 +1,1042 @@
+//! The MQTT server side of one connection, without the socket.
+//!
+//! [`MqttConn`] takes bytes in ([`MqttConn::handle_bytes`]), talks to the [`Broker`] (shared
+//! memory, no I/O), and leaves bytes to write in [`MqttConn::out`]. The connection actor
+//! (`connection.rs`) owns the socket and the timers and calls in; a test can drive the same
+//! code with plain byte slices.
+//!
+//! Flow control: deliveries wait in the session queue until the inflight window (the client's
+//! Receive Maximum, capped by our `max_inflight`) has room and the output buffer is below
+//! [`HIGH_WATER`]; so a slow reader holds at most a window plus a buffer, and the rest is
+//! governed by the session queue's limit (QoS 0 dropped first).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use unigate_mqtt::{
+    self as mqtt, AckProperties, ConnAck, ConnAckProperties, Connect, DecodeError, Disconnect,
+    DisconnectProperties, Packet, PacketId, ProtocolVersion, PubResp, Publish, ReasonCode, SubAck,
+    Subscribe, UnsubAck, Unsubscribe,
+};
+use unigate_pubsub::{Origin, Protocol, QoS, TopicFilter};
+use unigate_translators::{mqtt as tr, TranslateError};
+
+use crate::broker::{
+    now_ms, Broker, ClientId, Delivery, Detached, FilterRefusal, KickReason, Metrics, OutState,
+    PendingWill, QueueLimits, Session, SessionLink, SubOptions,
+};
+use crate::config::Limits;
+
+/// Output above this many bytes stops draining deliveries until the socket catches up.
+pub const HIGH_WATER: usize = 64 * 1024;
+/// Deliveries moved from the queue per drain, so one busy session cannot hog its thread.
+const DRAIN_BATCH: usize = 256;
+
+/// What a listener gives each of its connections.
+#[derive(Debug)]
+pub struct ListenerSettings {
+    /// Listener name.
+    pub name: Arc<str>,
+    /// Its limits.
+    pub limits: Limits,
+}
+
+/// Why a connection closes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Close {
+    /// The client sent DISCONNECT; `with_will` for MQTT 5 reason 0x04.
+    ClientDisconnected {
+        /// Publish the will anyway.
+        with_will: bool,
+    },
+    /// The peer closed the socket or it failed.
+    PeerGone,
+    /// A protocol violation or malformed packet; the reason code was sent where possible.
+    Violation(ReasonCode, String),
+    /// CONNECT refused (CONNACK with an error was sent).
+    Refused(ReasonCode),
+    /// No packet within 1.5 × keep alive.
+    KeepAliveTimeout,
+    /// No CONNECT in time.
+    ConnectTimeout,
+    /// Told to go.
+    Kicked(KickReason),
+}
+
+impl Close {
+    fn publishes_will(&self) -> bool {
+        match self {
+            Close::ClientDisconnected { with_will } => *with_will,
+            Close::Refused(_) | Close::Kicked(KickReason::ServerShuttingDown) => false,
+            _ => true,
+        }
+    }
+}
+
+struct Connected {
+    version: ProtocolVersion,
+    client_id: ClientId,
+    username: Option<Arc<str>>,
+    session: Arc<Session>,
+    generation: u64,
+    keep_alive: u16,
+    will: Option<PendingWill>,
+    inflight_window: usize,
+    client_max_packet: u32,
+    client_alias_max: u16,
+    alias_in: HashMap<u16, String>,
+    alias_out: HashMap<Arc<str>, u16>,
+    problem_info: bool,
+    /// CONNECT carried session expiry 0: DISCONNECT must not raise it [MQTT-3.14.2-2].
+    connect_expiry_zero: bool,
+}
+
+/// One MQTT connection's protocol state.
+pub struct MqttConn {
+    broker: Arc<Broker>,
+    listener: Arc<ListenerSettings>,
+    peer: SocketAddr,
+    link: Option<Arc<dyn SessionLink>>,
+    read_buf: BytesMut,
+    /// Bytes waiting to be written.
+    pub out: BytesMut,
+    conn: Option<Box<Connected>>,
+    last_packet: Instant,
+    closed: Option<Close>,
+}
+
+impl MqttConn {
+    /// A connection from `peer` on `listener`, before CONNECT.
+    pub fn new(
+        broker: Arc<Broker>,
+        listener: Arc<ListenerSettings>,
+        peer: SocketAddr,
+        now: Instant,
+    ) -> MqttConn {
+        MqttConn {
+            broker,
+            listener,
+            peer,
+            link: None,
+            read_buf: BytesMut::new(),
+            out: BytesMut::new(),
+            conn: None,
+            last_packet: now,
+            closed: None,
+        }
+    }
+
+    /// Sets how the broker reaches this connection (its actor address).
+    pub fn set_link(&mut self, link: Arc<dyn SessionLink>) {
+        self.link = Some(link);
+    }
+
+    /// Whether CONNECT was accepted.
+    pub fn is_connected(&self) -> bool {
+        self.conn.is_some()
+    }
+
+    /// Why the connection is closing, once it is.
+    pub fn close_reason(&self) -> Option<&Close> {
+        self.closed.as_ref()
+    }
+
+    /// The client id once connected.
+    pub fn client_id(&self) -> Option<&str> {
+        self.conn.as_ref().map(|c| &*c.client_id)
+    }
+
+    /// When the connection must be dropped for silence (1.5 × keep alive, MQTT 5 §3.1.2.10).
+    pub fn keepalive_deadline(&self) -> Option<Instant> {
+        let c = self.conn.as_ref()?;
+        if c.keep_alive == 0 {
+            return None;
+        }
+        Some(self.last_packet + Duration::from_millis(u64::from(c.keep_alive) * 1500))
+    }
+
+    fn version(&self) -> Option<ProtocolVersion> {
+        self.conn.as_ref().map(|c| c.version)
+    }
+
+    fn is_v5(&self) -> bool {
+        self.version().is_some_and(|v| v.is_v5())
+    }
+
+    // ------------------------------------------------------------------ input
+
+    /// Feeds bytes read from the socket. Returns `Err` when the connection must close (any
+    /// reply, e.g. a DISCONNECT with a reason code, is already in `out`).
+    pub fn handle_bytes(&mut self, data: &[u8], now: Instant) -> Result<(), Close> {
+        if let Some(c) = &self.closed {
+            return Err(c.clone());
+        }
+        Metrics::add(&self.broker.metrics.bytes_received, data.len() as u64);
+        let max = self.listener.limits.max_packet_size;
+        if self.read_buf.is_empty() {
+            // Fast path: decode straight from the socket data; keep only a partial tail.
+            let mut pos = 0;
+            while pos < data.len() {
+                match mqtt::decode_slice(&data[pos..], self.version(), max) {
+                    Ok(Some((packet, used))) => {
+                        pos += used;
+                        self.handle_packet(packet, now).map_err(|c| self.fail(c))?;
+                    }
+                    Ok(None) => break,
+                    Err(e) => return Err(self.decode_failed(e)),
+                }
+            }
+            if pos < data.len() {
+                self.read_buf.extend_from_slice(&data[pos..]);
+            }
+        } else {
+            self.read_buf.extend_from_slice(data);
+            loop {
+                let version = self.version();
+                match mqtt::decode(&mut self.read_buf, version, max) {
+                    Ok(Some(packet)) => {
+                        self.handle_packet(packet, now).map_err(|c| self.fail(c))?
+                    }
+                    Ok(None) => break,
+                    Err(e) => return Err(self.decode_failed(e)),
+                }
+            }
+            if self.read_buf.is_empty() {
+                // Release the buffer: an idle connection holds no read memory.
+                self.read_buf = BytesMut::new();
+            }
+        }
+        Ok(())
+    }
+
+    fn fail(&mut self, c: Close) -> Close {
+        self.closed = Some(c.clone());
+        c
+    }
+
+    fn decode_failed(&mut self, e: DecodeError) -> Close {
+        Metrics::add(&self.broker.metrics.protocol_errors, 1);
+        let code = e.reason_code();
+        tracing::debug!(peer = %self.peer, client_id = self.client_id().unwrap_or("-"), error = %e, "closing: bad packet");
+        if !self.is_connected() {
+            if code == ReasonCode::UNSUPPORTED_PROTOCOL_VERSION {
+                // The version is unknown, so answer in the 3.1.1 form (return code 1).
+                let ack = Packet::ConnAck(ConnAck {
+                    session_present: false,
+                    reason_code: code,
+                    properties: ConnAckProperties::default(),
+                });
+                self.write(&ack, ProtocolVersion::V3_1_1);
+            }
+            return self.fail(Close::Refused(code));
+        }
+        self.send_disconnect(code, Some(e.to_string()));
+        self.fail(Close::Violation(code, e.to_string()))
+    }
+
+    fn violation(&mut self, code: ReasonCode, why: &str) -> Close {
+        Metrics::add(&self.broker.metrics.protocol_errors, 1);
+        tracing::debug!(peer = %self.peer, client_id = self.client_id().unwrap_or("-"), reason = why, "closing: protocol violation");
+        self.send_disconnect(code, Some(why.to_string()));
+        Close::Violation(code, why.to_string())
+    }
+
+    fn handle_packet(&mut self, packet: Packet, now: Instant) -> Result<(), Close> {
+        self.last_packet = now;
+        if !self.is_connected() {
+            return match packet {
+                Packet::Connect(c) => self.on_connect(*c),
+                other => {
+                    Metrics::add(&self.broker.metrics.protocol_errors, 1);
+                    tracing::debug!(peer = %self.peer, packet = ?other.kind(), "first packet is not CONNECT");
+                    Err(Close::Violation(
+                        ReasonCode::PROTOCOL_ERROR,
+                        "[MQTT-3.1.0-1] first packet must be CONNECT".into(),
+                    ))
+                }
+            };
+        }
+        match packet {
+            Packet::Connect(_) => {
+                Err(self.violation(ReasonCode::PROTOCOL_ERROR, "[MQTT-3.1.0-2] second CONNECT"))
+            }
+            Packet::Publish(p) => self.on_publish(p),
+            Packet::PubAck(r) => {
+                self.on_puback(r);
+                Ok(())
+            }
+            Packet::PubRec(r) => {
+                self.on_pubrec(r);
+                Ok(())
+            }
+            Packet::PubRel(r) => {
+                self.on_pubrel(r);
+                Ok(())
+            }
+            Packet::PubComp(r) => {
+                self.on_pubcomp(r);
+                Ok(())
+            }
+            Packet::Subscribe(s) => self.on_subscribe(s),
+            Packet::Unsubscribe(u) => {
+                self.on_unsubscribe(u);
+                Ok(())
+            }
+            Packet::PingReq => {
+                self.write_current(&Packet::PingResp);
+                Ok(())
+            }
+            Packet::Disconnect(d) => self.on_disconnect(d),
+            Packet::Auth(_) => Err(self.violation(
+                ReasonCode::PROTOCOL_ERROR,
+                "[MQTT-4.12.0-1] AUTH without an authentication method",
+            )),
+            Packet::ConnAck(_) | Packet::SubAck(_) | Packet::UnsubAck(_) | Packet::PingResp => {
+                Err(self.violation(
+                    ReasonCode::PROTOCOL_ERROR,
+                    "server-to-client packet sent by a client",
+                ))
+            }
+        }
+    }
+
+    // ------------------------------------------------------------------ CONNECT
+
+    fn refuse(
+        &mut self,
+        version: ProtocolVersion,
+        code: ReasonCode,
+        why: &str,
+    ) -> Result<(), Close> {
+        tracing::debug!(peer = %self.peer, reason = why, code = code.0, "CONNECT refused");
+        let mut properties = ConnAckProperties::default();
+        if version.is_v5() {
+            properties.reason_string = Some(why.to_string());
+        }
+        let ack = Packet::ConnAck(ConnAck {
+            session_present: false,
+            reason_code: code,
+            properties,
+        });
+        self.write(&ack, version);
+        Err(Close::Refused(code))
+    }
+
+    fn on_connect(&mut self, c: Connect) -> Result<(), Close> {
+        let v = c.protocol;
+        let settings = &self.broker.settings;
+        if c.properties.authentication_method.is_some() {
+            return self.refuse(
+                v,
+                ReasonCode::BAD_AUTHENTICATION_METHOD,
+                "enhanced authentication is not supported",
+            );
+        }
+        let mut assigned = None;
+        let client_id: ClientId = if c.client_id.is_empty() {
+            if !v.is_v5() && !c.clean_start {
+                return self.refuse(
+                    v,
+                    ReasonCode::CLIENT_IDENTIFIER_NOT_VALID,
+                    "[MQTT-3.1.3-8] empty client id needs clean session",
+                );
+            }
+            let id = format!("auto-{:016x}", rand::random::<u64>());
+            assigned = Some(id.clone());
+            id.into()
+        } else {
+            if v == ProtocolVersion::V3_1 && c.client_id.len() > 23 {
+                return self.refuse(
+                    v,
+                    ReasonCode::CLIENT_IDENTIFIER_NOT_VALID,
+                    "MQTT 3.1 client id over 23 bytes",
+                );
+            }
+            c.client_id.as_str().into()
+        };
+        if let Some(w) = &c.will {
+            if w.retain && !settings.retain_available {
+                return self.refuse(
+                    v,
+                    ReasonCode::RETAIN_NOT_SUPPORTED,
+                    "retain is not available",
+                );
+            }
+            if tr::qos_in(w.qos) > self.broker.max_qos() {
+                return self.refuse(
+                    v,
+                    ReasonCode::QOS_NOT_SUPPORTED,
+                    "will QoS above the maximum QoS",
+                );
+            }
+        }
+        let origin = self.origin(&client_id, c.username.as_deref().map(Arc::from));
+        let will = match &c.will {
+            Some(w) => match tr::will_to_message(w, origin, now_ms()) {
+                Ok((msg, delay)) => Some(PendingWill { msg, delay }),
+                Err(TranslateError::PayloadNotUtf8 | TranslateError::InvalidPayloadFormat(_)) => {
+                    return self.refuse(
+                        v,
+                        ReasonCode::PAYLOAD_FORMAT_INVALID,
+                        "will payload is not UTF-8",
+                    );
+                }
+                Err(_) => {
+                    return self.refuse(v, ReasonCode::TOPIC_NAME_INVALID, "invalid will topic")
+                }
+            },
+            None => None,
+        };
+
+        // Session expiry: 3.1.1 clean session 0 never expires; MQTT 5 asks for a number of seconds.
+        let asked = if v.is_v5() {
+            c.properties.session_expiry_interval.unwrap_or(0)
+        } else if c.clean_start {
+            0
+        } else {
+            u32::MAX
+        };
+        let cap = settings
+            .max_session_expiry
+            .map(|d| u32::try_from(d.as_secs()).unwrap_or(u32::MAX));
+        let expiry = cap.map_or(asked, |cap| asked.min(cap));
+
+        let Some(link) = self.link.clone() else {
+            return self.refuse(v, ReasonCode::SERVER_UNAVAILABLE, "connection not ready");
+        };
+        let limits = &self.listener.limits;
+        let att = self.broker.attach(
+            client_id.clone(),
+            c.clean_start,
+            expiry,
+            link,
+            QueueLimits {
+                max_queued: limits.max_queued_messages,
+                drop_policy: settings.queue_drop,
+                queue_qos0_offline: settings.queue_qos0_offline,
+            },
+        );
+
+        let keep_alive = settings.server_keep_alive.unwrap_or(c.keep_alive);
+        let client_receive_max = c.properties.receive_maximum.unwrap_or(u16::MAX);
+        let conn = Connected {
+            version: v,
+            client_id: client_id.clone(),
+            username: c.username.as_deref().map(Arc::from),
+            session: att.session.clone(),
+            generation: att.generation,
+            keep_alive,
+            will,
+            inflight_window: usize::from(client_receive_max.min(limits.max_inflight)),
+            client_max_packet: c.properties.maximum_packet_size.unwrap_or(u32::MAX),
+            client_alias_max: c.properties.topic_alias_maximum.unwrap_or(0),
+            alias_in: HashMap::new(),
+            alias_out: HashMap::new(),
+            problem_info: c.properties.request_problem_information.unwrap_or(true),
+            connect_expiry_zero: asked == 0,
+        };
+        self.conn = Some(Box::new(conn));
+
+        let mut props = ConnAckProperties::default();
+        if v.is_v5() {
+            props.receive_maximum = Some(limits.max_incoming_inflight);
+            props.maximum_packet_size = Some(limits.max_packet_size);
+            props.topic_alias_maximum = Some(settings.topic_alias_maximum);
+            props.assigned_client_identifier = assigned;
+            if settings.max_qos < 2 {
+                props.maximum_qos = Some(tr::qos_out(self.broker.max_qos()));
+            }
+            if !settings.retain_available {
+                props.retain_available = Some(false);
+            }
+            if !settings.wildcard_subscriptions {
+                props.wildcard_subscription_available = Some(false);
+            }
+            if !settings.shared_subscriptions {
+                props.shared_subscription_available = Some(false);
+            }
+            if !settings.subscription_identifiers {
+                props.subscription_identifiers_available = Some(false);
+            }
+            if settings.server_keep_alive.is_some() {
+                props.server_keep_alive = Some(keep_alive);
+            }
+            if expiry != asked {
+                props.session_expiry_interval = Some(expiry);
+            }
+        }
+        let ack = Packet::ConnAck(ConnAck {
+            session_present: att.present,
+            reason_code: ReasonCode::SUCCESS,
+            properties: props,
+        });
+        self.write(&ack, v);
+        tracing::debug!(peer = %self.peer, client_id = %client_id, version = ?v, present = att.present, "client connected");
+        if att.present {
+            self.retransmit();
+        }
+        self.drain();
+        Ok(())
+    }
+
+    fn origin(&self, client_id: &ClientId, username: Option<Arc<str>>) -> Origin {
+        Origin {
+            protocol: Some(Protocol::Mqtt),
+            client_id: Some(client_id.clone()),
+            username,
+            peer: Some(self.peer),
+            listener: Some(self.listener.name.clone()),
+        }
+    }
+
+    /// Resends the inflight window after a session is resumed (MQTT 5 §4.4).
+    fn retransmit(&mut self) {
+        let Some(c) = self.conn.as_ref() else { return };
+        let pending: Vec<(u16, OutState)> = {
+            let st = c.session.lock();
+            st.inflight
+                .in_order()
+                .map(|(id, s)| (id, s.clone()))
+                .collect()
+        };
+        let now = now_ms();
+        for (id, state) in pending {
+            match state {
+                OutState::Published(d) => self.write_publish(Some(id), &d, true, now),
+                OutState::Released => {
+                    if let Some(pid) = PacketId::new(id) {
+                        self.write_current(&Packet::PubRel(pub_resp(pid, ReasonCode::SUCCESS)));
+                    }
+                }
+            }
+        }
+    }
+
+    // ------------------------------------------------------------------ PUBLISH in
+
+    fn on_publish(&mut self, p: Publish) -> Result<(), Close> {
+        let broker = self.broker.clone();
+        Metrics::add(&broker.metrics.messages_received[p.qos as usize], 1);
+        let Some(c) = self.conn.as_mut() else {
+            return Ok(());
+        };
+        let v5 = c.version.is_v5();
+        if tr::qos_in(p.qos) > broker.max_qos() {
+            return Err(self.violation(
+                ReasonCode::QOS_NOT_SUPPORTED,
+                "[MQTT-3.3.1-4] QoS above the maximum QoS",
+            ));
+        }
+        if p.retain && !broker.settings.retain_available {
+            return Err(self.violation(
+                ReasonCode::RETAIN_NOT_SUPPORTED,
+                "[MQTT-3.3.1-5] retain is not available",
+            ));
+        }
+        // Topic alias (MQTT 5 §3.3.2.3.4).
+        let topic: String = match p.properties.topic_alias {
+            None => p.topic.clone(),
+            Some(alias) => {
+                if alias == 0 || alias > broker.settings.topic_alias_maximum {
+                    return Err(self.violation(
+                        ReasonCode::TOPIC_ALIAS_INVALID,
+                        "[MQTT-3.3.2-9] topic alias out of range",
+                    ));
+                }
+                if p.topic.is_empty() {
+                    match c.alias_in.get(&alias) {
+                        Some(t) => t.clone(),
+                        None => {
+                            return Err(self.violation(
+                                ReasonCode::PROTOCOL_ERROR,
+                                "[MQTT-3.3.4] topic alias not set",
+                            ))
+                        }
+                    }
+                } else {
+                    c.alias_in.insert(alias, p.topic.clone());
+                    p.topic.clone()
+                }
+            }
+        };
+        let origin = self.origin_of_connected();
+        let levels_ok = topic.split('/').count() <= self.listener.limits.max_topic_levels;
+        let msg = match tr::publish_to_message(&p, &topic, origin, now_ms()) {
+            Ok(m) if levels_ok => m,
+            Ok(_) => {
+                return self.reject_publish(
+                    &p,
+                    ReasonCode::TOPIC_NAME_INVALID,
+                    "too many topic levels",
+                )
+            }
+            Err(TranslateError::PayloadNotUtf8 | TranslateError::InvalidPayloadFormat(_)) => {
+                return self.reject_publish(
+                    &p,
+                    ReasonCode::PAYLOAD_FORMAT_INVALID,
+                    "payload is not UTF-8",
+                )
+            }
+            Err(TranslateError::InvalidResponseTopic(_)) => {
+                return Err(self.violation(
+                    ReasonCode::PROTOCOL_ERROR,
+                    "[MQTT-3.3.2-14] invalid response topic",
+                ))
+            }
+            Err(e) => {
+                return self.reject_publish(&p, ReasonCode::TOPIC_NAME_INVALID, &e.to_string())
+            }
+        };
+        match (p.qos, p.packet_id) {
+            (mqtt::QoS::AtMostOnce, _) => {
+                broker.publish(msg);
+            }
+            (mqtt::QoS::AtLeastOnce, Some(pid)) => {
+                let n = broker.publish(msg);
+                let code = if n == 0 && v5 {
+                    ReasonCode::NO_MATCHING_SUBSCRIBERS
+                } else {
+                    ReasonCode::SUCCESS
+                };
+                self.write_current(&Packet::PubAck(pub_resp(pid, code)));
+            }
+            (mqtt::QoS::ExactlyOnce, Some(pid)) => {
+                let max_in = usize::from(self.listener.limits.max_incoming_inflight);
+                let fresh = {
+                    let Some(c) = self.conn.as_ref() else {
+                        return Ok(());
+                    };
+                    let mut st = c.session.lock();
+                    if st.incoming_qos2.contains(&pid.get()) {
+                        false
+                    } else if st.incoming_qos2.len() >= max_in {
+                        drop(st);
+                        return Err(self.violation(
+                            ReasonCode::RECEIVE_MAXIMUM_EXCEEDED,
+                            "[MQTT-3.3.4-9] more QoS 2 messages in flight than Receive Maximum",
+                        ));
+                    } else {
+                        st.incoming_qos2.insert(pid.get());
+                        true
+                    }
+                };
+                // A retransmitted QoS 2 PUBLISH (same id before PUBREL) is not routed twice.
+                let code = if fresh {
+                    let n = broker.publish(msg);
+                    if n == 0 && v5 {
+                        ReasonCode::NO_MATCHING_SUBSCRIBERS
+                    } else {
+                        ReasonCode::SUCCESS
+                    }
+                } else {
+                    ReasonCode::SUCCESS
+                };
+                self.write_current(&Packet::PubRec(pub_resp(pid, code)));
+            }
+            (_, None) => {
+                return Err(self.violation(
+                    ReasonCode::MALFORMED_PACKET,
+                    "[MQTT-2.2.1-2] QoS > 0 without packet id",
+                ))
+            }
+        }
+        Ok(())
+    }
+
+    fn origin_of_connected(&self) -> Origin {
+        match self.conn.as_ref() {
+            Some(c) => self.origin(&c.client_id, c.username.clone()),
+            None => Origin::default(),
+        }
+    }
+
+    /// Refuses one PUBLISH: an error code in PUBACK/PUBREC on MQTT 5; closing on 3.1.1, which
+    /// has no way to say no (MQTT 3.1.1 §4.8 leaves only closing).
+    fn reject_publish(&mut self, p: &Publish, code: ReasonCode, why: &str) -> Result<(), Close> {
+        tracing::debug!(peer = %self.peer, client_id = self.client_id().unwrap_or("-"), reason = why, "PUBLISH refused");
+        if !self.is_v5() {
+            return Err(Close::Violation(code, why.to_string()));
+        }
+        match (p.qos, p.packet_id) {
+            (mqtt::QoS::AtLeastOnce, Some(pid)) => {
+                self.write_current(&Packet::PubAck(self.resp_with_reason(pid, code, why)))
+            }
+            (mqtt::QoS::ExactlyOnce, Some(pid)) => {
+                self.write_current(&Packet::PubRec(self.resp_with_reason(pid, code, why)))
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn resp_with_reason(&self, pid: PacketId, code: ReasonCode, why: &str) -> PubResp {
+        let mut r = pub_resp(pid, code);
+        if self.conn.as_ref().is_some_and(|c| c.problem_info) {
+            r.properties.reason_string = Some(why.to_string());
+        }
+        r
+    }
+
+    // ------------------------------------------------------------------ acks
+
+    fn on_puback(&mut self, r: PubResp) {
+        let Some(c) = self.conn.as_ref() else { return };
+        let removed = {
+            let mut st = c.session.lock();
+            match st.inflight.state(r.packet_id.get()) {
+                Some(OutState::Published(d)) if d.qos == QoS::AtLeastOnce => {
+                    st.inflight.remove(r.packet_id.get())
+                }
+                _ => None,
+            }
+        };
+        if removed.is_none() {
+            tracing::debug!(client_id = %c.client_id, id = r.packet_id.get(), "PUBACK for unknown packet id");
+        }
+        self.drain();
+    }
+
+    fn on_pubrec(&mut self, r: PubResp) {
+        let Some(c) = self.conn.as_ref() else { return };
+        let id = r.packet_id.get();
+        let known = {
+            let mut st = c.session.lock();
+            match st.inflight.state(id) {
+                Some(OutState::Published(d)) if d.qos == QoS::ExactlyOnce => {
+                    if r.reason_code.is_error() {
+                        // The receiver refused it: the flow ends here (MQTT 5 §4.3.3).
+                        st.inflight.remove(id);
+                        None
+                    } else {
+                        st.inflight.set(id, OutState::Released);
+                        Some(true)
+                    }
+                }
+                Some(OutState::Released) => Some(true),
+                _ => Some(false),
+            }
+        };
+        match known {
+            Some(true) => {
+                self.write_current(&Packet::PubRel(pub_resp(r.packet_id, ReasonCode::SUCCESS)))
+            }
+            Some(false) => self.write_current(&Packet::PubRel(pub_resp(
+                r.packet_id,
+                ReasonCode::PACKET_IDENTIFIER_NOT_FOUND,
+            ))),
+            None => {
+                self.drain();
+            }
+        }
+    }
+
+    fn on_pubcomp(&mut self, r: PubResp) {
+        let Some(c) = self.conn.as_ref() else { return };
+        {
+            let mut st = c.session.lock();
+            if matches!(
+                st.inflight.state(r.packet_id.get()),
+                Some(OutState::Released)
+            ) {
+                st.inflight.remove(r.packet_id.get());
+            }
+        }
+        self.drain();
+    }
+
+    fn on_pubrel(&mut self, r: PubResp) {
+        let Some(c) = self.conn.as_ref() else { return };
+        let known = c.session.lock().incoming_qos2.remove(&r.packet_id.get());
+        let code = if known {
+            ReasonCode::SUCCESS
+        } else {
+            ReasonCode::PACKET_IDENTIFIER_NOT_FOUND
+        };
+        self.write_current(&Packet::PubComp(pub_resp(r.packet_id, code)));
+    }
+
+    // ------------------------------------------------------------------ SUBSCRIBE
+
+    fn on_subscribe(&mut self, s: Subscribe) -> Result<(), Close> {
+        let broker = self.broker.clone();
+        let Some(c) = self.conn.as_ref() else {
+            return Ok(());
+        };
+        let session = c.session.clone();
+        let v5 = c.version.is_v5();
+        if s.properties.subscription_identifier.is_some()
+            && !broker.settings.subscription_identifiers
+        {
+            return Err(self.violation(
+                ReasonCode::SUBSCRIPTION_IDENTIFIERS_NOT_SUPPORTED,
+                "subscription identifiers are not supported",
+            ));
+        }
+        let mut codes = Vec::with_capacity(s.filters.len());
+        let mut retained: Vec<(TopicFilter, SubOptions)> = Vec::new();
+        for (raw, o) in &s.filters {
+            let filter = match TopicFilter::new(raw) {
+                Ok(f) if f.level_count() <= self.listener.limits.max_topic_levels => f,
+                _ => {
+                    codes.push(ReasonCode::TOPIC_FILTER_INVALID);
+                    continue;
+                }
+            };
+            if filter.share_group().is_some() && o.no_local {
+                return Err(self.violation(
+                    ReasonCode::PROTOCOL_ERROR,
+                    "[MQTT-3.8.3-4] no local on a shared subscription",
+                ));
+            }
+            match broker.check_filter(&filter) {
+                Err(FilterRefusal::SharedNotSupported) => {
+                    codes.push(ReasonCode::SHARED_SUBSCRIPTIONS_NOT_SUPPORTED);
+                    continue;
+                }
+                Err(FilterRefusal::WildcardsNotSupported) => {
+                    codes.push(ReasonCode::WILDCARD_SUBSCRIPTIONS_NOT_SUPPORTED);
+                    continue;
+                }
+                Ok(()) => {}
+            }
+            let granted = tr::qos_in(o.qos).min(broker.max_qos());
+            let opts = SubOptions {
+                qos: granted,
+                no_local: v5 && o.no_local,
+                retain_as_published: v5 && o.retain_as_published,
+                sub_id: s.properties.subscription_identifier,
+            };
+            let is_new = broker.subscribe(&session, &filter, opts);
+            codes.push(ReasonCode(granted.as_u8()));
+            let send_retained = match o.retain_handling {
+                mqtt::RetainHandling::SendAtSubscribe => true,
+                mqtt::RetainHandling::SendAtSubscribeIfNew => is_new,
+                mqtt::RetainHandling::DoNotSend => false,
+            };
+            // Retained messages are not sent to shared subscriptions (MQTT 5 §4.8.2).
+            if send_retained && filter.share_group().is_none() {
+                retained.push((filter, opts));
+            }
+        }
+        let ack = Packet::SubAck(SubAck {
+            packet_id: s.packet_id,
+            reason_codes: codes,
+            properties: AckProperties::default(),
+        });
+        self.write_current(&ack);
+        for (filter, opts) in retained {
+            broker.deliver_retained(&session, &filter, opts);
+        }
+        self.drain();
+        Ok(())
+    }
+
+    fn on_unsubscribe(&mut self, u: Unsubscribe) {
+        let broker = self.broker.clone();
+        let Some(c) = self.conn.as_ref() else { return };
+        let session = c.session.clone();
+        let codes = u
+            .filters
+            .iter()
+            .map(|raw| match TopicFilter::new(raw) {
+                Ok(f) => {
+                    if broker.unsubscribe(&session, &f) {
+                        ReasonCode::SUCCESS
+                    } else {
+                        ReasonCode::NO_SUBSCRIPTION_EXISTED
+                    }
+                }
+                Err(_) => ReasonCode::TOPIC_FILTER_INVALID,
+            })
+            .collect();
+        let ack = Packet::UnsubAck(UnsubAck {
+            packet_id: u.packet_id,
+            reason_codes: codes,
+            properties: AckProperties::default(),
+        });
+        self.write_current(&ack);
+    }
+
+    // ------------------------------------------------------------------ DISCONNECT
+
+    fn on_disconnect(&mut self, d: Disconnect) -> Result<(), Close> {
+        if let (Some(c), Some(new_expiry)) =
+            (self.conn.as_ref(), d.properties.session_expiry_interval)
+        {
+            if c.connect_expiry_zero && new_expiry != 0 {
+                return Err(self.violation(
+                    ReasonCode::PROTOCOL_ERROR,
+                    "[MQTT-3.14.2-2] session expiry raised from 0 on DISCONNECT",
+                ));
+            }
+            let cap = self
+                .broker
+                .settings
+                .max_session_expiry
+                .map(|d| u32::try_from(d.as_secs()).unwrap_or(u32::MAX));
+            c.session.lock().expiry_interval = cap.map_or(new_expiry, |cap| new_expiry.min(cap));
+        }
+        let with_will = d.reason_code == ReasonCode::DISCONNECT_WITH_WILL;
+        Err(self.fail(Close::ClientDisconnected { with_will }))
+    }
+
+    /// The server closes the connection: a DISCONNECT with `reason` for MQTT 5 clients.
+    pub fn handle_kick(&mut self, reason: KickReason) -> Close {
+        let code = match reason {
+            KickReason::SessionTakenOver => ReasonCode::SESSION_TAKEN_OVER,
+            KickReason::ServerShuttingDown => ReasonCode::SERVER_SHUTTING_DOWN,
+            KickReason::Administrative => ReasonCode::ADMINISTRATIVE_ACTION,
+        };
+        self.send_disconnect(code, None);
+        self.fail(Close::Kicked(reason))
+    }
+
+    /// Keep alive or connect timeout elapsed.
+    pub fn handle_timeout(&mut self, close: Close) -> Close {
+        if close == Close::KeepAliveTimeout {
+            self.send_disconnect(ReasonCode::KEEP_ALIVE_TIMEOUT, None);
+        }
+        self.fail(close)
+    }
+
+    fn send_disconnect(&mut self, code: ReasonCode, why: Option<String>) {
+        if !self.is_v5() {
+            return;
+        }
+        let problem_info = self.conn.as_ref().is_some_and(|c| c.problem_info);
+        let d = Packet::Disconnect(Disconnect {
+            reason_code: code,
+            properties: DisconnectProperties {
+                reason_string: why.filter(|_| problem_info),
+                ..Default::default()
+            },
+        });
+        self.write_current(&d);
+    }
+
+    /// The socket is closing: detaches the session and decides on the will. Returns the timers
+    /// the caller must schedule.
+    pub fn handle_closed(&mut self, close: &Close) -> Option<(Arc<Session>, u64, Detached)> {
+        let c = self.conn.take()?;
+        let publish_will = close.publishes_will()
+            && (!self.broker.is_shutting_down()
+                || close != &Close::Kicked(KickReason::ServerShuttingDown));
+        let will = if publish_will { c.will } else { None };
+        tracing::debug!(client_id = %c.client_id, reason = ?close, "client disconnected");
+        let detached = self.broker.detach(&c.session, c.generation, will);
+        Some((c.session, c.generation, detached))
+    }
+
+    // ------------------------------------------------------------------ output
+
+    /// Moves deliveries from the session queue into `out`, within the inflight window and
+    /// [`HIGH_WATER`]. Returns true when more are waiting (call again after yielding).
+    pub fn drain(&mut self) -> bool {
+        let Some(c) = self.conn.as_ref() else {
+            return false;
+        };
+        if self.out.len() >= HIGH_WATER {
+            return false;
+        }
+        let now = now_ms();
+        let window = c.inflight_window;
+        let mut batch: Vec<(Option<u16>, Delivery)> = Vec::new();
+        let more = {
+            let mut st = c.session.lock();
+            if st.generation != c.generation {
+                return false;
+            }
+            st.wake_pending = false;
+            while batch.len() < DRAIN_BATCH {
+                let Some(front) = st.queue.front() else { break };
+                if front.msg.is_expired(now) {
+                    st.pop();
+                    Metrics::add(&self.broker.metrics.dropped_expired, 1);
+                    continue;
+                }
+                if front.qos != QoS::AtMostOnce && st.inflight.len() >= window {
+                    break;
+                }
+                let Some(d) = st.pop() else { break };
+                let id = if d.qos == QoS::AtMostOnce {
+                    None
+                } else {
+                    match st.inflight.insert(OutState::Published(d.clone())) {
+                        Some(id) => Some(id),
+                        None => {
+                            st.unpop(d);
+                            break;
+                        }
+                    }
+                };
+                batch.push((id, d));
+            }
+            if st.queue.is_empty() {
+                st.drops_in_episode = 0;
+            }
+            batch.len() == DRAIN_BATCH && !st.queue.is_empty()
+        };
+        for (id, d) in &batch {
+            self.write_publish(*id, d, false, now);
+        }
+        more
+    }
+
+    fn write_publish(&mut self, id: Option<u16>, d: &Delivery, dup: bool, now: u64) {
+        let Some(c) = self.conn.as_mut() else { return };
+        let mut p = tr::message_to_publish(&d.msg, d.qos, d.retain, now);
+        p.dup = dup;
+        p.packet_id = id.and_then(PacketId::new);
+        if c.version.is_v5() {
+            p.properties.subscription_identifiers = d.sub_ids.to_vec();
+            if c.client_alias_max > 0 {
+                let topic = d.msg.topic.as_str();
+                if let Some(alias) = c.alias_out.get(topic) {
+                    p.properties.topic_alias = Some(*alias);
+                    p.topic.clear();
+                } else if c.alias_out.len() < usize::from(c.client_alias_max) {
+                    let alias = c.alias_out.len() as u16 + 1;
+                    c.alias_out.insert(Arc::from(topic), alias);
+                    p.properties.topic_alias = Some(alias);
+                }
+            }
+        }
+        let packet = Packet::Publish(p);
+        let version = c.version;
+        if mqtt::encoded_len(&packet, version) > c.client_max_packet as usize {
+            // Too large for the client: discard as if delivered (MQTT 5 §3.1.2.11.4).
+            Metrics::add(&self.broker.metrics.dropped_too_large, 1);
+            if let Some(id) = id {
+                c.session.lock().inflight.remove(id);
+            }
+            return;
+        }
+        Metrics::add(
+            &self.broker.metrics.messages_sent[d.qos.as_u8() as usize],
+            1,
+        );
+        self.write(&packet, version);
+    }
+
+    fn write_current(&mut self, packet: &Packet) {
+        let v = self.version().unwrap_or(ProtocolVersion::V3_1_1);
+        self.write(packet, v);
+    }
+
+    fn write(&mut self, packet: &Packet, version: ProtocolVersion) {
+        if let Err(e) = mqtt::encode(packet, version, &mut self.out) {
+            tracing::warn!(peer = %self.peer, error = %e, "cannot encode packet");
+        }
+    }
+}
+
+fn pub_resp(packet_id: PacketId, reason_code: ReasonCode) -> PubResp {
+    PubResp {
+        packet_id,
+        reason_code,
+        properties: AckProperties::default(),
+    }
+}

@@ -1,0 +1,446 @@
+//! Starting and stopping the server: the actix system, worker arbiters, listeners, `$SYS`.
+//!
+//! One actix `System` runs on its own thread; it binds the listeners and accepts connections,
+//! handing each socket round-robin to one of N worker arbiters (one per core by default), where
+//! its connection actor lives for good. Connections on different arbiters meet only in the
+//! shared broker core, never through a central actor.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use actix::{Arbiter, ArbiterHandle};
+use anyhow::Context as _;
+use bytes::Bytes;
+use tokio::net::{TcpListener, TcpStream};
+use unigate_pubsub::{Message, Origin, Protocol, QoS, Topic};
+
+use crate::broker::{Broker, Detached, KickReason, Metrics, Session};
+use crate::config::{Config, ListenerConfig, ListenerProtocol};
+use crate::mqtt::connection::Connection;
+use crate::mqtt::protocol::ListenerSettings;
+
+/// A listener that is bound.
+#[derive(Debug, Clone)]
+pub struct BoundListener {
+    /// Its name.
+    pub name: String,
+    /// Its protocol.
+    pub protocol: ListenerProtocol,
+    /// The address it is bound to (with the OS-chosen port for `:0`).
+    pub addr: SocketAddr,
+}
+
+/// Options of a start.
+#[derive(Debug, Clone, Default)]
+pub struct StartOptions {
+    /// Stop gracefully on SIGINT / SIGTERM.
+    pub handle_signals: bool,
+}
+
+/// A running server.
+pub struct RunningServer {
+    /// The bound listeners.
+    pub listeners: Vec<BoundListener>,
+    /// The broker core (for inspection in tests and the management API).
+    pub broker: Arc<Broker>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+impl std::fmt::Debug for RunningServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunningServer")
+            .field("listeners", &self.listeners)
+            .finish()
+    }
+}
+
+impl RunningServer {
+    /// The address of the listener named `name`.
+    pub fn addr(&self, name: &str) -> Option<SocketAddr> {
+        self.listeners
+            .iter()
+            .find(|l| l.name == name)
+            .map(|l| l.addr)
+    }
+
+    /// Stops gracefully and waits for the server thread.
+    pub fn stop(mut self) -> anyhow::Result<()> {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        self.join()
+    }
+
+    /// Waits until the server stops (on a signal, with `handle_signals`).
+    pub fn wait(mut self) -> anyhow::Result<()> {
+        self.join()
+    }
+
+    fn join(&mut self) -> anyhow::Result<()> {
+        match self.thread.take() {
+            Some(t) => t
+                .join()
+                .map_err(|_| anyhow::anyhow!("server thread panicked"))?,
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for RunningServer {
+    fn drop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        let _ = self.join();
+    }
+}
+
+/// Counts a listener's open connections; dropping it releases the slot.
+pub struct ConnectionGuard {
+    open: Arc<AtomicUsize>,
+    broker: Arc<Broker>,
+}
+
+impl Drop for ConnectionGuard {
+    fn drop(&mut self) {
+        self.open.fetch_sub(1, Ordering::Relaxed);
+        Metrics::gauge(&self.broker.metrics.connections, -1);
+    }
+}
+
+/// Starts the server on its own thread and returns once every listener is bound.
+pub fn start(
+    config: Config,
+    host: std::net::IpAddr,
+    opts: StartOptions,
+) -> anyhow::Result<RunningServer> {
+    let broker = Arc::new(Broker::new(config.mqtt.clone()));
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
+    let core = broker.clone();
+    let thread = std::thread::Builder::new()
+        .name("unigate-main".into())
+        .spawn(move || run_system(config, host, core, opts, ready_tx, stop_rx))
+        .context("cannot start the server thread")?;
+    match ready_rx.recv() {
+        Ok(Ok(listeners)) => Ok(RunningServer {
+            listeners,
+            broker,
+            stop: Some(stop_tx),
+            thread: Some(thread),
+        }),
+        Ok(Err(e)) => {
+            let _ = thread.join();
+            Err(e)
+        }
+        Err(_) => match thread.join() {
+            Ok(Err(e)) => Err(e),
+            _ => Err(anyhow::anyhow!("server thread ended during start-up")),
+        },
+    }
+}
+
+type Ready = std::sync::mpsc::Sender<anyhow::Result<Vec<BoundListener>>>;
+
+fn run_system(
+    config: Config,
+    host: std::net::IpAddr,
+    broker: Arc<Broker>,
+    opts: StartOptions,
+    ready: Ready,
+    stop: tokio::sync::oneshot::Receiver<()>,
+) -> anyhow::Result<()> {
+    let system = actix_rt::System::new();
+    system.block_on(async move {
+        let workers = if config.workers == 0 {
+            num_cpus::get()
+        } else {
+            config.workers
+        };
+        let arbiters: Vec<Arbiter> = (0..workers).map(|_| Arbiter::new()).collect();
+        let handles: Arc<[ArbiterHandle]> = arbiters.iter().map(|a| a.handle()).collect();
+
+        let mut bound = Vec::new();
+        for l in config.effective_listeners(host) {
+            match bind(&l) {
+                Ok(listener) => {
+                    let addr = listener.local_addr()?;
+                    bound.push(BoundListener {
+                        name: l.name.clone(),
+                        protocol: l.protocol,
+                        addr,
+                    });
+                    let settings = Arc::new(ListenerSettings {
+                        name: Arc::from(l.name.as_str()),
+                        limits: l.limits.clone(),
+                    });
+                    actix_rt::spawn(accept_loop(
+                        listener,
+                        settings,
+                        broker.clone(),
+                        handles.clone(),
+                    ));
+                }
+                Err(e) => {
+                    let err = e.context(format!("listener \"{}\" on {}", l.name, l.bind));
+                    let _ = ready.send(Err(anyhow::anyhow!("{err:#}")));
+                    return Ok(());
+                }
+            }
+        }
+        let _ = ready.send(Ok(bound));
+        if !config.sys_interval.is_zero() {
+            actix_rt::spawn(sys_loop(broker.clone(), config.sys_interval));
+        }
+
+        wait_for_stop(stop, opts.handle_signals).await;
+        tracing::info!("stopping");
+        broker.set_shutting_down();
+        if config.publish_wills_on_shutdown {
+            broker.kick_all(KickReason::Administrative);
+        } else {
+            broker.kick_all(KickReason::ServerShuttingDown);
+        }
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+        while broker.metrics.connections.load(Ordering::Relaxed) > 0
+            && tokio::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        for a in &arbiters {
+            a.stop();
+        }
+        actix_rt::System::current().stop();
+        Ok::<(), anyhow::Error>(())
+    })?;
+    Ok(())
+}
+
+async fn wait_for_stop(stop: tokio::sync::oneshot::Receiver<()>, signals: bool) {
+    if !signals {
+        let _ = stop.await;
+        return;
+    }
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = stop => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                tokio::select! {
+                    _ = stop => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        tokio::select! {
+            _ = stop => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+    }
+}
+
+fn bind(l: &ListenerConfig) -> anyhow::Result<TcpListener> {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::for_address(l.bind), Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    if l.bind.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    socket.bind(&l.bind.into())?;
+    socket.listen(4096)?;
+    socket.set_nonblocking(true)?;
+    Ok(TcpListener::from_std(socket.into())?)
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    settings: Arc<ListenerSettings>,
+    broker: Arc<Broker>,
+    workers: Arc<[ArbiterHandle]>,
+) {
+    let open = Arc::new(AtomicUsize::new(0));
+    let mut next = 0usize;
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(s) => s,
+            Err(e) => {
+                // EMFILE and friends: back off instead of spinning.
+                tracing::warn!(listener = %settings.name, error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        if open.fetch_add(1, Ordering::Relaxed) >= settings.limits.max_connections {
+            open.fetch_sub(1, Ordering::Relaxed);
+            tracing::debug!(listener = %settings.name, %peer, "connection limit reached; closing");
+            continue;
+        }
+        Metrics::gauge(&broker.metrics.connections, 1);
+        Metrics::add(&broker.metrics.connections_total, 1);
+        let guard = ConnectionGuard {
+            open: open.clone(),
+            broker: broker.clone(),
+        };
+        let std_stream = match stream.into_std() {
+            Ok(s) => s,
+            Err(_) => continue,
+        };
+        let Some(worker) = workers.get(next % workers.len()) else {
+            continue;
+        };
+        next = next.wrapping_add(1);
+        let broker = broker.clone();
+        let settings = settings.clone();
+        let spawned = worker.spawn(async move {
+            match TcpStream::from_std(std_stream) {
+                Ok(s) => {
+                    if let Err(e) = Connection::start(s, broker, settings, guard) {
+                        tracing::debug!(error = %e, "connection failed at start");
+                    }
+                }
+                Err(e) => tracing::debug!(error = %e, "cannot register socket"),
+            }
+        });
+        if !spawned {
+            tracing::warn!("worker arbiter is gone");
+        }
+    }
+}
+
+/// Schedules the session-expiry and will-delay timers a detach asked for.
+pub fn schedule_session_timers(
+    broker: &Arc<Broker>,
+    session: Arc<Session>,
+    generation: u64,
+    d: Detached,
+) {
+    if let Some(after) = d.will_after {
+        let (b, s) = (broker.clone(), session.clone());
+        actix_rt::spawn(async move {
+            sleep_long(after).await;
+            b.fire_will(&s, generation);
+        });
+    }
+    if let Some(after) = d.expire_after {
+        let b = broker.clone();
+        actix_rt::spawn(async move {
+            sleep_long(after).await;
+            b.expire_session(&session, generation);
+        });
+    }
+}
+
+/// Sleeps for durations longer than the timer wheel supports, in steps.
+async fn sleep_long(mut d: Duration) {
+    const STEP: Duration = Duration::from_secs(86_400 * 30);
+    while d > STEP {
+        tokio::time::sleep(STEP).await;
+        d -= STEP;
+    }
+    tokio::time::sleep(d).await;
+}
+
+async fn sys_loop(broker: Arc<Broker>, every: Duration) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        broker.purge_expired_retained();
+        publish_sys(&broker);
+    }
+}
+
+/// Publishes the `$SYS/broker/…` statistics as retained messages (Mosquitto's names, so
+/// existing dashboards work).
+pub fn publish_sys(broker: &Broker) {
+    let m = &broker.metrics;
+    let sum = |a: &[std::sync::atomic::AtomicU64; 3]| a.iter().map(Metrics::read).sum::<u64>();
+    let stats: [(&str, String); 14] = [
+        (
+            "$SYS/broker/version",
+            format!("unigate {}", env!("CARGO_PKG_VERSION")),
+        ),
+        (
+            "$SYS/broker/uptime",
+            format!("{} seconds", broker.uptime().as_secs()),
+        ),
+        (
+            "$SYS/broker/clients/connected",
+            m.connections.load(Ordering::Relaxed).to_string(),
+        ),
+        (
+            "$SYS/broker/clients/total",
+            broker.session_count().to_string(),
+        ),
+        (
+            "$SYS/broker/connections/total",
+            Metrics::read(&m.connections_total).to_string(),
+        ),
+        (
+            "$SYS/broker/messages/received",
+            sum(&m.messages_received).to_string(),
+        ),
+        (
+            "$SYS/broker/messages/sent",
+            sum(&m.messages_sent).to_string(),
+        ),
+        (
+            "$SYS/broker/messages/dropped",
+            (Metrics::read(&m.dropped_queue_full)
+                + Metrics::read(&m.dropped_expired)
+                + Metrics::read(&m.dropped_too_large))
+            .to_string(),
+        ),
+        (
+            "$SYS/broker/subscriptions/count",
+            m.subscriptions.load(Ordering::Relaxed).to_string(),
+        ),
+        (
+            "$SYS/broker/retained messages/count",
+            m.retained.load(Ordering::Relaxed).to_string(),
+        ),
+        (
+            "$SYS/broker/bytes/received",
+            Metrics::read(&m.bytes_received).to_string(),
+        ),
+        (
+            "$SYS/broker/bytes/sent",
+            Metrics::read(&m.bytes_sent).to_string(),
+        ),
+        (
+            "$SYS/broker/wills/published",
+            Metrics::read(&m.wills_published).to_string(),
+        ),
+        (
+            "$SYS/broker/protocol_errors",
+            Metrics::read(&m.protocol_errors).to_string(),
+        ),
+    ];
+    for (topic, value) in stats {
+        let Ok(topic) = Topic::new(topic) else {
+            continue;
+        };
+        let mut msg = Message::new(topic, Bytes::from(value));
+        msg.retain = true;
+        msg.qos = QoS::AtMostOnce;
+        msg.origin = Origin {
+            protocol: Some(Protocol::System),
+            ..Origin::default()
+        };
+        broker.publish(msg);
+    }
+}
