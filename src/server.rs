@@ -295,6 +295,11 @@ async fn accept_loop(
             open: open.clone(),
             broker: broker.clone(),
         };
+        // TCP keepalive reaps half-open connections of clients that asked for no MQTT keep alive.
+        let keepalive = socket2::TcpKeepalive::new()
+            .with_time(Duration::from_secs(300))
+            .with_interval(Duration::from_secs(30));
+        let _ = socket2::SockRef::from(&stream).set_tcp_keepalive(&keepalive);
         let std_stream = match stream.into_std() {
             Ok(s) => s,
             Err(_) => continue,

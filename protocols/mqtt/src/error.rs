@@ -114,11 +114,26 @@ mod tests {
     fn reason_codes_by_blame() {
         assert_eq!(DecodeError::Malformed("x").reason_code(), ReasonCode(0x81));
         assert_eq!(DecodeError::Protocol("x").reason_code(), ReasonCode(0x82));
-        assert_eq!(DecodeError::PacketTooLarge { size: 9, max: 8 }.reason_code(), ReasonCode(0x95));
-        assert_eq!(DecodeError::UnsupportedProtocolVersion(6).reason_code(), ReasonCode(0x84));
-        assert_eq!(DecodeError::UnsupportedProtocolName.reason_code(), ReasonCode(0x84));
-        assert_eq!(DecodeError::InvalidTopic("x").reason_code(), ReasonCode(0x90));
-        assert_eq!(DecodeError::InvalidTopicAlias("x").reason_code(), ReasonCode(0x94));
+        assert_eq!(
+            DecodeError::PacketTooLarge { size: 9, max: 8 }.reason_code(),
+            ReasonCode(0x95)
+        );
+        assert_eq!(
+            DecodeError::UnsupportedProtocolVersion(6).reason_code(),
+            ReasonCode(0x84)
+        );
+        assert_eq!(
+            DecodeError::UnsupportedProtocolName.reason_code(),
+            ReasonCode(0x84)
+        );
+        assert_eq!(
+            DecodeError::InvalidTopic("x").reason_code(),
+            ReasonCode(0x90)
+        );
+        assert_eq!(
+            DecodeError::InvalidTopicAlias("x").reason_code(),
+            ReasonCode(0x94)
+        );
     }
 
     #[test]

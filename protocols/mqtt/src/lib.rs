@@ -117,7 +117,11 @@ pub fn decode_slice(
 
 /// Appends `packet`, encoded for `version`, to `out`. CONNECT is always encoded for its own
 /// [`Connect::protocol`]. On error nothing has been appended.
-pub fn encode(packet: &Packet, version: ProtocolVersion, out: &mut BytesMut) -> Result<(), EncodeError> {
+pub fn encode(
+    packet: &Packet,
+    version: ProtocolVersion,
+    out: &mut BytesMut,
+) -> Result<(), EncodeError> {
     packets::encode(packet, version, out)
 }
 

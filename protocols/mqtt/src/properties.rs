@@ -98,7 +98,9 @@ impl<'a> Properties<'a> {
             usize::try_from(len).unwrap_or(usize::MAX),
             "property length runs past the end of the packet (MQTT 5 §2.2.2.1)",
         )?;
-        Ok(Self { r: Reader::new(block) })
+        Ok(Self {
+            r: Reader::new(block),
+        })
     }
 
     /// The next property identifier, or `None` at the end of the block. All identifiers this
@@ -314,7 +316,9 @@ mod tests {
         let err = decode(&bytes).unwrap_err();
         assert_eq!(
             err,
-            DecodeError::Protocol("Reason String property appears more than once (MQTT 5 §2.2.2.2)")
+            DecodeError::Protocol(
+                "Reason String property appears more than once (MQTT 5 §2.2.2.2)"
+            )
         );
         assert_eq!(err.reason_code(), crate::ReasonCode::PROTOCOL_ERROR);
     }
@@ -325,7 +329,10 @@ mod tests {
         let err = decode(&[0x03, 0x23, 0x00, 0x01]).unwrap_err();
         assert_eq!(err.reason_code(), crate::ReasonCode::MALFORMED_PACKET);
         let err = decode(&[0x02, 0x7F, 0x00]).unwrap_err();
-        assert_eq!(err, DecodeError::Malformed("unknown property identifier (MQTT 5 §2.2.2.2)"));
+        assert_eq!(
+            err,
+            DecodeError::Malformed("unknown property identifier (MQTT 5 §2.2.2.2)")
+        );
         // Two-byte identifier: no such property in MQTT 5.0.
         assert!(decode(&[0x02, 0x80, 0x01]).is_err());
     }
@@ -343,6 +350,9 @@ mod tests {
         let mut r = Reader::new(&[0x02, RETAIN_AVAILABLE, 0x02]);
         let mut p = Properties::read(&mut r).unwrap();
         let id = p.next_id().unwrap().unwrap();
-        assert_eq!(p.boolean(id).unwrap_err().reason_code(), crate::ReasonCode::PROTOCOL_ERROR);
+        assert_eq!(
+            p.boolean(id).unwrap_err().reason_code(),
+            crate::ReasonCode::PROTOCOL_ERROR
+        );
     }
 }

@@ -219,7 +219,10 @@ mod tests {
     fn constants_have_spec_values() {
         assert_eq!(ReasonCode::SESSION_TAKEN_OVER, ReasonCode(0x8E));
         assert_eq!(ReasonCode::PACKET_TOO_LARGE, ReasonCode(0x95));
-        assert_eq!(ReasonCode::WILDCARD_SUBSCRIPTIONS_NOT_SUPPORTED, ReasonCode(0xA2));
+        assert_eq!(
+            ReasonCode::WILDCARD_SUBSCRIPTIONS_NOT_SUPPORTED,
+            ReasonCode(0xA2)
+        );
         assert_eq!(ReasonCode::NORMAL_DISCONNECTION, ReasonCode::SUCCESS);
         assert_eq!(ReasonCode(0x8E).description(), "Session taken over");
         assert_eq!(ReasonCode(0x03).description(), "Unknown reason code");

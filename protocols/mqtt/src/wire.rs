@@ -27,7 +27,11 @@ impl<'a> Reader<'a> {
     }
 
     /// Takes the next `n` bytes, or fails with `truncated` if fewer are left.
-    pub(crate) fn take(&mut self, n: usize, truncated: &'static str) -> Result<&'a [u8], DecodeError> {
+    pub(crate) fn take(
+        &mut self,
+        n: usize,
+        truncated: &'static str,
+    ) -> Result<&'a [u8], DecodeError> {
         if n > self.buf.len() {
             return Err(DecodeError::Malformed(truncated));
         }
@@ -42,10 +46,9 @@ impl<'a> Reader<'a> {
     }
 
     pub(crate) fn u8(&mut self) -> Result<u8, DecodeError> {
-        let (&first, tail) = self
-            .buf
-            .split_first()
-            .ok_or(DecodeError::Malformed("packet ends inside a one-byte field (MQTT 5 §1.5)"))?;
+        let (&first, tail) = self.buf.split_first().ok_or(DecodeError::Malformed(
+            "packet ends inside a one-byte field (MQTT 5 §1.5)",
+        ))?;
         self.buf = tail;
         Ok(first)
     }
@@ -89,7 +92,9 @@ impl<'a> Reader<'a> {
             DecodeError::Malformed("[MQTT-1.5.4-1] string is not well-formed UTF-8")
         })?;
         if text.contains('\0') {
-            return Err(DecodeError::Malformed("[MQTT-1.5.4-2] string contains U+0000"));
+            return Err(DecodeError::Malformed(
+                "[MQTT-1.5.4-2] string contains U+0000",
+            ));
         }
         Ok(text.to_owned())
     }
@@ -107,8 +112,9 @@ impl<'a> Reader<'a> {
 
     /// A non-zero packet identifier ([MQTT-2.2.1-3]).
     pub(crate) fn packet_id(&mut self) -> Result<PacketId, DecodeError> {
-        PacketId::new(self.u16()?)
-            .ok_or(DecodeError::Malformed("[MQTT-2.2.1-3] packet identifier is 0"))
+        PacketId::new(self.u16()?).ok_or(DecodeError::Malformed(
+            "[MQTT-2.2.1-3] packet identifier is 0",
+        ))
     }
 
     /// Fails if anything is left: every byte inside the remaining length must belong to a field.
@@ -270,7 +276,10 @@ mod tests {
     #[test]
     fn varint_encode_rejects_too_large() {
         let mut out = BytesMut::new();
-        assert_eq!(out.put_varint(MAX_VARINT + 1), Err(EncodeError::PacketTooLarge));
+        assert_eq!(
+            out.put_varint(MAX_VARINT + 1),
+            Err(EncodeError::PacketTooLarge)
+        );
         assert!(out.is_empty());
     }
 
@@ -279,13 +288,17 @@ mod tests {
         let nul = [0x00, 0x03, b'a', 0x00, b'b'];
         assert_eq!(
             Reader::new(&nul).string(),
-            Err(DecodeError::Malformed("[MQTT-1.5.4-2] string contains U+0000"))
+            Err(DecodeError::Malformed(
+                "[MQTT-1.5.4-2] string contains U+0000"
+            ))
         );
         // U+D800 encoded as if it were a scalar value (CESU-8 style).
         let surrogate = [0x00, 0x03, 0xED, 0xA0, 0x80];
         assert!(matches!(
             Reader::new(&surrogate).string(),
-            Err(DecodeError::Malformed("[MQTT-1.5.4-1] string is not well-formed UTF-8"))
+            Err(DecodeError::Malformed(
+                "[MQTT-1.5.4-1] string is not well-formed UTF-8"
+            ))
         ));
         let overlong = [0x00, 0x02, 0xC0, 0xAF];
         assert!(Reader::new(&overlong).string().is_err());
@@ -307,7 +320,10 @@ mod tests {
     #[test]
     fn long_strings_cannot_be_encoded() {
         let long = "x".repeat(65_536);
-        assert_eq!(Counter::default().put_str(&long), Err(EncodeError::StringTooLong));
+        assert_eq!(
+            Counter::default().put_str(&long),
+            Err(EncodeError::StringTooLong)
+        );
         assert_eq!(
             Counter::default().put_binary(long.as_bytes()),
             Err(EncodeError::BinaryTooLong)

@@ -38,8 +38,9 @@ pub enum TopicError {
     /// A filter starting with `$share/` is not `$share/{ShareName}/{filter}` with a non-empty
     /// ShareName free of `/`, `+` and `#`, followed by a non-empty, valid filter.
     #[error(
-        "[MQTT-4.8.2-1] a shared subscription must be $share/{{ShareName}}/{{filter}} with a non-empty ShareName, \
-         [MQTT-4.8.2-2] free of '/', '+' and '#', followed by '/' and a topic filter"
+        "[MQTT-4.8.2-1] a shared subscription must be $share/{{ShareName}}/{{filter}} with a \
+         non-empty ShareName, [MQTT-4.8.2-2] free of '/', '+' and '#', followed by '/' and a \
+         topic filter"
     )]
     InvalidShare,
 }

@@ -6,14 +6,17 @@
 //!
 //! # Layout
 //!
-//! - [`topic`](Topic): [`Topic`] (a validated name) and [`TopicFilter`] (a validated filter,
-//!   possibly a shared subscription), and [`matches`], the one reference matcher (MQTT 5 §4.7).
-//! - [`QoS`], and [`Message`] with its [`Properties`] (MQTT 5's set, onto which the other
-//!   protocols map), [`Origin`] and expiry deadline.
-//! - [`SubscriptionIndex`]: filters → subscribers, asked "who gets this topic?" on every publish.
-//! - [`RetainedIndex`]: topics → retained messages, asked "what matches this filter?" on every
-//!   subscribe.
-//! - [`TopicError`], [`InvalidQoS`]: what can be wrong with input, each naming the MQTT clause.
+//! - `topic`: [`Topic`] (a validated name) and [`TopicFilter`] (a validated filter, possibly a
+//!   shared subscription), and [`matches()`], the one reference matcher (MQTT 5 §4.7).
+//! - `qos`, `message`: [`QoS`], and [`Message`] with its [`Properties`] (MQTT 5's set, onto
+//!   which the other protocols map), [`Origin`] and expiry deadline.
+//! - `subscriptions`: [`SubscriptionIndex`], filters → subscribers, asked "who gets this topic?"
+//!   on every publish.
+//! - `retained`: [`RetainedIndex`], topics → retained messages, asked "what matches this
+//!   filter?" on every subscribe.
+//! - `trie`: the arena trie under both indexes.
+//! - `error`: [`TopicError`], [`InvalidQoS`]: what can be wrong with input, each naming the MQTT
+//!   clause.
 //!
 //! # Matching (MQTT 5 §4.7)
 //!
@@ -21,7 +24,8 @@
 //! one level, `#` (last, alone in its level) matches any number of levels *including none*, so
 //! `sport/#` matches `sport`. A topic starting with `$` (`$SYS/...`, reserved for the server) is
 //! not matched by a filter whose first level is a wildcard: `#` and `+/monitor` do not see
-//! `$SYS/monitor`, `$SYS/#` does. That rule is applied in [`matches`] and in both indexes alike.
+//! `$SYS/monitor`, `$SYS/#` does. That rule is applied in [`matches()`] and in both indexes
+//! alike.
 //!
 //! # Why a trie, and why matching allocates nothing
 //!
@@ -48,6 +52,37 @@
 //! The same client may belong to several groups, or subscribe to the same filter both shared and
 //! not; those are distinct subscriptions.
 
+//!
+//! # Example
+//!
+//! ```
+//! use unigate_pubsub::{Bytes, Message, QoS, SubscriptionIndex, Topic, TopicFilter};
+//!
+//! # fn main() -> Result<(), unigate_pubsub::TopicError> {
+//! let mut index: SubscriptionIndex<&str, QoS> = SubscriptionIndex::new();
+//! index.insert(&TopicFilter::new("sport/+/player1")?, "alice", QoS::AtLeastOnce);
+//! index.insert(&TopicFilter::new("$share/workers/sport/#")?, "w1", QoS::AtMostOnce);
+//! index.insert(&TopicFilter::new("$share/workers/sport/#")?, "w2", QoS::AtMostOnce);
+//!
+//! let msg = Message::new(Topic::new("sport/tennis/player1")?, Bytes::from_static(b"15-0"))
+//!     .with_expiry_interval(60, 1_700_000_000_000);
+//! let mut deliveries = Vec::new();
+//! index.for_each_match(&msg.topic, |m| {
+//!     // One member per shared group, every direct subscriber.
+//!     if let Some((client, granted)) = m.pick_round_robin() {
+//!         deliveries.push((*client, msg.qos.min(*granted)));
+//!     }
+//! });
+//! deliveries.sort();
+//! assert_eq!(deliveries.len(), 2);
+//! assert_eq!(deliveries[0], ("alice", QoS::AtMostOnce));
+//! assert!(matches!(deliveries[1].0, "w1" | "w2"));
+//! # Ok(())
+//! # }
+//! ```
+
+#![warn(missing_docs)]
+
 mod error;
 mod message;
 mod qos;
@@ -65,3 +100,21 @@ pub use topic::{matches, Topic, TopicFilter, MAX_TOPIC_LEN, SHARE_PREFIX};
 
 /// Re-exported so that users of [`Message`] need not depend on `bytes` themselves.
 pub use bytes::Bytes;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The broker shares these across threads (indexes behind a `RwLock`, messages in `Arc`s).
+    #[test]
+    fn shareable_across_threads() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<Topic>();
+        assert_send_sync::<TopicFilter>();
+        assert_send_sync::<Message>();
+        assert_send_sync::<SubscriptionIndex<std::sync::Arc<str>, u64>>();
+        assert_send_sync::<RetainedIndex<std::sync::Arc<Message>>>();
+        assert_send_sync::<Match<'static, u32, u32>>();
+        assert_send_sync::<TopicError>();
+    }
+}

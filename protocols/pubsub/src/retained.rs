@@ -3,7 +3,7 @@
 //! The mirror image of the subscription index: here the trie holds topics and the query is a
 //! filter. A literal level follows one child, `+` fans out to every child, `#` takes the whole
 //! subtree. At the root, `+` and `#` skip the children whose level starts with `$` (MQTT 5
-//! §4.7.2), the same rule as [`crate::matches`].
+//! §4.7.2), the same rule as [`crate::matches()`].
 
 use std::fmt;
 
@@ -119,7 +119,7 @@ impl<V> RetainedIndex<V> {
 
     /// Calls `f` for each retained topic that `filter` matches (its filter part: the share group
     /// is ignored, though MQTT 5 §4.8.2 sends no retained messages for shared subscriptions; that
-    /// is the caller's rule). The same matching as [`crate::matches`], `$` rule included; order
+    /// is the caller's rule). The same matching as [`crate::matches()`], `$` rule included; order
     /// unspecified.
     pub fn for_each_match<'a>(&'a self, filter: &TopicFilter, mut f: impl FnMut(&'a Topic, &'a V)) {
         let mut emit = |data: &'a Option<(Topic, V)>| {

@@ -467,9 +467,9 @@ impl<K: Eq + Hash + Clone, V> SubscriptionIndex<K, V> {
     }
 
     /// Calls `f` once per subscription whose filter matches `topic` (MQTT 5 §4.7, as
-    /// [`crate::matches`]): ordinary ones as [`Match::Direct`], and once per matching shared group
-    /// `(group, filter)` as [`Match::Shared`] with all its members, for the caller to pick exactly
-    /// one.
+    /// [`crate::matches()`]): ordinary ones as [`Match::Direct`], and once per matching shared
+    /// group `(group, filter)` as [`Match::Shared`] with all its members, for the caller to pick
+    /// exactly one.
     ///
     /// A subscriber with several matching filters (`a/+` and `a/#`) is reported once per filter;
     /// the caller delivers once or once per subscription (MQTT 5 §4.7.2 allows both) and, either

@@ -198,7 +198,7 @@ impl TopicFilter {
         self.has_wildcards
     }
 
-    /// Whether `topic` matches the filter part, per MQTT 5 §4.7 (see [`matches`]).
+    /// Whether `topic` matches the filter part, per MQTT 5 §4.7 (see [`matches()`]).
     #[must_use]
     pub fn matches(&self, topic: &Topic) -> bool {
         matches(self.filter(), topic.as_str())

@@ -214,7 +214,7 @@ impl<T: Default> Trie<T> {
             if parent_node.plus == Some(idx) {
                 parent_node.plus = None;
             } else {
-                parent_node.children.remove(&*label);
+                parent_node.children.remove(&label);
             }
             self.free.push(idx);
             idx = parent;

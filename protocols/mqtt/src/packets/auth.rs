@@ -4,7 +4,9 @@
 use bytes::Bytes;
 
 use crate::error::{DecodeError, EncodeError};
-use crate::properties::{self as prop, once, put_properties, PropertyBlock, Properties, UserProperties};
+use crate::properties::{
+    self as prop, once, put_properties, Properties, PropertyBlock, UserProperties,
+};
 use crate::reason::ReasonCode;
 use crate::types::PacketType;
 use crate::wire::{Reader, Sink};
@@ -34,7 +36,10 @@ pub struct AuthProperties {
 impl Auth {
     /// An AUTH with `reason_code` and no properties.
     pub fn new(reason_code: ReasonCode) -> Self {
-        Self { reason_code, properties: AuthProperties::default() }
+        Self {
+            reason_code,
+            properties: AuthProperties::default(),
+        }
     }
 
     pub(crate) fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
@@ -44,7 +49,9 @@ impl Auth {
         }
         auth.reason_code = ReasonCode(r.u8()?);
         if !auth.reason_code.is_allowed_in(PacketType::Auth) {
-            return Err(DecodeError::Protocol("[MQTT-3.15.2-1] AUTH reason code not allowed"));
+            return Err(DecodeError::Protocol(
+                "[MQTT-3.15.2-1] AUTH reason code not allowed",
+            ));
         }
         if !r.is_empty() {
             auth.properties = AuthProperties::decode(r)?;
@@ -83,8 +90,16 @@ impl AuthProperties {
 
 impl PropertyBlock for AuthProperties {
     fn write<S: Sink>(&self, s: &mut S) -> Result<(), EncodeError> {
-        prop::put_str(s, prop::AUTHENTICATION_METHOD, self.authentication_method.as_deref())?;
-        prop::put_binary(s, prop::AUTHENTICATION_DATA, self.authentication_data.as_deref())?;
+        prop::put_str(
+            s,
+            prop::AUTHENTICATION_METHOD,
+            self.authentication_method.as_deref(),
+        )?;
+        prop::put_binary(
+            s,
+            prop::AUTHENTICATION_DATA,
+            self.authentication_data.as_deref(),
+        )?;
         prop::put_str(s, prop::REASON_STRING, self.reason_string.as_deref())?;
         prop::put_user(s, &self.user_properties)
     }

@@ -5,7 +5,9 @@
 use bytes::Bytes;
 
 use crate::error::{DecodeError, EncodeError};
-use crate::properties::{self as prop, once, put_properties, PropertyBlock, Properties, UserProperties};
+use crate::properties::{
+    self as prop, once, put_properties, Properties, PropertyBlock, UserProperties,
+};
 use crate::reason::ReasonCode;
 use crate::types::{PacketType, ProtocolVersion, QoS};
 use crate::wire::{Reader, Sink};
@@ -66,10 +68,16 @@ pub struct ConnAckProperties {
 impl ConnAck {
     /// A CONNACK with `reason_code`, no session and no properties.
     pub fn new(reason_code: ReasonCode) -> Self {
-        Self { reason_code, ..Self::default() }
+        Self {
+            reason_code,
+            ..Self::default()
+        }
     }
 
-    pub(crate) fn decode(r: &mut Reader<'_>, version: ProtocolVersion) -> Result<Self, DecodeError> {
+    pub(crate) fn decode(
+        r: &mut Reader<'_>,
+        version: ProtocolVersion,
+    ) -> Result<Self, DecodeError> {
         let flags = r.u8()?;
         // MQTT 3.1 calls the byte reserved and gives it no rules, so it is ignored there.
         let session_present = match version {
@@ -103,10 +111,18 @@ impl ConnAck {
                 "[MQTT-3.2.2-6] Session Present set with a non-zero reason code",
             ));
         }
-        Ok(Self { session_present, reason_code, properties })
+        Ok(Self {
+            session_present,
+            reason_code,
+            properties,
+        })
     }
 
-    pub(crate) fn write<S: Sink>(&self, version: ProtocolVersion, s: &mut S) -> Result<(), EncodeError> {
+    pub(crate) fn write<S: Sink>(
+        &self,
+        version: ProtocolVersion,
+        s: &mut S,
+    ) -> Result<(), EncodeError> {
         let session_present = self.session_present
             && self.reason_code == ReasonCode::SUCCESS
             && version != ProtocolVersion::V3_1;
@@ -167,12 +183,16 @@ impl ConnAckProperties {
                 prop::TOPIC_ALIAS_MAXIMUM => once(&mut props.topic_alias_maximum, p.u16()?, id)?,
                 prop::REASON_STRING => once(&mut props.reason_string, p.string()?, id)?,
                 prop::USER_PROPERTY => props.user_properties.push(p.string_pair()?),
-                prop::WILDCARD_SUBSCRIPTION_AVAILABLE => {
-                    once(&mut props.wildcard_subscription_available, p.boolean(id)?, id)?
-                }
-                prop::SUBSCRIPTION_IDENTIFIER_AVAILABLE => {
-                    once(&mut props.subscription_identifiers_available, p.boolean(id)?, id)?
-                }
+                prop::WILDCARD_SUBSCRIPTION_AVAILABLE => once(
+                    &mut props.wildcard_subscription_available,
+                    p.boolean(id)?,
+                    id,
+                )?,
+                prop::SUBSCRIPTION_IDENTIFIER_AVAILABLE => once(
+                    &mut props.subscription_identifiers_available,
+                    p.boolean(id)?,
+                    id,
+                )?,
                 prop::SHARED_SUBSCRIPTION_AVAILABLE => {
                     once(&mut props.shared_subscription_available, p.boolean(id)?, id)?
                 }
@@ -194,27 +214,55 @@ impl ConnAckProperties {
 
 impl PropertyBlock for ConnAckProperties {
     fn write<S: Sink>(&self, s: &mut S) -> Result<(), EncodeError> {
-        prop::put_u32(s, prop::SESSION_EXPIRY_INTERVAL, self.session_expiry_interval);
+        prop::put_u32(
+            s,
+            prop::SESSION_EXPIRY_INTERVAL,
+            self.session_expiry_interval,
+        );
         prop::put_u16(s, prop::RECEIVE_MAXIMUM, self.receive_maximum);
         let maximum_qos = self.maximum_qos.filter(|&qos| qos != QoS::ExactlyOnce);
         prop::put_u8(s, prop::MAXIMUM_QOS, maximum_qos.map(u8::from));
         prop::put_bool(s, prop::RETAIN_AVAILABLE, self.retain_available);
         prop::put_u32(s, prop::MAXIMUM_PACKET_SIZE, self.maximum_packet_size);
-        prop::put_str(s, prop::ASSIGNED_CLIENT_IDENTIFIER, self.assigned_client_identifier.as_deref())?;
+        prop::put_str(
+            s,
+            prop::ASSIGNED_CLIENT_IDENTIFIER,
+            self.assigned_client_identifier.as_deref(),
+        )?;
         prop::put_u16(s, prop::TOPIC_ALIAS_MAXIMUM, self.topic_alias_maximum);
         prop::put_str(s, prop::REASON_STRING, self.reason_string.as_deref())?;
         prop::put_user(s, &self.user_properties)?;
-        prop::put_bool(s, prop::WILDCARD_SUBSCRIPTION_AVAILABLE, self.wildcard_subscription_available);
+        prop::put_bool(
+            s,
+            prop::WILDCARD_SUBSCRIPTION_AVAILABLE,
+            self.wildcard_subscription_available,
+        );
         prop::put_bool(
             s,
             prop::SUBSCRIPTION_IDENTIFIER_AVAILABLE,
             self.subscription_identifiers_available,
         );
-        prop::put_bool(s, prop::SHARED_SUBSCRIPTION_AVAILABLE, self.shared_subscription_available);
+        prop::put_bool(
+            s,
+            prop::SHARED_SUBSCRIPTION_AVAILABLE,
+            self.shared_subscription_available,
+        );
         prop::put_u16(s, prop::SERVER_KEEP_ALIVE, self.server_keep_alive);
-        prop::put_str(s, prop::RESPONSE_INFORMATION, self.response_information.as_deref())?;
+        prop::put_str(
+            s,
+            prop::RESPONSE_INFORMATION,
+            self.response_information.as_deref(),
+        )?;
         prop::put_str(s, prop::SERVER_REFERENCE, self.server_reference.as_deref())?;
-        prop::put_str(s, prop::AUTHENTICATION_METHOD, self.authentication_method.as_deref())?;
-        prop::put_binary(s, prop::AUTHENTICATION_DATA, self.authentication_data.as_deref())
+        prop::put_str(
+            s,
+            prop::AUTHENTICATION_METHOD,
+            self.authentication_method.as_deref(),
+        )?;
+        prop::put_binary(
+            s,
+            prop::AUTHENTICATION_DATA,
+            self.authentication_data.as_deref(),
+        )
     }
 }

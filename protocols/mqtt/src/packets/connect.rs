@@ -5,7 +5,7 @@ use bytes::Bytes;
 
 use crate::error::{DecodeError, EncodeError};
 use crate::properties::{
-    self as prop, once, payload_format, put_properties, PropertyBlock, Properties, UserProperties,
+    self as prop, once, payload_format, put_properties, Properties, PropertyBlock, UserProperties,
 };
 use crate::types::{ProtocolVersion, QoS};
 use crate::wire::{Reader, Sink};
@@ -130,14 +130,18 @@ impl Connect {
 
         let flags = r.u8()?;
         if flags & RESERVED != 0 {
-            return Err(DecodeError::Malformed("[MQTT-3.1.2-3] CONNECT reserved flag is not 0"));
+            return Err(DecodeError::Malformed(
+                "[MQTT-3.1.2-3] CONNECT reserved flag is not 0",
+            ));
         }
         let will_flag = flags & WILL != 0;
         let will_qos = QoS::try_from((flags >> 3) & 0x03)
             .map_err(|_| DecodeError::Malformed("[MQTT-3.1.2-12] Will QoS is 3"))?;
         let will_retain = flags & WILL_RETAIN != 0;
         if !will_flag && will_qos != QoS::AtMostOnce {
-            return Err(DecodeError::Protocol("[MQTT-3.1.2-11] Will QoS is set without the Will Flag"));
+            return Err(DecodeError::Protocol(
+                "[MQTT-3.1.2-11] Will QoS is set without the Will Flag",
+            ));
         }
         if !will_flag && will_retain {
             return Err(DecodeError::Protocol(
@@ -153,22 +157,49 @@ impl Connect {
         }
 
         let keep_alive = r.u16()?;
-        let properties = if v5 { ConnectProperties::decode(r)? } else { ConnectProperties::default() };
+        let properties = if v5 {
+            ConnectProperties::decode(r)?
+        } else {
+            ConnectProperties::default()
+        };
         let client_id = r.string()?;
         let will = if will_flag {
-            let properties = if v5 { WillProperties::decode(r)? } else { WillProperties::default() };
+            let properties = if v5 {
+                WillProperties::decode(r)?
+            } else {
+                WillProperties::default()
+            };
             let topic = r.string()?;
-            check_topic_name(&topic, "Will Topic contains a wildcard (MQTT 5 §3.1.3.3, §4.7.1)")?;
+            check_topic_name(
+                &topic,
+                "Will Topic contains a wildcard (MQTT 5 §3.1.3.3, §4.7.1)",
+            )?;
             if topic.is_empty() {
-                return Err(DecodeError::InvalidTopic("[MQTT-4.7.3-1] Will Topic is empty"));
+                return Err(DecodeError::InvalidTopic(
+                    "[MQTT-4.7.3-1] Will Topic is empty",
+                ));
             }
             let payload = r.binary()?;
-            Some(Will { topic, payload, qos: will_qos, retain: will_retain, properties })
+            Some(Will {
+                topic,
+                payload,
+                qos: will_qos,
+                retain: will_retain,
+                properties,
+            })
         } else {
             None
         };
-        let username = if has_username { Some(r.string()?) } else { None };
-        let password = if has_password { Some(r.binary()?) } else { None };
+        let username = if has_username {
+            Some(r.string()?)
+        } else {
+            None
+        };
+        let password = if has_password {
+            Some(r.binary()?)
+        } else {
+            None
+        };
 
         Ok(Self {
             protocol,
@@ -286,15 +317,35 @@ impl ConnectProperties {
 
 impl PropertyBlock for ConnectProperties {
     fn write<S: Sink>(&self, s: &mut S) -> Result<(), EncodeError> {
-        prop::put_u32(s, prop::SESSION_EXPIRY_INTERVAL, self.session_expiry_interval);
+        prop::put_u32(
+            s,
+            prop::SESSION_EXPIRY_INTERVAL,
+            self.session_expiry_interval,
+        );
         prop::put_u16(s, prop::RECEIVE_MAXIMUM, self.receive_maximum);
         prop::put_u32(s, prop::MAXIMUM_PACKET_SIZE, self.maximum_packet_size);
         prop::put_u16(s, prop::TOPIC_ALIAS_MAXIMUM, self.topic_alias_maximum);
-        prop::put_bool(s, prop::REQUEST_RESPONSE_INFORMATION, self.request_response_information);
-        prop::put_bool(s, prop::REQUEST_PROBLEM_INFORMATION, self.request_problem_information);
+        prop::put_bool(
+            s,
+            prop::REQUEST_RESPONSE_INFORMATION,
+            self.request_response_information,
+        );
+        prop::put_bool(
+            s,
+            prop::REQUEST_PROBLEM_INFORMATION,
+            self.request_problem_information,
+        );
         prop::put_user(s, &self.user_properties)?;
-        prop::put_str(s, prop::AUTHENTICATION_METHOD, self.authentication_method.as_deref())?;
-        prop::put_binary(s, prop::AUTHENTICATION_DATA, self.authentication_data.as_deref())
+        prop::put_str(
+            s,
+            prop::AUTHENTICATION_METHOD,
+            self.authentication_method.as_deref(),
+        )?;
+        prop::put_binary(
+            s,
+            prop::AUTHENTICATION_DATA,
+            self.authentication_data.as_deref(),
+        )
     }
 }
 
@@ -305,9 +356,11 @@ impl WillProperties {
         while let Some(id) = p.next_id()? {
             match id {
                 prop::WILL_DELAY_INTERVAL => once(&mut props.will_delay_interval, p.u32()?, id)?,
-                prop::PAYLOAD_FORMAT_INDICATOR => {
-                    once(&mut props.payload_format_indicator, payload_format(&mut p)?, id)?
-                }
+                prop::PAYLOAD_FORMAT_INDICATOR => once(
+                    &mut props.payload_format_indicator,
+                    payload_format(&mut p)?,
+                    id,
+                )?,
                 prop::MESSAGE_EXPIRY_INTERVAL => {
                     once(&mut props.message_expiry_interval, p.u32()?, id)?
                 }
@@ -329,8 +382,16 @@ impl WillProperties {
 impl PropertyBlock for WillProperties {
     fn write<S: Sink>(&self, s: &mut S) -> Result<(), EncodeError> {
         prop::put_u32(s, prop::WILL_DELAY_INTERVAL, self.will_delay_interval);
-        prop::put_u8(s, prop::PAYLOAD_FORMAT_INDICATOR, self.payload_format_indicator);
-        prop::put_u32(s, prop::MESSAGE_EXPIRY_INTERVAL, self.message_expiry_interval);
+        prop::put_u8(
+            s,
+            prop::PAYLOAD_FORMAT_INDICATOR,
+            self.payload_format_indicator,
+        );
+        prop::put_u32(
+            s,
+            prop::MESSAGE_EXPIRY_INTERVAL,
+            self.message_expiry_interval,
+        );
         prop::put_str(s, prop::CONTENT_TYPE, self.content_type.as_deref())?;
         prop::put_str(s, prop::RESPONSE_TOPIC, self.response_topic.as_deref())?;
         prop::put_binary(s, prop::CORRELATION_DATA, self.correlation_data.as_deref())?;

@@ -3,7 +3,9 @@
 //! when they are "normal" and empty (§3.14.2.1).
 
 use crate::error::{DecodeError, EncodeError};
-use crate::properties::{self as prop, once, put_properties, PropertyBlock, Properties, UserProperties};
+use crate::properties::{
+    self as prop, once, put_properties, Properties, PropertyBlock, UserProperties,
+};
 use crate::reason::ReasonCode;
 use crate::types::{PacketType, ProtocolVersion};
 use crate::wire::{Reader, Sink};
@@ -33,17 +35,25 @@ pub struct DisconnectProperties {
 impl Disconnect {
     /// A DISCONNECT with `reason_code` and no properties.
     pub fn new(reason_code: ReasonCode) -> Self {
-        Self { reason_code, properties: DisconnectProperties::default() }
+        Self {
+            reason_code,
+            properties: DisconnectProperties::default(),
+        }
     }
 
-    pub(crate) fn decode(r: &mut Reader<'_>, version: ProtocolVersion) -> Result<Self, DecodeError> {
+    pub(crate) fn decode(
+        r: &mut Reader<'_>,
+        version: ProtocolVersion,
+    ) -> Result<Self, DecodeError> {
         let mut disconnect = Self::default();
         if !version.is_v5() || r.is_empty() {
             return Ok(disconnect);
         }
         disconnect.reason_code = ReasonCode(r.u8()?);
         if !disconnect.reason_code.is_allowed_in(PacketType::Disconnect) {
-            return Err(DecodeError::Protocol("DISCONNECT reason code not allowed (MQTT 5 §3.14.2.1)"));
+            return Err(DecodeError::Protocol(
+                "DISCONNECT reason code not allowed (MQTT 5 §3.14.2.1)",
+            ));
         }
         if !r.is_empty() {
             disconnect.properties = DisconnectProperties::decode(r)?;
@@ -51,7 +61,11 @@ impl Disconnect {
         Ok(disconnect)
     }
 
-    pub(crate) fn write<S: Sink>(&self, version: ProtocolVersion, s: &mut S) -> Result<(), EncodeError> {
+    pub(crate) fn write<S: Sink>(
+        &self,
+        version: ProtocolVersion,
+        s: &mut S,
+    ) -> Result<(), EncodeError> {
         if !version.is_v5() {
             return Ok(());
         }
@@ -88,7 +102,11 @@ impl DisconnectProperties {
 
 impl PropertyBlock for DisconnectProperties {
     fn write<S: Sink>(&self, s: &mut S) -> Result<(), EncodeError> {
-        prop::put_u32(s, prop::SESSION_EXPIRY_INTERVAL, self.session_expiry_interval);
+        prop::put_u32(
+            s,
+            prop::SESSION_EXPIRY_INTERVAL,
+            self.session_expiry_interval,
+        );
         prop::put_str(s, prop::REASON_STRING, self.reason_string.as_deref())?;
         prop::put_user(s, &self.user_properties)?;
         prop::put_str(s, prop::SERVER_REFERENCE, self.server_reference.as_deref())

@@ -109,7 +109,10 @@ impl Packet {
             Self::Disconnect(disconnect) => disconnect.write(version, s),
             Self::Auth(auth) => {
                 if !version.is_v5() {
-                    return Err(EncodeError::UnsupportedPacket { kind: PacketType::Auth, version });
+                    return Err(EncodeError::UnsupportedPacket {
+                        kind: PacketType::Auth,
+                        version,
+                    });
                 }
                 auth.write(s)
             }
@@ -129,8 +132,9 @@ impl Packet {
 /// Checks the first fixed-header byte: a known packet type with the flags the specification
 /// fixes for it ([MQTT-2.1.3-1]). PUBLISH's QoS 3 is caught here, before its body is buffered.
 fn check_first_byte(byte: u8, version: ProtocolVersion) -> Result<PacketType, DecodeError> {
-    let kind = PacketType::from_nibble(byte >> 4)
-        .ok_or(DecodeError::Malformed("packet type 0 is reserved (MQTT 5 §2.1.2)"))?;
+    let kind = PacketType::from_nibble(byte >> 4).ok_or(DecodeError::Malformed(
+        "packet type 0 is reserved (MQTT 5 §2.1.2)",
+    ))?;
     let flags = byte & 0x0F;
     let flags_ok = match kind {
         PacketType::Publish => {
@@ -151,7 +155,9 @@ fn check_first_byte(byte: u8, version: ProtocolVersion) -> Result<PacketType, De
         _ => flags == 0,
     };
     if !flags_ok {
-        return Err(DecodeError::Malformed("[MQTT-2.1.3-1] invalid fixed header flags"));
+        return Err(DecodeError::Malformed(
+            "[MQTT-2.1.3-1] invalid fixed header flags",
+        ));
     }
     Ok(kind)
 }
@@ -173,7 +179,10 @@ pub(crate) fn decode_slice(
     // At most 1 + 4 + 268,435,455: no overflow on any target with 32-bit usize or wider.
     let size = 1 + len_bytes + usize::try_from(remaining).unwrap_or(usize::MAX - 5);
     if size > usize::try_from(max_packet_size).unwrap_or(usize::MAX) {
-        return Err(DecodeError::PacketTooLarge { size, max: max_packet_size });
+        return Err(DecodeError::PacketTooLarge {
+            size,
+            max: max_packet_size,
+        });
     }
     let Some(body) = buf.get(1 + len_bytes..size) else {
         return Ok(None);

@@ -5,7 +5,7 @@ use bytes::Bytes;
 
 use crate::error::{DecodeError, EncodeError};
 use crate::properties::{
-    self as prop, once, payload_format, put_properties, PropertyBlock, Properties, UserProperties,
+    self as prop, once, payload_format, put_properties, Properties, PropertyBlock, UserProperties,
 };
 use crate::types::{PacketId, ProtocolVersion, QoS};
 use crate::wire::{Reader, Sink};
@@ -64,10 +64,14 @@ pub(crate) fn check_topic_name(topic: &str, wildcard: &'static str) -> Result<()
 /// A Response Topic is a topic name: not empty and without wildcards ([MQTT-3.3.2-14]).
 pub(crate) fn check_response_topic(topic: &str) -> Result<(), DecodeError> {
     if topic.contains(['+', '#']) {
-        return Err(DecodeError::Protocol("[MQTT-3.3.2-14] Response Topic contains a wildcard"));
+        return Err(DecodeError::Protocol(
+            "[MQTT-3.3.2-14] Response Topic contains a wildcard",
+        ));
     }
     if topic.is_empty() {
-        return Err(DecodeError::Protocol("[MQTT-4.7.3-1] Response Topic is empty"));
+        return Err(DecodeError::Protocol(
+            "[MQTT-4.7.3-1] Response Topic is empty",
+        ));
     }
     Ok(())
 }
@@ -75,7 +79,11 @@ pub(crate) fn check_response_topic(topic: &str) -> Result<(), DecodeError> {
 impl Publish {
     /// A QoS 0 message with no properties.
     pub fn new(topic: impl Into<String>, payload: impl Into<Bytes>) -> Self {
-        Self { topic: topic.into(), payload: payload.into(), ..Self::default() }
+        Self {
+            topic: topic.into(),
+            payload: payload.into(),
+            ..Self::default()
+        }
     }
 
     /// The low nibble of the fixed header.
@@ -100,17 +108,28 @@ impl Publish {
             .map_err(|_| DecodeError::Malformed("[MQTT-3.3.1-4] PUBLISH with QoS 3"))?;
         let dup = flags & DUP != 0;
         if dup && qos == QoS::AtMostOnce {
-            return Err(DecodeError::Malformed("[MQTT-3.3.1-2] DUP flag set on a QoS 0 PUBLISH"));
+            return Err(DecodeError::Malformed(
+                "[MQTT-3.3.1-2] DUP flag set on a QoS 0 PUBLISH",
+            ));
         }
         let topic = r.string()?;
-        let packet_id = if qos == QoS::AtMostOnce { None } else { Some(r.packet_id()?) };
-        let properties =
-            if version.is_v5() { PublishProperties::decode(r)? } else { PublishProperties::default() };
+        let packet_id = if qos == QoS::AtMostOnce {
+            None
+        } else {
+            Some(r.packet_id()?)
+        };
+        let properties = if version.is_v5() {
+            PublishProperties::decode(r)?
+        } else {
+            PublishProperties::default()
+        };
 
         check_topic_name(&topic, "[MQTT-3.3.2-2] PUBLISH topic contains wildcard")?;
         if topic.is_empty() {
             if !version.is_v5() {
-                return Err(DecodeError::InvalidTopic("[MQTT-4.7.3-1] PUBLISH topic is empty"));
+                return Err(DecodeError::InvalidTopic(
+                    "[MQTT-4.7.3-1] PUBLISH topic is empty",
+                ));
             }
             if properties.topic_alias.is_none() {
                 return Err(DecodeError::Protocol(
@@ -130,9 +149,15 @@ impl Publish {
         })
     }
 
-    pub(crate) fn write<S: Sink>(&self, version: ProtocolVersion, s: &mut S) -> Result<(), EncodeError> {
+    pub(crate) fn write<S: Sink>(
+        &self,
+        version: ProtocolVersion,
+        s: &mut S,
+    ) -> Result<(), EncodeError> {
         if self.dup && self.qos == QoS::AtMostOnce {
-            return Err(EncodeError::Invalid("[MQTT-3.3.1-2] DUP flag set on a QoS 0 PUBLISH"));
+            return Err(EncodeError::Invalid(
+                "[MQTT-3.3.1-2] DUP flag set on a QoS 0 PUBLISH",
+            ));
         }
         if !version.is_v5() && self.topic.is_empty() {
             return Err(EncodeError::Invalid(
@@ -168,16 +193,20 @@ impl PublishProperties {
         let mut p = Properties::read(r)?;
         while let Some(id) = p.next_id()? {
             match id {
-                prop::PAYLOAD_FORMAT_INDICATOR => {
-                    once(&mut props.payload_format_indicator, payload_format(&mut p)?, id)?
-                }
+                prop::PAYLOAD_FORMAT_INDICATOR => once(
+                    &mut props.payload_format_indicator,
+                    payload_format(&mut p)?,
+                    id,
+                )?,
                 prop::MESSAGE_EXPIRY_INTERVAL => {
                     once(&mut props.message_expiry_interval, p.u32()?, id)?
                 }
                 prop::TOPIC_ALIAS => {
                     let alias = p.u16()?;
                     if alias == 0 {
-                        return Err(DecodeError::InvalidTopicAlias("[MQTT-3.3.2-8] Topic Alias is 0"));
+                        return Err(DecodeError::InvalidTopicAlias(
+                            "[MQTT-3.3.2-8] Topic Alias is 0",
+                        ));
                     }
                     once(&mut props.topic_alias, alias, id)?
                 }
@@ -207,8 +236,16 @@ impl PublishProperties {
 
 impl PropertyBlock for PublishProperties {
     fn write<S: Sink>(&self, s: &mut S) -> Result<(), EncodeError> {
-        prop::put_u8(s, prop::PAYLOAD_FORMAT_INDICATOR, self.payload_format_indicator);
-        prop::put_u32(s, prop::MESSAGE_EXPIRY_INTERVAL, self.message_expiry_interval);
+        prop::put_u8(
+            s,
+            prop::PAYLOAD_FORMAT_INDICATOR,
+            self.payload_format_indicator,
+        );
+        prop::put_u32(
+            s,
+            prop::MESSAGE_EXPIRY_INTERVAL,
+            self.message_expiry_interval,
+        );
         if self.topic_alias == Some(0) {
             return Err(EncodeError::Invalid("[MQTT-3.3.2-8] Topic Alias is 0"));
         }

@@ -27,7 +27,11 @@ impl PubResp {
 
     /// An acknowledgement with `reason_code` and no properties.
     pub fn with_reason(packet_id: PacketId, reason_code: ReasonCode) -> Self {
-        Self { packet_id, reason_code, properties: AckProperties::default() }
+        Self {
+            packet_id,
+            reason_code,
+            properties: AckProperties::default(),
+        }
     }
 
     pub(crate) fn decode(
@@ -54,7 +58,11 @@ impl PubResp {
         Ok(resp)
     }
 
-    pub(crate) fn write<S: Sink>(&self, version: ProtocolVersion, s: &mut S) -> Result<(), EncodeError> {
+    pub(crate) fn write<S: Sink>(
+        &self,
+        version: ProtocolVersion,
+        s: &mut S,
+    ) -> Result<(), EncodeError> {
         s.put_u16(self.packet_id.get());
         if !version.is_v5() {
             return Ok(());

@@ -4,7 +4,7 @@
 
 use crate::error::{DecodeError, EncodeError};
 use crate::properties::{
-    self as prop, once, put_properties, AckProperties, PropertyBlock, Properties, UserProperties,
+    self as prop, once, put_properties, AckProperties, Properties, PropertyBlock, UserProperties,
 };
 use crate::reason::ReasonCode;
 use crate::types::{PacketId, PacketType, ProtocolVersion, QoS};
@@ -47,7 +47,10 @@ pub struct SubscriptionOptions {
 impl SubscriptionOptions {
     /// Options with `qos` and every MQTT 5 option at its default.
     pub fn new(qos: QoS) -> Self {
-        Self { qos, ..Self::default() }
+        Self {
+            qos,
+            ..Self::default()
+        }
     }
 }
 
@@ -79,12 +82,23 @@ pub struct SubAck {
 impl SubAck {
     /// A SUBACK without properties.
     pub fn new(packet_id: PacketId, reason_codes: Vec<ReasonCode>) -> Self {
-        Self { packet_id, reason_codes, properties: AckProperties::default() }
+        Self {
+            packet_id,
+            reason_codes,
+            properties: AckProperties::default(),
+        }
     }
 
-    pub(crate) fn decode(r: &mut Reader<'_>, version: ProtocolVersion) -> Result<Self, DecodeError> {
+    pub(crate) fn decode(
+        r: &mut Reader<'_>,
+        version: ProtocolVersion,
+    ) -> Result<Self, DecodeError> {
         let packet_id = r.packet_id()?;
-        let properties = if version.is_v5() { AckProperties::decode(r)? } else { AckProperties::default() };
+        let properties = if version.is_v5() {
+            AckProperties::decode(r)?
+        } else {
+            AckProperties::default()
+        };
         let mut reason_codes = Vec::with_capacity(8);
         for &code in r.rest() {
             let code = ReasonCode(code);
@@ -97,20 +111,34 @@ impl SubAck {
                 return Err(if version.is_v5() {
                     DecodeError::Protocol("SUBACK reason code not allowed (MQTT 5 §3.9.3)")
                 } else {
-                    DecodeError::Malformed("[MQTT-3.9.3-2] reserved SUBACK return code (MQTT 3.1.1)")
+                    DecodeError::Malformed(
+                        "[MQTT-3.9.3-2] reserved SUBACK return code (MQTT 3.1.1)",
+                    )
                 });
             }
             reason_codes.push(code);
         }
         if reason_codes.is_empty() {
-            return Err(DecodeError::Protocol("SUBACK without reason codes (MQTT 5 §3.9.3)"));
+            return Err(DecodeError::Protocol(
+                "SUBACK without reason codes (MQTT 5 §3.9.3)",
+            ));
         }
-        Ok(Self { packet_id, reason_codes, properties })
+        Ok(Self {
+            packet_id,
+            reason_codes,
+            properties,
+        })
     }
 
-    pub(crate) fn write<S: Sink>(&self, version: ProtocolVersion, s: &mut S) -> Result<(), EncodeError> {
+    pub(crate) fn write<S: Sink>(
+        &self,
+        version: ProtocolVersion,
+        s: &mut S,
+    ) -> Result<(), EncodeError> {
         if self.reason_codes.is_empty() {
-            return Err(EncodeError::Invalid("SUBACK without reason codes (MQTT 5 §3.9.3)"));
+            return Err(EncodeError::Invalid(
+                "SUBACK without reason codes (MQTT 5 §3.9.3)",
+            ));
         }
         s.put_u16(self.packet_id.get());
         if version.is_v5() {
@@ -128,10 +156,16 @@ impl SubAck {
 }
 
 impl Subscribe {
-    pub(crate) fn decode(r: &mut Reader<'_>, version: ProtocolVersion) -> Result<Self, DecodeError> {
+    pub(crate) fn decode(
+        r: &mut Reader<'_>,
+        version: ProtocolVersion,
+    ) -> Result<Self, DecodeError> {
         let packet_id = r.packet_id()?;
-        let properties =
-            if version.is_v5() { SubscribeProperties::decode(r)? } else { SubscribeProperties::default() };
+        let properties = if version.is_v5() {
+            SubscribeProperties::decode(r)?
+        } else {
+            SubscribeProperties::default()
+        };
         let mut filters = Vec::new();
         while !r.is_empty() {
             let filter = r.string()?;
@@ -139,14 +173,26 @@ impl Subscribe {
             filters.push((filter, options));
         }
         if filters.is_empty() {
-            return Err(DecodeError::Protocol("[MQTT-3.8.3-2] SUBSCRIBE with no topic filters"));
+            return Err(DecodeError::Protocol(
+                "[MQTT-3.8.3-2] SUBSCRIBE with no topic filters",
+            ));
         }
-        Ok(Self { packet_id, filters, properties })
+        Ok(Self {
+            packet_id,
+            filters,
+            properties,
+        })
     }
 
-    pub(crate) fn write<S: Sink>(&self, version: ProtocolVersion, s: &mut S) -> Result<(), EncodeError> {
+    pub(crate) fn write<S: Sink>(
+        &self,
+        version: ProtocolVersion,
+        s: &mut S,
+    ) -> Result<(), EncodeError> {
         if self.filters.is_empty() {
-            return Err(EncodeError::Invalid("[MQTT-3.8.3-2] SUBSCRIBE with no topic filters"));
+            return Err(EncodeError::Invalid(
+                "[MQTT-3.8.3-2] SUBSCRIBE with no topic filters",
+            ));
         }
         s.put_u16(self.packet_id.get());
         if version.is_v5() {
@@ -173,8 +219,9 @@ fn decode_options(byte: u8, version: ProtocolVersion) -> Result<SubscriptionOpti
                 "[MQTT-3.8.3-4] SUBSCRIBE options reserved bits are not 0 (MQTT 3.1.1)",
             ));
         }
-        let qos = QoS::try_from(byte)
-            .map_err(|_| DecodeError::Malformed("[MQTT-3.8.3-4] SUBSCRIBE with QoS 3 (MQTT 3.1.1)"))?;
+        let qos = QoS::try_from(byte).map_err(|_| {
+            DecodeError::Malformed("[MQTT-3.8.3-4] SUBSCRIBE with QoS 3 (MQTT 3.1.1)")
+        })?;
         return Ok(SubscriptionOptions::new(qos));
     }
     if byte & 0xC0 != 0 {
@@ -182,14 +229,17 @@ fn decode_options(byte: u8, version: ProtocolVersion) -> Result<SubscriptionOpti
             "[MQTT-3.8.3-5] SUBSCRIBE options reserved bits are not 0",
         ));
     }
-    let qos = QoS::try_from(byte & 0x03).map_err(|_| {
-        DecodeError::Protocol("SUBSCRIBE Maximum QoS is 3 (MQTT 5 §3.8.3.1)")
-    })?;
+    let qos = QoS::try_from(byte & 0x03)
+        .map_err(|_| DecodeError::Protocol("SUBSCRIBE Maximum QoS is 3 (MQTT 5 §3.8.3.1)"))?;
     let retain_handling = match (byte >> 4) & 0x03 {
         0 => RetainHandling::SendAtSubscribe,
         1 => RetainHandling::SendAtSubscribeIfNew,
         2 => RetainHandling::DoNotSend,
-        _ => return Err(DecodeError::Protocol("SUBSCRIBE Retain Handling is 3 (MQTT 5 §3.8.3.1)")),
+        _ => {
+            return Err(DecodeError::Protocol(
+                "SUBSCRIBE Retain Handling is 3 (MQTT 5 §3.8.3.1)",
+            ))
+        }
     };
     Ok(SubscriptionOptions {
         qos,

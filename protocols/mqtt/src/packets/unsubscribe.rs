@@ -3,7 +3,7 @@
 
 use crate::error::{DecodeError, EncodeError};
 use crate::properties::{
-    self as prop, put_properties, AckProperties, PropertyBlock, Properties, UserProperties,
+    self as prop, put_properties, AckProperties, Properties, PropertyBlock, UserProperties,
 };
 use crate::reason::ReasonCode;
 use crate::types::{PacketId, PacketType, ProtocolVersion};
@@ -41,10 +41,17 @@ pub struct UnsubAck {
 impl UnsubAck {
     /// An UNSUBACK without properties.
     pub fn new(packet_id: PacketId, reason_codes: Vec<ReasonCode>) -> Self {
-        Self { packet_id, reason_codes, properties: AckProperties::default() }
+        Self {
+            packet_id,
+            reason_codes,
+            properties: AckProperties::default(),
+        }
     }
 
-    pub(crate) fn decode(r: &mut Reader<'_>, version: ProtocolVersion) -> Result<Self, DecodeError> {
+    pub(crate) fn decode(
+        r: &mut Reader<'_>,
+        version: ProtocolVersion,
+    ) -> Result<Self, DecodeError> {
         let packet_id = r.packet_id()?;
         if !version.is_v5() {
             return Ok(Self::new(packet_id, Vec::new()));
@@ -54,23 +61,37 @@ impl UnsubAck {
         for &code in r.rest() {
             let code = ReasonCode(code);
             if !code.is_allowed_in(PacketType::UnsubAck) {
-                return Err(DecodeError::Protocol("UNSUBACK reason code not allowed (MQTT 5 §3.11.3)"));
+                return Err(DecodeError::Protocol(
+                    "UNSUBACK reason code not allowed (MQTT 5 §3.11.3)",
+                ));
             }
             reason_codes.push(code);
         }
         if reason_codes.is_empty() {
-            return Err(DecodeError::Protocol("UNSUBACK without reason codes (MQTT 5 §3.11.3)"));
+            return Err(DecodeError::Protocol(
+                "UNSUBACK without reason codes (MQTT 5 §3.11.3)",
+            ));
         }
-        Ok(Self { packet_id, reason_codes, properties })
+        Ok(Self {
+            packet_id,
+            reason_codes,
+            properties,
+        })
     }
 
-    pub(crate) fn write<S: Sink>(&self, version: ProtocolVersion, s: &mut S) -> Result<(), EncodeError> {
+    pub(crate) fn write<S: Sink>(
+        &self,
+        version: ProtocolVersion,
+        s: &mut S,
+    ) -> Result<(), EncodeError> {
         s.put_u16(self.packet_id.get());
         if !version.is_v5() {
             return Ok(());
         }
         if self.reason_codes.is_empty() {
-            return Err(EncodeError::Invalid("UNSUBACK without reason codes (MQTT 5 §3.11.3)"));
+            return Err(EncodeError::Invalid(
+                "UNSUBACK without reason codes (MQTT 5 §3.11.3)",
+            ));
         }
         put_properties(s, &self.properties)?;
         for code in &self.reason_codes {
@@ -81,7 +102,10 @@ impl UnsubAck {
 }
 
 impl Unsubscribe {
-    pub(crate) fn decode(r: &mut Reader<'_>, version: ProtocolVersion) -> Result<Self, DecodeError> {
+    pub(crate) fn decode(
+        r: &mut Reader<'_>,
+        version: ProtocolVersion,
+    ) -> Result<Self, DecodeError> {
         let packet_id = r.packet_id()?;
         let properties = if version.is_v5() {
             UnsubscribeProperties::decode(r)?
@@ -93,14 +117,26 @@ impl Unsubscribe {
             filters.push(r.string()?);
         }
         if filters.is_empty() {
-            return Err(DecodeError::Protocol("[MQTT-3.10.3-2] UNSUBSCRIBE with no topic filters"));
+            return Err(DecodeError::Protocol(
+                "[MQTT-3.10.3-2] UNSUBSCRIBE with no topic filters",
+            ));
         }
-        Ok(Self { packet_id, filters, properties })
+        Ok(Self {
+            packet_id,
+            filters,
+            properties,
+        })
     }
 
-    pub(crate) fn write<S: Sink>(&self, version: ProtocolVersion, s: &mut S) -> Result<(), EncodeError> {
+    pub(crate) fn write<S: Sink>(
+        &self,
+        version: ProtocolVersion,
+        s: &mut S,
+    ) -> Result<(), EncodeError> {
         if self.filters.is_empty() {
-            return Err(EncodeError::Invalid("[MQTT-3.10.3-2] UNSUBSCRIBE with no topic filters"));
+            return Err(EncodeError::Invalid(
+                "[MQTT-3.10.3-2] UNSUBSCRIBE with no topic filters",
+            ));
         }
         s.put_u16(self.packet_id.get());
         if version.is_v5() {

@@ -39,12 +39,16 @@ fn v311_connect_minimal() {
     };
     golden(bytes, V311, Packet::Connect(Box::new(connect.clone())));
     // CONNECT needs no negotiated version: it carries its own.
-    assert_eq!(from_bytes(bytes, None).unwrap(), Packet::Connect(Box::new(connect)));
+    assert_eq!(
+        from_bytes(bytes, None).unwrap(),
+        Packet::Connect(Box::new(connect))
+    );
 }
 
 #[test]
 fn v311_connect_with_will_and_credentials() {
-    let bytes = b"\x10\x1e\x00\x04MQTT\x04\xee\x00\x0a\x00\x02cl\x00\x03a/b\x00\x02hi\x00\x01u\x00\x02pw";
+    let bytes =
+        b"\x10\x1e\x00\x04MQTT\x04\xee\x00\x0a\x00\x02cl\x00\x03a/b\x00\x02hi\x00\x01u\x00\x02pw";
     let connect = Connect {
         protocol: V311,
         clean_start: true,
@@ -79,10 +83,21 @@ fn v31_connect() {
 
 #[test]
 fn v311_connack() {
-    golden(&[0x20, 0x02, 0x00, 0x00], V311, Packet::ConnAck(ConnAck::new(ReasonCode::SUCCESS)));
-    let resumed = ConnAck { session_present: true, ..ConnAck::default() };
+    golden(
+        &[0x20, 0x02, 0x00, 0x00],
+        V311,
+        Packet::ConnAck(ConnAck::new(ReasonCode::SUCCESS)),
+    );
+    let resumed = ConnAck {
+        session_present: true,
+        ..ConnAck::default()
+    };
     golden(&[0x20, 0x02, 0x01, 0x00], V311, Packet::ConnAck(resumed));
-    golden(&[0x20, 0x02, 0x00, 0x05], V311, Packet::ConnAck(ConnAck::new(ReasonCode::NOT_AUTHORIZED)));
+    golden(
+        &[0x20, 0x02, 0x00, 0x05],
+        V311,
+        Packet::ConnAck(ConnAck::new(ReasonCode::NOT_AUTHORIZED)),
+    );
     golden(
         &[0x20, 0x02, 0x00, 0x01],
         V311,
@@ -92,7 +107,11 @@ fn v311_connack() {
 
 #[test]
 fn v311_publish() {
-    golden(b"\x30\x0a\x00\x03a/bhello", V311, Packet::Publish(Publish::new("a/b", "hello")));
+    golden(
+        b"\x30\x0a\x00\x03a/bhello",
+        V311,
+        Packet::Publish(Publish::new("a/b", "hello")),
+    );
     let publish = Publish {
         dup: true,
         qos: QoS::AtLeastOnce,
@@ -102,7 +121,11 @@ fn v311_publish() {
         payload: Bytes::from_static(b"xy"),
         properties: PublishProperties::default(),
     };
-    golden(b"\x3b\x07\x00\x01t\x00\x0axy", V311, Packet::Publish(publish));
+    golden(
+        b"\x3b\x07\x00\x01t\x00\x0axy",
+        V311,
+        Packet::Publish(publish),
+    );
     let qos2 = Publish {
         qos: QoS::ExactlyOnce,
         packet_id: Some(pid(0x1234)),
@@ -114,9 +137,21 @@ fn v311_publish() {
 #[test]
 fn v311_publish_flow_acks() {
     let resp = PubResp::new(pid(10));
-    golden(&[0x40, 0x02, 0x00, 0x0a], V311, Packet::PubAck(resp.clone()));
-    golden(&[0x50, 0x02, 0x00, 0x0a], V311, Packet::PubRec(resp.clone()));
-    golden(&[0x62, 0x02, 0x00, 0x0a], V311, Packet::PubRel(resp.clone()));
+    golden(
+        &[0x40, 0x02, 0x00, 0x0a],
+        V311,
+        Packet::PubAck(resp.clone()),
+    );
+    golden(
+        &[0x50, 0x02, 0x00, 0x0a],
+        V311,
+        Packet::PubRec(resp.clone()),
+    );
+    golden(
+        &[0x62, 0x02, 0x00, 0x0a],
+        V311,
+        Packet::PubRel(resp.clone()),
+    );
     golden(&[0x70, 0x02, 0x00, 0x0a], V311, Packet::PubComp(resp));
 }
 
@@ -130,9 +165,20 @@ fn v311_subscribe_and_suback() {
         ],
         properties: SubscribeProperties::default(),
     };
-    golden(b"\x82\x0e\x00\x01\x00\x03a/#\x01\x00\x03b/+\x02", V311, Packet::Subscribe(subscribe));
-    let suback = SubAck::new(pid(1), vec![ReasonCode::GRANTED_QOS_1, ReasonCode::UNSPECIFIED_ERROR]);
-    golden(&[0x90, 0x04, 0x00, 0x01, 0x01, 0x80], V311, Packet::SubAck(suback));
+    golden(
+        b"\x82\x0e\x00\x01\x00\x03a/#\x01\x00\x03b/+\x02",
+        V311,
+        Packet::Subscribe(subscribe),
+    );
+    let suback = SubAck::new(
+        pid(1),
+        vec![ReasonCode::GRANTED_QOS_1, ReasonCode::UNSPECIFIED_ERROR],
+    );
+    golden(
+        &[0x90, 0x04, 0x00, 0x01, 0x01, 0x80],
+        V311,
+        Packet::SubAck(suback),
+    );
 }
 
 #[test]
@@ -142,15 +188,27 @@ fn v311_unsubscribe_and_unsuback() {
         filters: vec!["a/#".into()],
         properties: UnsubscribeProperties::default(),
     };
-    golden(b"\xa2\x07\x00\x02\x00\x03a/#", V311, Packet::Unsubscribe(unsubscribe));
-    golden(&[0xb0, 0x02, 0x00, 0x02], V311, Packet::UnsubAck(UnsubAck::new(pid(2), vec![])));
+    golden(
+        b"\xa2\x07\x00\x02\x00\x03a/#",
+        V311,
+        Packet::Unsubscribe(unsubscribe),
+    );
+    golden(
+        &[0xb0, 0x02, 0x00, 0x02],
+        V311,
+        Packet::UnsubAck(UnsubAck::new(pid(2), vec![])),
+    );
 }
 
 #[test]
 fn v311_ping_and_disconnect() {
     golden(&[0xc0, 0x00], V311, Packet::PingReq);
     golden(&[0xd0, 0x00], V311, Packet::PingResp);
-    golden(&[0xe0, 0x00], V311, Packet::Disconnect(Disconnect::default()));
+    golden(
+        &[0xe0, 0x00],
+        V311,
+        Packet::Disconnect(Disconnect::default()),
+    );
 }
 
 // ---------------------------------------------------------------------------- MQTT 5.0
@@ -167,7 +225,10 @@ fn v5_connect_minimal() {
         ..Connect::default()
     };
     golden(bytes, V5, Packet::Connect(Box::new(connect.clone())));
-    assert_eq!(from_bytes(bytes, None).unwrap(), Packet::Connect(Box::new(connect)));
+    assert_eq!(
+        from_bytes(bytes, None).unwrap(),
+        Packet::Connect(Box::new(connect))
+    );
 }
 
 #[test]
@@ -240,8 +301,16 @@ fn v5_connect_password_without_user_name() {
 
 #[test]
 fn v5_connack() {
-    golden(&[0x20, 0x03, 0x00, 0x00, 0x00], V5, Packet::ConnAck(ConnAck::default()));
-    golden(&[0x20, 0x03, 0x00, 0x87, 0x00], V5, Packet::ConnAck(ConnAck::new(ReasonCode::NOT_AUTHORIZED)));
+    golden(
+        &[0x20, 0x03, 0x00, 0x00, 0x00],
+        V5,
+        Packet::ConnAck(ConnAck::default()),
+    );
+    golden(
+        &[0x20, 0x03, 0x00, 0x87, 0x00],
+        V5,
+        Packet::ConnAck(ConnAck::new(ReasonCode::NOT_AUTHORIZED)),
+    );
     #[rustfmt::skip]
     let bytes: &[u8] = &[
         0x20, 0x16, 0x01, 0x00, 0x13,
@@ -270,7 +339,11 @@ fn v5_connack() {
 
 #[test]
 fn v5_publish() {
-    golden(b"\x30\x0b\x00\x03a/b\x00hello", V5, Packet::Publish(Publish::new("a/b", "hello")));
+    golden(
+        b"\x30\x0b\x00\x03a/b\x00hello",
+        V5,
+        Packet::Publish(Publish::new("a/b", "hello")),
+    );
     #[rustfmt::skip]
     let bytes: &[u8] = &[
         0x32, 0x2a, 0x00, 0x03, b'a', b'/', b'b', 0x00, 0x05,
@@ -306,27 +379,46 @@ fn v5_publish() {
 #[test]
 fn v5_publish_with_topic_alias_only() {
     let publish = Publish {
-        properties: PublishProperties { topic_alias: Some(7), ..PublishProperties::default() },
+        properties: PublishProperties {
+            topic_alias: Some(7),
+            ..PublishProperties::default()
+        },
         ..Publish::new("", "p")
     };
-    golden(&[0x30, 0x07, 0x00, 0x00, 0x03, 0x23, 0x00, 0x07, b'p'], V5, Packet::Publish(publish));
+    golden(
+        &[0x30, 0x07, 0x00, 0x00, 0x03, 0x23, 0x00, 0x07, b'p'],
+        V5,
+        Packet::Publish(publish),
+    );
 }
 
 #[test]
 fn v5_publish_flow_acks() {
-    golden(&[0x40, 0x02, 0x00, 0x01], V5, Packet::PubAck(PubResp::new(pid(1))));
+    golden(
+        &[0x40, 0x02, 0x00, 0x01],
+        V5,
+        Packet::PubAck(PubResp::new(pid(1))),
+    );
     golden(
         &[0x40, 0x03, 0x00, 0x01, 0x10],
         V5,
-        Packet::PubAck(PubResp::with_reason(pid(1), ReasonCode::NO_MATCHING_SUBSCRIBERS)),
+        Packet::PubAck(PubResp::with_reason(
+            pid(1),
+            ReasonCode::NO_MATCHING_SUBSCRIBERS,
+        )),
     );
     let with_props = PubResp {
         packet_id: pid(1),
         reason_code: ReasonCode::NOT_AUTHORIZED,
-        properties: AckProperties { reason_string: Some("no".into()), ..AckProperties::default() },
+        properties: AckProperties {
+            reason_string: Some("no".into()),
+            ..AckProperties::default()
+        },
     };
     golden(
-        &[0x40, 0x09, 0x00, 0x01, 0x87, 0x05, 0x1f, 0x00, 0x02, b'n', b'o'],
+        &[
+            0x40, 0x09, 0x00, 0x01, 0x87, 0x05, 0x1f, 0x00, 0x02, b'n', b'o',
+        ],
         V5,
         Packet::PubAck(with_props),
     );
@@ -338,18 +430,39 @@ fn v5_publish_flow_acks() {
     golden(
         &[0x62, 0x03, 0x00, 0x01, 0x92],
         V5,
-        Packet::PubRel(PubResp::with_reason(pid(1), ReasonCode::PACKET_IDENTIFIER_NOT_FOUND)),
+        Packet::PubRel(PubResp::with_reason(
+            pid(1),
+            ReasonCode::PACKET_IDENTIFIER_NOT_FOUND,
+        )),
     );
-    golden(&[0x70, 0x02, 0x00, 0x01], V5, Packet::PubComp(PubResp::new(pid(1))));
+    golden(
+        &[0x70, 0x02, 0x00, 0x01],
+        V5,
+        Packet::PubComp(PubResp::new(pid(1))),
+    );
 }
 
 #[test]
 fn v5_publish_flow_acks_long_forms() {
     // §3.4.2.1: reason code and property length may be present even when SUCCESS and empty.
-    decodes_to(&[0x40, 0x03, 0x00, 0x01, 0x00], V5, Packet::PubAck(PubResp::new(pid(1))));
-    decodes_to(&[0x40, 0x04, 0x00, 0x01, 0x00, 0x00], V5, Packet::PubAck(PubResp::new(pid(1))));
-    decodes_to(&[0x62, 0x04, 0x00, 0x01, 0x92, 0x00], V5,
-        Packet::PubRel(PubResp::with_reason(pid(1), ReasonCode::PACKET_IDENTIFIER_NOT_FOUND)));
+    decodes_to(
+        &[0x40, 0x03, 0x00, 0x01, 0x00],
+        V5,
+        Packet::PubAck(PubResp::new(pid(1))),
+    );
+    decodes_to(
+        &[0x40, 0x04, 0x00, 0x01, 0x00, 0x00],
+        V5,
+        Packet::PubAck(PubResp::new(pid(1))),
+    );
+    decodes_to(
+        &[0x62, 0x04, 0x00, 0x01, 0x92, 0x00],
+        V5,
+        Packet::PubRel(PubResp::with_reason(
+            pid(1),
+            ReasonCode::PACKET_IDENTIFIER_NOT_FOUND,
+        )),
+    );
 }
 
 #[test]
@@ -378,8 +491,15 @@ fn v5_subscribe_and_suback() {
         V5,
         Packet::Subscribe(subscribe),
     );
-    let suback = SubAck::new(pid(1), vec![ReasonCode::GRANTED_QOS_1, ReasonCode::TOPIC_FILTER_INVALID]);
-    golden(&[0x90, 0x05, 0x00, 0x01, 0x00, 0x01, 0x8f], V5, Packet::SubAck(suback));
+    let suback = SubAck::new(
+        pid(1),
+        vec![ReasonCode::GRANTED_QOS_1, ReasonCode::TOPIC_FILTER_INVALID],
+    );
+    golden(
+        &[0x90, 0x05, 0x00, 0x01, 0x00, 0x01, 0x8f],
+        V5,
+        Packet::SubAck(suback),
+    );
 }
 
 #[test]
@@ -389,17 +509,36 @@ fn v5_unsubscribe_and_unsuback() {
         filters: vec!["a/#".into()],
         properties: UnsubscribeProperties::default(),
     };
-    golden(b"\xa2\x08\x00\x02\x00\x00\x03a/#", V5, Packet::Unsubscribe(unsubscribe));
-    let unsuback = UnsubAck::new(pid(2), vec![ReasonCode::SUCCESS, ReasonCode::NO_SUBSCRIPTION_EXISTED]);
-    golden(&[0xb0, 0x05, 0x00, 0x02, 0x00, 0x00, 0x11], V5, Packet::UnsubAck(unsuback));
+    golden(
+        b"\xa2\x08\x00\x02\x00\x00\x03a/#",
+        V5,
+        Packet::Unsubscribe(unsubscribe),
+    );
+    let unsuback = UnsubAck::new(
+        pid(2),
+        vec![ReasonCode::SUCCESS, ReasonCode::NO_SUBSCRIPTION_EXISTED],
+    );
+    golden(
+        &[0xb0, 0x05, 0x00, 0x02, 0x00, 0x00, 0x11],
+        V5,
+        Packet::UnsubAck(unsuback),
+    );
 }
 
 #[test]
 fn v5_ping_disconnect_auth() {
     golden(&[0xc0, 0x00], V5, Packet::PingReq);
     golden(&[0xd0, 0x00], V5, Packet::PingResp);
-    golden(&[0xe0, 0x00], V5, Packet::Disconnect(Disconnect::new(ReasonCode::NORMAL_DISCONNECTION)));
-    golden(&[0xe0, 0x01, 0x04], V5, Packet::Disconnect(Disconnect::new(ReasonCode::DISCONNECT_WITH_WILL)));
+    golden(
+        &[0xe0, 0x00],
+        V5,
+        Packet::Disconnect(Disconnect::new(ReasonCode::NORMAL_DISCONNECTION)),
+    );
+    golden(
+        &[0xe0, 0x01, 0x04],
+        V5,
+        Packet::Disconnect(Disconnect::new(ReasonCode::DISCONNECT_WITH_WILL)),
+    );
     let taken_over = Disconnect {
         reason_code: ReasonCode::SESSION_TAKEN_OVER,
         properties: DisconnectProperties {
@@ -407,10 +546,22 @@ fn v5_ping_disconnect_auth() {
             ..DisconnectProperties::default()
         },
     };
-    golden(&[0xe0, 0x06, 0x8e, 0x04, 0x1f, 0x00, 0x01, b'x'], V5, Packet::Disconnect(taken_over));
-    decodes_to(&[0xe0, 0x02, 0x00, 0x00], V5, Packet::Disconnect(Disconnect::default()));
+    golden(
+        &[0xe0, 0x06, 0x8e, 0x04, 0x1f, 0x00, 0x01, b'x'],
+        V5,
+        Packet::Disconnect(taken_over),
+    );
+    decodes_to(
+        &[0xe0, 0x02, 0x00, 0x00],
+        V5,
+        Packet::Disconnect(Disconnect::default()),
+    );
 
-    golden(&[0xf0, 0x00], V5, Packet::Auth(Auth::new(ReasonCode::SUCCESS)));
+    golden(
+        &[0xf0, 0x00],
+        V5,
+        Packet::Auth(Auth::new(ReasonCode::SUCCESS)),
+    );
     let scram = Auth {
         reason_code: ReasonCode::CONTINUE_AUTHENTICATION,
         properties: AuthProperties {

@@ -49,7 +49,11 @@ pub(crate) fn from_bytes(
 
 /// Asserts that `bytes` fail to decode with `version`, and with which reason code.
 #[track_caller]
-pub(crate) fn rejects(bytes: &[u8], version: Option<ProtocolVersion>, code: ReasonCode) -> DecodeError {
+pub(crate) fn rejects(
+    bytes: &[u8],
+    version: Option<ProtocolVersion>,
+    code: ReasonCode,
+) -> DecodeError {
     let err = match decode_slice(bytes, version, MAX_PACKET_SIZE) {
         Err(err) => err,
         other => panic!("expected an error for {bytes:02x?}, got {other:?}"),

@@ -8,7 +8,11 @@ use super::{pid, to_bytes, V311, V5};
 use crate::*;
 
 fn sample_packets() -> Vec<(Packet, ProtocolVersion)> {
-    let connect = Connect { client_id: "c".into(), keep_alive: 30, ..Connect::default() };
+    let connect = Connect {
+        client_id: "c".into(),
+        keep_alive: 30,
+        ..Connect::default()
+    };
     let big = Publish {
         qos: QoS::AtLeastOnce,
         packet_id: Some(pid(9)),
@@ -20,7 +24,10 @@ fn sample_packets() -> Vec<(Packet, ProtocolVersion)> {
         (Packet::Publish(big), V311),
         (Packet::PubAck(PubResp::new(pid(9))), V5),
         (Packet::PingReq, V311),
-        (Packet::Disconnect(Disconnect::new(ReasonCode::SERVER_SHUTTING_DOWN)), V5),
+        (
+            Packet::Disconnect(Disconnect::new(ReasonCode::SERVER_SHUTTING_DOWN)),
+            V5,
+        ),
     ]
 }
 
@@ -54,7 +61,10 @@ fn decode_slice_reports_bytes_used() {
             decode_slice(&padded, Some(version), MAX_PACKET_SIZE).unwrap(),
             Some((packet, bytes.len()))
         );
-        assert_eq!(decode_slice(&bytes[..bytes.len() - 1], Some(version), MAX_PACKET_SIZE), Ok(None));
+        assert_eq!(
+            decode_slice(&bytes[..bytes.len() - 1], Some(version), MAX_PACKET_SIZE),
+            Ok(None)
+        );
     }
 }
 
@@ -67,7 +77,12 @@ fn several_packets_in_one_buffer() {
     }
     buf.extend_from_slice(&[0x30]); // the start of the next one
     for (packet, _) in &packets {
-        assert_eq!(decode(&mut buf, Some(V5), MAX_PACKET_SIZE).unwrap().as_ref(), Some(packet));
+        assert_eq!(
+            decode(&mut buf, Some(V5), MAX_PACKET_SIZE)
+                .unwrap()
+                .as_ref(),
+            Some(packet)
+        );
     }
     assert_eq!(decode(&mut buf, Some(V5), MAX_PACKET_SIZE), Ok(None));
     assert_eq!(&buf[..], &[0x30]);
@@ -78,7 +93,13 @@ fn max_packet_size_is_checked_on_the_fixed_header_alone() {
     // A PUBLISH announcing 2,097,151 bytes: only its 4-byte fixed header is buffered.
     let mut buf = BytesMut::from(&[0x30, 0xff, 0xff, 0x7f][..]);
     let err = decode(&mut buf, Some(V311), 1024).unwrap_err();
-    assert_eq!(err, DecodeError::PacketTooLarge { size: 4 + 2_097_151, max: 1024 });
+    assert_eq!(
+        err,
+        DecodeError::PacketTooLarge {
+            size: 4 + 2_097_151,
+            max: 1024
+        }
+    );
     assert_eq!(err.reason_code(), ReasonCode::PACKET_TOO_LARGE);
     assert_eq!(buf.len(), 4, "an error leaves the buffer as it was");
     // The same header under a larger limit just waits for the body.
@@ -101,7 +122,10 @@ fn max_packet_size_counts_the_whole_packet() {
 
 #[test]
 fn empty_buffer_needs_more() {
-    assert_eq!(decode(&mut BytesMut::new(), None, MAX_PACKET_SIZE), Ok(None));
+    assert_eq!(
+        decode(&mut BytesMut::new(), None, MAX_PACKET_SIZE),
+        Ok(None)
+    );
 }
 
 #[test]
@@ -109,8 +133,12 @@ fn payloads_do_not_share_the_read_buffer() {
     let bytes = to_bytes(&Packet::Publish(Publish::new("t", vec![7u8; 64])), V311);
     let mut buf = BytesMut::from(&bytes[..]);
     let range = buf.as_ptr_range();
-    let Some(Packet::Publish(publish)) = decode(&mut buf, Some(V311), MAX_PACKET_SIZE).unwrap() else {
+    let Some(Packet::Publish(publish)) = decode(&mut buf, Some(V311), MAX_PACKET_SIZE).unwrap()
+    else {
         panic!("not a PUBLISH");
     };
-    assert!(!range.contains(&publish.payload.as_ptr()), "payload points into the read buffer");
+    assert!(
+        !range.contains(&publish.payload.as_ptr()),
+        "payload points into the read buffer"
+    );
 }

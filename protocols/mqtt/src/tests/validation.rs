@@ -63,7 +63,10 @@ fn packet_type_zero_is_malformed() {
 #[test]
 fn reserved_fixed_header_flags() {
     let err = rejects(&[0x60, 0x02, 0x00, 0x01], Some(V5), MALFORMED); // PUBREL must be 0b0010
-    assert_eq!(err, DecodeError::Malformed("[MQTT-2.1.3-1] invalid fixed header flags"));
+    assert_eq!(
+        err,
+        DecodeError::Malformed("[MQTT-2.1.3-1] invalid fixed header flags")
+    );
     rejects(b"\x80\x06\x00\x01\x00\x01a\x00", Some(V311), MALFORMED); // SUBSCRIBE
     rejects(b"\xa0\x05\x00\x01\x00\x01a", Some(V311), MALFORMED); // UNSUBSCRIBE
     rejects(&[0xc1, 0x00], Some(V311), MALFORMED); // PINGREQ
@@ -105,7 +108,11 @@ fn bytes_after_the_last_field_are_malformed() {
 #[test]
 fn fields_running_past_the_remaining_length_are_malformed() {
     // PUBLISH topic length 5 but only 3 bytes in the packet.
-    rejects(&[0x30, 0x05, 0x00, 0x05, b'a', b'b', b'c'], Some(V311), MALFORMED);
+    rejects(
+        &[0x30, 0x05, 0x00, 0x05, b'a', b'b', b'c'],
+        Some(V311),
+        MALFORMED,
+    );
     // PUBACK cut inside the packet identifier.
     rejects(&[0x40, 0x01, 0x00], Some(V311), MALFORMED);
     // CONNACK property length larger than what is left.
@@ -117,37 +124,66 @@ fn fields_running_past_the_remaining_length_are_malformed() {
 #[test]
 fn strings_must_be_well_formed_utf8() {
     let err = rejects(&[0x30, 0x04, 0x00, 0x02, 0xc3, 0x28], Some(V311), MALFORMED);
-    assert_eq!(err, DecodeError::Malformed("[MQTT-1.5.4-1] string is not well-formed UTF-8"));
+    assert_eq!(
+        err,
+        DecodeError::Malformed("[MQTT-1.5.4-1] string is not well-formed UTF-8")
+    );
     // Surrogate U+D800 in a client identifier.
-    rejects(&v311_connect(0x02, &[0x00, 0x03, 0xed, 0xa0, 0x80]), None, MALFORMED);
+    rejects(
+        &v311_connect(0x02, &[0x00, 0x03, 0xed, 0xa0, 0x80]),
+        None,
+        MALFORMED,
+    );
     // U+0000 in a topic filter.
     let err = rejects(b"\x82\x06\x00\x01\x00\x01\x00\x00", Some(V311), MALFORMED);
-    assert_eq!(err, DecodeError::Malformed("[MQTT-1.5.4-2] string contains U+0000"));
+    assert_eq!(
+        err,
+        DecodeError::Malformed("[MQTT-1.5.4-2] string contains U+0000")
+    );
 }
 
 // ------------------------------------------------------------------ CONNECT
 
 #[test]
 fn connect_unknown_protocol_name() {
-    let err = rejects(b"\x10\x0c\x00\x04MQTX\x04\x02\x00\x00\x00\x00", None, ReasonCode(0x84));
+    let err = rejects(
+        b"\x10\x0c\x00\x04MQTX\x04\x02\x00\x00\x00\x00",
+        None,
+        ReasonCode(0x84),
+    );
     assert_eq!(err, DecodeError::UnsupportedProtocolName);
 }
 
 #[test]
 fn connect_unknown_protocol_level() {
-    let err = rejects(b"\x10\x0c\x00\x04MQTT\x06\x02\x00\x00\x00\x00", None, ReasonCode(0x84));
+    let err = rejects(
+        b"\x10\x0c\x00\x04MQTT\x06\x02\x00\x00\x00\x00",
+        None,
+        ReasonCode(0x84),
+    );
     assert_eq!(err, DecodeError::UnsupportedProtocolVersion(6));
     // Name and level must go together.
-    let err = rejects(b"\x10\x0c\x00\x04MQTT\x03\x02\x00\x00\x00\x00", None, ReasonCode(0x84));
+    let err = rejects(
+        b"\x10\x0c\x00\x04MQTT\x03\x02\x00\x00\x00\x00",
+        None,
+        ReasonCode(0x84),
+    );
     assert_eq!(err, DecodeError::UnsupportedProtocolVersion(3));
-    let err = rejects(b"\x10\x0e\x00\x06MQIsdp\x04\x02\x00\x00\x00\x00", None, ReasonCode(0x84));
+    let err = rejects(
+        b"\x10\x0e\x00\x06MQIsdp\x04\x02\x00\x00\x00\x00",
+        None,
+        ReasonCode(0x84),
+    );
     assert_eq!(err, DecodeError::UnsupportedProtocolVersion(4));
 }
 
 #[test]
 fn connect_reserved_flag() {
     let err = rejects(&v311_connect(0x03, b"\x00\x00"), None, MALFORMED);
-    assert_eq!(err, DecodeError::Malformed("[MQTT-3.1.2-3] CONNECT reserved flag is not 0"));
+    assert_eq!(
+        err,
+        DecodeError::Malformed("[MQTT-3.1.2-3] CONNECT reserved flag is not 0")
+    );
     rejects(&v5_connect(0x01, &[], b"\x00\x00"), None, MALFORMED);
 }
 
@@ -168,8 +204,16 @@ fn connect_will_flags() {
 
 #[test]
 fn connect_will_topic_rules() {
-    rejects(&v311_connect(0x04, b"\x00\x00\x00\x03a/#\x00\x00"), None, ReasonCode::TOPIC_NAME_INVALID);
-    rejects(&v311_connect(0x04, b"\x00\x00\x00\x00\x00\x00"), None, ReasonCode::TOPIC_NAME_INVALID);
+    rejects(
+        &v311_connect(0x04, b"\x00\x00\x00\x03a/#\x00\x00"),
+        None,
+        ReasonCode::TOPIC_NAME_INVALID,
+    );
+    rejects(
+        &v311_connect(0x04, b"\x00\x00\x00\x00\x00\x00"),
+        None,
+        ReasonCode::TOPIC_NAME_INVALID,
+    );
 }
 
 #[test]
@@ -203,67 +247,162 @@ fn duplicate_property_is_a_protocol_error() {
 #[test]
 fn property_not_allowed_in_packet_is_malformed() {
     // Topic Alias in CONNECT.
-    let err = rejects(&v5_connect(0x02, &[0x23, 0x00, 0x01], b"\x00\x00"), None, MALFORMED);
-    assert!(err.to_string().contains("Topic Alias property is not allowed"));
+    let err = rejects(
+        &v5_connect(0x02, &[0x23, 0x00, 0x01], b"\x00\x00"),
+        None,
+        MALFORMED,
+    );
+    assert!(err
+        .to_string()
+        .contains("Topic Alias property is not allowed"));
     // Will Delay Interval in PUBLISH.
-    rejects(&v5_publish(0x30, "t", &[], &[0x18, 0, 0, 0, 1]), Some(V5), MALFORMED);
+    rejects(
+        &v5_publish(0x30, "t", &[], &[0x18, 0, 0, 0, 1]),
+        Some(V5),
+        MALFORMED,
+    );
     // Subscription Identifier in UNSUBSCRIBE.
     rejects(b"\xa2\x07\x00\x01\x02\x0b\x01\x00\x00", Some(V5), MALFORMED);
     // Unknown identifier.
-    rejects(&v5_publish(0x30, "t", &[], &[0x7f, 0x00]), Some(V5), MALFORMED);
+    rejects(
+        &v5_publish(0x30, "t", &[], &[0x7f, 0x00]),
+        Some(V5),
+        MALFORMED,
+    );
 }
 
 #[test]
 fn subscription_identifiers() {
     // Zero in SUBSCRIBE and in PUBLISH.
-    rejects(b"\x82\x09\x00\x01\x02\x0b\x00\x00\x01a\x00", Some(V5), PROTOCOL);
-    rejects(&v5_publish(0x30, "t", &[], &[0x0b, 0x00]), Some(V5), PROTOCOL);
+    rejects(
+        b"\x82\x09\x00\x01\x02\x0b\x00\x00\x01a\x00",
+        Some(V5),
+        PROTOCOL,
+    );
+    rejects(
+        &v5_publish(0x30, "t", &[], &[0x0b, 0x00]),
+        Some(V5),
+        PROTOCOL,
+    );
     // Twice in SUBSCRIBE.
-    rejects(b"\x82\x0b\x00\x01\x04\x0b\x01\x0b\x02\x00\x01a\x00", Some(V5), PROTOCOL);
+    rejects(
+        b"\x82\x0b\x00\x01\x04\x0b\x01\x0b\x02\x00\x01a\x00",
+        Some(V5),
+        PROTOCOL,
+    );
     // Several in PUBLISH are fine (one per matching subscription).
-    let publish = from_bytes(&v5_publish(0x30, "t", &[], &[0x0b, 0x01, 0x0b, 0xff, 0xff, 0xff, 0x7f]), Some(V5));
+    let publish = from_bytes(
+        &v5_publish(0x30, "t", &[], &[0x0b, 0x01, 0x0b, 0xff, 0xff, 0xff, 0x7f]),
+        Some(V5),
+    );
     match publish.unwrap() {
-        Packet::Publish(p) => assert_eq!(p.properties.subscription_identifiers, vec![1, 268_435_455]),
+        Packet::Publish(p) => {
+            assert_eq!(p.properties.subscription_identifiers, vec![1, 268_435_455])
+        }
         other => panic!("{other:?}"),
     }
 }
 
 #[test]
 fn zero_limits_are_protocol_errors() {
-    rejects(&v5_connect(0x02, &[0x21, 0x00, 0x00], b"\x00\x00"), None, PROTOCOL); // receive max
-    rejects(&v5_connect(0x02, &[0x27, 0, 0, 0, 0], b"\x00\x00"), None, PROTOCOL); // max packet size
-    rejects(&[0x20, 0x06, 0x00, 0x00, 0x03, 0x21, 0x00, 0x00], Some(V5), PROTOCOL);
-    rejects(&[0x20, 0x08, 0x00, 0x00, 0x05, 0x27, 0, 0, 0, 0], Some(V5), PROTOCOL);
+    rejects(
+        &v5_connect(0x02, &[0x21, 0x00, 0x00], b"\x00\x00"),
+        None,
+        PROTOCOL,
+    ); // receive max
+    rejects(
+        &v5_connect(0x02, &[0x27, 0, 0, 0, 0], b"\x00\x00"),
+        None,
+        PROTOCOL,
+    ); // max packet size
+    rejects(
+        &[0x20, 0x06, 0x00, 0x00, 0x03, 0x21, 0x00, 0x00],
+        Some(V5),
+        PROTOCOL,
+    );
+    rejects(
+        &[0x20, 0x08, 0x00, 0x00, 0x05, 0x27, 0, 0, 0, 0],
+        Some(V5),
+        PROTOCOL,
+    );
 }
 
 #[test]
 fn topic_alias_zero() {
-    let err = rejects(&v5_publish(0x30, "t", &[], &[0x23, 0x00, 0x00]), Some(V5), ReasonCode::TOPIC_ALIAS_INVALID);
+    let err = rejects(
+        &v5_publish(0x30, "t", &[], &[0x23, 0x00, 0x00]),
+        Some(V5),
+        ReasonCode::TOPIC_ALIAS_INVALID,
+    );
     assert!(err.to_string().contains("[MQTT-3.3.2-8]"));
 }
 
 #[test]
 fn flag_properties_must_be_zero_or_one() {
-    rejects(&v5_publish(0x30, "t", &[], &[0x01, 0x02]), Some(V5), PROTOCOL); // payload format
-    rejects(&v5_connect(0x02, &[0x17, 0x02], b"\x00\x00"), None, PROTOCOL); // request problem
-    rejects(&v5_connect(0x02, &[0x19, 0x05], b"\x00\x00"), None, PROTOCOL); // request response
-    rejects(&[0x20, 0x05, 0x00, 0x00, 0x02, 0x24, 0x02], Some(V5), PROTOCOL); // maximum QoS 2
-    rejects(&[0x20, 0x05, 0x00, 0x00, 0x02, 0x25, 0x02], Some(V5), PROTOCOL); // retain available
-    rejects(&[0x20, 0x05, 0x00, 0x00, 0x02, 0x28, 0x02], Some(V5), PROTOCOL); // wildcard available
-    rejects(&[0x20, 0x05, 0x00, 0x00, 0x02, 0x29, 0x02], Some(V5), PROTOCOL); // sub ids available
-    rejects(&[0x20, 0x05, 0x00, 0x00, 0x02, 0x2a, 0x02], Some(V5), PROTOCOL); // shared available
+    rejects(
+        &v5_publish(0x30, "t", &[], &[0x01, 0x02]),
+        Some(V5),
+        PROTOCOL,
+    ); // payload format
+    rejects(
+        &v5_connect(0x02, &[0x17, 0x02], b"\x00\x00"),
+        None,
+        PROTOCOL,
+    ); // request problem
+    rejects(
+        &v5_connect(0x02, &[0x19, 0x05], b"\x00\x00"),
+        None,
+        PROTOCOL,
+    ); // request response
+    rejects(
+        &[0x20, 0x05, 0x00, 0x00, 0x02, 0x24, 0x02],
+        Some(V5),
+        PROTOCOL,
+    ); // maximum QoS 2
+    rejects(
+        &[0x20, 0x05, 0x00, 0x00, 0x02, 0x25, 0x02],
+        Some(V5),
+        PROTOCOL,
+    ); // retain available
+    rejects(
+        &[0x20, 0x05, 0x00, 0x00, 0x02, 0x28, 0x02],
+        Some(V5),
+        PROTOCOL,
+    ); // wildcard available
+    rejects(
+        &[0x20, 0x05, 0x00, 0x00, 0x02, 0x29, 0x02],
+        Some(V5),
+        PROTOCOL,
+    ); // sub ids available
+    rejects(
+        &[0x20, 0x05, 0x00, 0x00, 0x02, 0x2a, 0x02],
+        Some(V5),
+        PROTOCOL,
+    ); // shared available
 }
 
 #[test]
 fn authentication_data_needs_a_method() {
-    rejects(&v5_connect(0x02, &[0x16, 0x00, 0x01, 0xaa], b"\x00\x00"), None, PROTOCOL);
+    rejects(
+        &v5_connect(0x02, &[0x16, 0x00, 0x01, 0xaa], b"\x00\x00"),
+        None,
+        PROTOCOL,
+    );
 }
 
 #[test]
 fn response_topic_is_a_topic_name() {
-    let err = rejects(&v5_publish(0x30, "t", &[], &[0x08, 0x00, 0x01, b'+']), Some(V5), PROTOCOL);
+    let err = rejects(
+        &v5_publish(0x30, "t", &[], &[0x08, 0x00, 0x01, b'+']),
+        Some(V5),
+        PROTOCOL,
+    );
     assert!(err.to_string().contains("[MQTT-3.3.2-14]"));
-    rejects(&v5_publish(0x30, "t", &[], &[0x08, 0x00, 0x00]), Some(V5), PROTOCOL);
+    rejects(
+        &v5_publish(0x30, "t", &[], &[0x08, 0x00, 0x00]),
+        Some(V5),
+        PROTOCOL,
+    );
 }
 
 // ------------------------------------------------------------------ packet identifiers
@@ -285,7 +424,10 @@ fn zero_packet_identifier_is_malformed() {
 #[test]
 fn publish_qos_3_is_malformed_from_the_first_byte() {
     let err = rejects(&[0x36], Some(V311), MALFORMED);
-    assert_eq!(err, DecodeError::Malformed("[MQTT-3.3.1-4] PUBLISH with QoS 3"));
+    assert_eq!(
+        err,
+        DecodeError::Malformed("[MQTT-3.3.1-4] PUBLISH with QoS 3")
+    );
 }
 
 #[test]
@@ -296,11 +438,26 @@ fn publish_qos_0_with_dup_is_malformed() {
 
 #[test]
 fn publish_topic_rules() {
-    let err = rejects(b"\x30\x05\x00\x03a/+", Some(V311), ReasonCode::TOPIC_NAME_INVALID);
-    assert_eq!(err, DecodeError::InvalidTopic("[MQTT-3.3.2-2] PUBLISH topic contains wildcard"));
-    rejects(&v5_publish(0x30, "a/#", &[], &[]), Some(V5), ReasonCode::TOPIC_NAME_INVALID);
+    let err = rejects(
+        b"\x30\x05\x00\x03a/+",
+        Some(V311),
+        ReasonCode::TOPIC_NAME_INVALID,
+    );
+    assert_eq!(
+        err,
+        DecodeError::InvalidTopic("[MQTT-3.3.2-2] PUBLISH topic contains wildcard")
+    );
+    rejects(
+        &v5_publish(0x30, "a/#", &[], &[]),
+        Some(V5),
+        ReasonCode::TOPIC_NAME_INVALID,
+    );
     // Empty topic: never in 3.x, only with a topic alias in 5.0.
-    rejects(b"\x30\x02\x00\x00", Some(V311), ReasonCode::TOPIC_NAME_INVALID);
+    rejects(
+        b"\x30\x02\x00\x00",
+        Some(V311),
+        ReasonCode::TOPIC_NAME_INVALID,
+    );
     rejects(&v5_publish(0x30, "", &[], &[]), Some(V5), PROTOCOL);
     assert!(from_bytes(&v5_publish(0x30, "", &[], &[0x23, 0x00, 0x01]), Some(V5)).is_ok());
 }
@@ -309,7 +466,10 @@ fn publish_topic_rules() {
 fn publish_properties_are_v5_only() {
     // The same bytes are a PUBLISH with payload "\x00" in 3.1.1 and an empty property block in 5.0.
     let bytes = b"\x30\x04\x00\x01t\x00";
-    match (from_bytes(bytes, Some(V311)).unwrap(), from_bytes(bytes, Some(V5)).unwrap()) {
+    match (
+        from_bytes(bytes, Some(V311)).unwrap(),
+        from_bytes(bytes, Some(V5)).unwrap(),
+    ) {
         (Packet::Publish(v3), Packet::Publish(v5)) => {
             assert_eq!(&v3.payload[..], b"\x00");
             assert!(v5.payload.is_empty());

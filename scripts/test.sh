@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Runs the whole test suite, installing on the way what the tests need and the machine lacks:
+# Debian's mosquitto-clients (mosquitto_pub / mosquitto_sub) and Python's paho-mqtt, which the
+# interoperability tests drive against the real server.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SUDO=""
+if [ "$(id -u)" != "0" ] && command -v sudo >/dev/null; then SUDO="sudo"; fi
+
+if ! command -v mosquitto_sub >/dev/null || ! command -v mosquitto_pub >/dev/null; then
+  echo "test.sh: installing mosquitto-clients"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq mosquitto-clients >/dev/null
+fi
+if ! python3 -c "import paho.mqtt" 2>/dev/null; then
+  echo "test.sh: installing paho-mqtt"
+  python3 -m pip install --quiet --disable-pip-version-check 'paho-mqtt>=2,<3' \
+    || python3 -m pip install --quiet --disable-pip-version-check --break-system-packages 'paho-mqtt>=2,<3'
+fi
+
+echo "test.sh: cargo fmt --check"
+cargo fmt --all -- --check
+echo "test.sh: cargo clippy"
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+echo "test.sh: cargo test"
+cargo test --workspace --quiet "$@"

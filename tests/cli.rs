@@ -1,0 +1,93 @@
+//! The `unigate` binary itself: start-up lines, check-config, a clean stop on SIGTERM.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command, Stdio};
+
+const BIN: &str = env!("CARGO_BIN_EXE_unigate");
+
+fn write_temp(name: &str, text: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("unigate-cli-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("unigate.toml");
+    std::fs::File::create(&path).unwrap().write_all(text.as_bytes()).unwrap();
+    path
+}
+
+#[test]
+fn check_config_accepts_the_example() {
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/unigate.example.toml");
+    let out = Command::new(BIN).args(["check-config", example]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("OK (1 listener)"));
+}
+
+#[test]
+fn check_config_names_the_bad_key_in_one_line() {
+    let path = write_temp(
+        "bad",
+        "[[listeners]]\nname = \"m\"\nprotocol = \"mqtt\"\nbind = \"127.0.0.1:0\"\n[listeners.limits]\nmax_conections = 5\n",
+    );
+    let out = Command::new(BIN).arg("check-config").arg(&path).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("listeners[0].limits"), "{err}");
+    assert!(err.contains("max_conections"), "{err}");
+}
+
+#[test]
+fn check_config_reports_a_missing_file() {
+    let out = Command::new(BIN)
+        .args(["check-config", "/nonexistent/unigate.toml"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read"));
+}
+
+#[test]
+fn serve_prints_one_line_per_listener_and_stops_on_sigterm() {
+    let path = write_temp(
+        "serve",
+        "sys_interval = \"0s\"\n[[listeners]]\nname = \"one\"\nprotocol = \"mqtt\"\nbind = \"127.0.0.1:0\"\n\
+         [[listeners]]\nname = \"two\"\nprotocol = \"mqtt\"\nbind = \"127.0.0.1:0\"\n",
+    );
+    let mut child = Command::new(BIN)
+        .args(["serve", "--config"])
+        .arg(&path)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    let second = lines.next().unwrap().unwrap();
+    assert!(first.starts_with("unigate: listener \"one\" (mqtt) on 127.0.0.1:"), "{first}");
+    assert!(second.starts_with("unigate: listener \"two\" (mqtt) on 127.0.0.1:"), "{second}");
+    // The announced port accepts MQTT.
+    let addr = first.rsplit(' ').next().unwrap();
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.write_all(&[0x10, 0x0c, 0, 4, b'M', b'Q', b'T', b'T', 4, 2, 0, 60, 0, 0]).unwrap();
+    let mut ack = [0u8; 4];
+    std::io::Read::read_exact(&mut s, &mut ack).unwrap();
+    assert_eq!(ack, [0x20, 0x02, 0x00, 0x00]);
+    let status = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status().unwrap();
+    assert!(status.success());
+    assert!(child.wait().unwrap().success());
+}
+
+#[test]
+fn a_port_in_use_is_one_readable_error() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let path = write_temp(
+        "inuse",
+        &format!("[[listeners]]\nname = \"m\"\nprotocol = \"mqtt\"\nbind = \"127.0.0.1:{port}\"\n"),
+    );
+    let out = Command::new(BIN).args(["serve", "--config"]).arg(&path).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("listener \"m\""), "{err}");
+    assert!(err.to_lowercase().contains("address"), "{err}");
+}
