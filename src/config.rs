@@ -255,7 +255,7 @@ impl Config {
                 ConfigError::Invalid {
                     path: origin.to_string(),
                     key: e.path().to_string(),
-                    message: e.inner().to_string(),
+                    message: e.inner().to_string().lines().next().unwrap_or_default().to_string(),
                 }
             })?;
         config.check(origin)?;
