@@ -225,10 +225,7 @@ impl Config {
     }
 
     /// Loads a file, applies `UNIGATE__…` overrides from `env`, and checks it.
-    pub fn load(
-        path: &Path,
-        env: impl IntoIterator<Item = (String, String)>,
-    ) -> Result<Config, ConfigError> {
+    pub fn load(path: &Path, env: impl IntoIterator<Item = (String, String)>) -> Result<Config, ConfigError> {
         let shown = path.display().to_string();
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: shown.clone(),
@@ -243,20 +240,16 @@ impl Config {
         origin: &str,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Config, ConfigError> {
-        let mut tree: toml::Table =
-            text.parse()
-                .map_err(|e: toml::de::Error| ConfigError::Syntax {
-                    path: origin.to_string(),
-                    message: e.to_string().trim_end().replace('\n', " "),
-                })?;
+        let mut tree: toml::Table = text.parse().map_err(|e: toml::de::Error| ConfigError::Syntax {
+            path: origin.to_string(),
+            message: e.to_string().trim_end().replace('\n', " "),
+        })?;
         apply_env(&mut tree, env)?;
         let config: Config =
-            serde_path_to_error::deserialize(toml::Value::Table(tree)).map_err(|e| {
-                ConfigError::Invalid {
-                    path: origin.to_string(),
-                    key: e.path().to_string(),
-                    message: e.inner().to_string().lines().next().unwrap_or_default().to_string(),
-                }
+            serde_path_to_error::deserialize(toml::Value::Table(tree)).map_err(|e| ConfigError::Invalid {
+                path: origin.to_string(),
+                key: e.path().to_string(),
+                message: e.inner().to_string().lines().next().unwrap_or_default().to_string(),
             })?;
         config.check(origin)?;
         Ok(config)
@@ -275,10 +268,7 @@ impl Config {
                 return Err(invalid(format!("listeners[{i}].name"), "must not be empty"));
             }
             if !names.insert(l.name.as_str()) {
-                return Err(invalid(
-                    format!("listeners[{i}].name"),
-                    "duplicate listener name",
-                ));
+                return Err(invalid(format!("listeners[{i}].name"), "duplicate listener name"));
             }
             if l.limits.max_packet_size < 64 || l.limits.max_packet_size > 268_435_460 {
                 return Err(invalid(
@@ -318,10 +308,7 @@ impl Config {
 const ENV_PREFIX: &str = "UNIGATE__";
 
 /// Applies `UNIGATE__A__B=value` overrides to the tree.
-fn apply_env(
-    tree: &mut toml::Table,
-    env: impl IntoIterator<Item = (String, String)>,
-) -> Result<(), ConfigError> {
+fn apply_env(tree: &mut toml::Table, env: impl IntoIterator<Item = (String, String)>) -> Result<(), ConfigError> {
     for (var, raw) in env {
         let Some(rest) = var.strip_prefix(ENV_PREFIX) else {
             continue;
@@ -362,9 +349,7 @@ fn apply_env(
 fn parse_env_value(raw: &str) -> toml::Value {
     let doc = format!("v = {raw}");
     match doc.parse::<toml::Table>() {
-        Ok(mut t) => t
-            .remove("v")
-            .unwrap_or_else(|| toml::Value::String(raw.to_string())),
+        Ok(mut t) => t.remove("v").unwrap_or_else(|| toml::Value::String(raw.to_string())),
         Err(_) => toml::Value::String(raw.to_string()),
     }
 }
@@ -435,10 +420,7 @@ mod tests {
         let text = "[[listeners]]\nname='mqtt'\nprotocol='mqtt'\nbind='127.0.0.1:1883'\n";
         let env = vec![
             ("UNIGATE__MQTT__MAX_QOS".to_string(), "1".to_string()),
-            (
-                "UNIGATE__LISTENERS__MQTT__BIND".to_string(),
-                "0.0.0.0:1884".to_string(),
-            ),
+            ("UNIGATE__LISTENERS__MQTT__BIND".to_string(), "0.0.0.0:1884".to_string()),
             (
                 "UNIGATE__LISTENERS__MQTT__LIMITS__CONNECT_TIMEOUT".to_string(),
                 "3s".to_string(),
@@ -448,22 +430,13 @@ mod tests {
         let c = Config::parse(text, "t", env).unwrap();
         assert_eq!(c.mqtt.max_qos, 1);
         assert_eq!(c.listeners[0].bind, "0.0.0.0:1884".parse().unwrap());
-        assert_eq!(
-            c.listeners[0].limits.connect_timeout,
-            Duration::from_secs(3)
-        );
+        assert_eq!(c.listeners[0].limits.connect_timeout, Duration::from_secs(3));
     }
 
     #[test]
     fn env_override_of_unknown_listener_is_an_error() {
-        let env = vec![(
-            "UNIGATE__LISTENERS__NOPE__BIND".to_string(),
-            "0.0.0.0:1".to_string(),
-        )];
-        assert!(matches!(
-            Config::parse("", "t", env),
-            Err(ConfigError::Env { .. })
-        ));
+        let env = vec![("UNIGATE__LISTENERS__NOPE__BIND".to_string(), "0.0.0.0:1".to_string())];
+        assert!(matches!(Config::parse("", "t", env), Err(ConfigError::Env { .. })));
     }
 
     #[test]

@@ -79,18 +79,9 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         None => Config::parse("", "<defaults>", env_vars())?,
     };
     let defaults = config.listeners.is_empty();
-    let running = server::start(
-        config,
-        args.bind,
-        StartOptions {
-            handle_signals: true,
-        },
-    )?;
+    let running = server::start(config, args.bind, StartOptions { handle_signals: true })?;
     for l in &running.listeners {
-        println!(
-            "unigate: listener \"{}\" ({}) on {}",
-            l.name, l.protocol, l.addr
-        );
+        println!("unigate: listener \"{}\" ({}) on {}", l.name, l.protocol, l.addr);
     }
     if defaults {
         if args.bind.is_loopback() {

@@ -61,10 +61,7 @@ impl std::fmt::Debug for RunningServer {
 impl RunningServer {
     /// The address of the listener named `name`.
     pub fn addr(&self, name: &str) -> Option<SocketAddr> {
-        self.listeners
-            .iter()
-            .find(|l| l.name == name)
-            .map(|l| l.addr)
+        self.listeners.iter().find(|l| l.name == name).map(|l| l.addr)
     }
 
     /// Stops gracefully and waits for the server thread.
@@ -82,9 +79,7 @@ impl RunningServer {
 
     fn join(&mut self) -> anyhow::Result<()> {
         match self.thread.take() {
-            Some(t) => t
-                .join()
-                .map_err(|_| anyhow::anyhow!("server thread panicked"))?,
+            Some(t) => t.join().map_err(|_| anyhow::anyhow!("server thread panicked"))?,
             None => Ok(()),
         }
     }
@@ -113,11 +108,7 @@ impl Drop for ConnectionGuard {
 }
 
 /// Starts the server on its own thread and returns once every listener is bound.
-pub fn start(
-    config: Config,
-    host: std::net::IpAddr,
-    opts: StartOptions,
-) -> anyhow::Result<RunningServer> {
+pub fn start(config: Config, host: std::net::IpAddr, opts: StartOptions) -> anyhow::Result<RunningServer> {
     let broker = Arc::new(Broker::new(config.mqtt.clone()));
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
@@ -178,12 +169,7 @@ fn run_system(
                         name: Arc::from(l.name.as_str()),
                         limits: l.limits.clone(),
                     });
-                    actix_rt::spawn(accept_loop(
-                        listener,
-                        settings,
-                        broker.clone(),
-                        handles.clone(),
-                    ));
+                    actix_rt::spawn(accept_loop(listener, settings, broker.clone(), handles.clone()));
                 }
                 Err(e) => {
                     let err = e.context(format!("listener \"{}\" on {}", l.name, l.bind));
@@ -206,9 +192,7 @@ fn run_system(
             broker.kick_all(KickReason::ServerShuttingDown);
         }
         let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
-        while broker.metrics.connections.load(Ordering::Relaxed) > 0
-            && tokio::time::Instant::now() < deadline
-        {
+        while broker.metrics.connections.load(Ordering::Relaxed) > 0 && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         for a in &arbiters {
@@ -327,12 +311,7 @@ async fn accept_loop(
 }
 
 /// Schedules the session-expiry and will-delay timers a detach asked for.
-pub fn schedule_session_timers(
-    broker: &Arc<Broker>,
-    session: Arc<Session>,
-    generation: u64,
-    d: Detached,
-) {
+pub fn schedule_session_timers(broker: &Arc<Broker>, session: Arc<Session>, generation: u64, d: Detached) {
     if let Some(after) = d.will_after {
         let (b, s) = (broker.clone(), session.clone());
         actix_rt::spawn(async move {
@@ -375,34 +354,19 @@ pub fn publish_sys(broker: &Broker) {
     let m = &broker.metrics;
     let sum = |a: &[std::sync::atomic::AtomicU64; 3]| a.iter().map(Metrics::read).sum::<u64>();
     let stats: [(&str, String); 14] = [
-        (
-            "$SYS/broker/version",
-            format!("unigate {}", env!("CARGO_PKG_VERSION")),
-        ),
-        (
-            "$SYS/broker/uptime",
-            format!("{} seconds", broker.uptime().as_secs()),
-        ),
+        ("$SYS/broker/version", format!("unigate {}", env!("CARGO_PKG_VERSION"))),
+        ("$SYS/broker/uptime", format!("{} seconds", broker.uptime().as_secs())),
         (
             "$SYS/broker/clients/connected",
             m.connections.load(Ordering::Relaxed).to_string(),
         ),
-        (
-            "$SYS/broker/clients/total",
-            broker.session_count().to_string(),
-        ),
+        ("$SYS/broker/clients/total", broker.session_count().to_string()),
         (
             "$SYS/broker/connections/total",
             Metrics::read(&m.connections_total).to_string(),
         ),
-        (
-            "$SYS/broker/messages/received",
-            sum(&m.messages_received).to_string(),
-        ),
-        (
-            "$SYS/broker/messages/sent",
-            sum(&m.messages_sent).to_string(),
-        ),
+        ("$SYS/broker/messages/received", sum(&m.messages_received).to_string()),
+        ("$SYS/broker/messages/sent", sum(&m.messages_sent).to_string()),
         (
             "$SYS/broker/messages/dropped",
             (Metrics::read(&m.dropped_queue_full)
@@ -422,10 +386,7 @@ pub fn publish_sys(broker: &Broker) {
             "$SYS/broker/bytes/received",
             Metrics::read(&m.bytes_received).to_string(),
         ),
-        (
-            "$SYS/broker/bytes/sent",
-            Metrics::read(&m.bytes_sent).to_string(),
-        ),
+        ("$SYS/broker/bytes/sent", Metrics::read(&m.bytes_sent).to_string()),
         (
             "$SYS/broker/wills/published",
             Metrics::read(&m.wills_published).to_string(),

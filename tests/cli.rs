@@ -10,7 +10,10 @@ fn write_temp(name: &str, text: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("unigate-cli-{}-{name}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("unigate.toml");
-    std::fs::File::create(&path).unwrap().write_all(text.as_bytes()).unwrap();
+    std::fs::File::create(&path)
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
     path
 }
 
@@ -63,16 +66,27 @@ fn serve_prints_one_line_per_listener_and_stops_on_sigterm() {
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let first = lines.next().unwrap().unwrap();
     let second = lines.next().unwrap().unwrap();
-    assert!(first.starts_with("unigate: listener \"one\" (mqtt) on 127.0.0.1:"), "{first}");
-    assert!(second.starts_with("unigate: listener \"two\" (mqtt) on 127.0.0.1:"), "{second}");
+    assert!(
+        first.starts_with("unigate: listener \"one\" (mqtt) on 127.0.0.1:"),
+        "{first}"
+    );
+    assert!(
+        second.starts_with("unigate: listener \"two\" (mqtt) on 127.0.0.1:"),
+        "{second}"
+    );
     // The announced port accepts MQTT.
     let addr = first.rsplit(' ').next().unwrap();
     let mut s = std::net::TcpStream::connect(addr).unwrap();
-    s.write_all(&[0x10, 0x0c, 0, 4, b'M', b'Q', b'T', b'T', 4, 2, 0, 60, 0, 0]).unwrap();
+    s.write_all(&[0x10, 0x0c, 0, 4, b'M', b'Q', b'T', b'T', 4, 2, 0, 60, 0, 0])
+        .unwrap();
     let mut ack = [0u8; 4];
     std::io::Read::read_exact(&mut s, &mut ack).unwrap();
     assert_eq!(ack, [0x20, 0x02, 0x00, 0x00]);
-    let status = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status().unwrap();
+    let status = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
     assert!(status.success());
     assert!(child.wait().unwrap().success());
 }
@@ -85,7 +99,11 @@ fn a_port_in_use_is_one_readable_error() {
         "inuse",
         &format!("[[listeners]]\nname = \"m\"\nprotocol = \"mqtt\"\nbind = \"127.0.0.1:{port}\"\n"),
     );
-    let out = Command::new(BIN).args(["serve", "--config"]).arg(&path).output().unwrap();
+    let out = Command::new(BIN)
+        .args(["serve", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("listener \"m\""), "{err}");

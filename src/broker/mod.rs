@@ -27,8 +27,7 @@ use unigate_pubsub::{Match, Message, QoS, RetainedIndex, SubscriptionIndex, Topi
 use crate::config::MqttConfig;
 pub use metrics::Metrics;
 pub use session::{
-    ClientId, Delivery, Enqueued, KickReason, OutState, QueueLimits, Session, SessionLink,
-    SharedVia, SubOptions,
+    ClientId, Delivery, Enqueued, KickReason, OutState, QueueLimits, Session, SessionLink, SharedVia, SubOptions,
 };
 
 /// Milliseconds since the UNIX epoch (message expiry deadlines are wall-clock, so that they
@@ -214,9 +213,7 @@ impl Broker {
             let subs = self.subs.read();
             subs.for_each_match(&msg.topic, |m| match m {
                 Match::Direct { key, value } => {
-                    if Some(*key) == exclude
-                        || (value.opts.no_local && origin == Some(&*value.session.client_id))
-                    {
+                    if Some(*key) == exclude || (value.opts.no_local && origin == Some(&*value.session.client_id)) {
                         return;
                     }
                     targets.push(Target {
@@ -234,14 +231,12 @@ impl Broker {
                     cursor,
                 } => {
                     if let Some((_, entry)) = pick_member(members, cursor, exclude) {
-                        let via = TopicFilter::new(&format!("$share/{group}/{filter}"))
-                            .ok()
-                            .map(|f| {
-                                Arc::new(SharedVia {
-                                    group: Arc::from(group),
-                                    filter: f,
-                                })
-                            });
+                        let via = TopicFilter::new(&format!("$share/{group}/{filter}")).ok().map(|f| {
+                            Arc::new(SharedVia {
+                                group: Arc::from(group),
+                                filter: f,
+                            })
+                        });
                         targets.push(Target {
                             session: entry.session.clone(),
                             qos: msg.qos.min(entry.opts.qos),
@@ -297,12 +292,7 @@ impl Broker {
     // ---------------------------------------------------------------- subscriptions
 
     /// Adds or replaces a subscription. Returns whether it is new (for retain handling 1).
-    pub fn subscribe(
-        &self,
-        session: &Arc<Session>,
-        filter: &TopicFilter,
-        opts: SubOptions,
-    ) -> bool {
+    pub fn subscribe(&self, session: &Arc<Session>, filter: &TopicFilter, opts: SubOptions) -> bool {
         let is_new = {
             let mut st = session.lock();
             if st.ended {
@@ -314,12 +304,7 @@ impl Broker {
             session: session.clone(),
             opts,
         };
-        if self
-            .subs
-            .write()
-            .insert(filter, session.serial, entry)
-            .is_none()
-        {
+        if self.subs.write().insert(filter, session.serial, entry).is_none() {
             Metrics::gauge(&self.metrics.subscriptions, 1);
         }
         is_new
@@ -418,12 +403,7 @@ impl Broker {
         }
     }
 
-    fn new_session(
-        &self,
-        client_id: ClientId,
-        expiry_interval: u32,
-        limits: QueueLimits,
-    ) -> Arc<Session> {
+    fn new_session(&self, client_id: ClientId, expiry_interval: u32, limits: QueueLimits) -> Arc<Session> {
         let serial = self.next_serial.fetch_add(1, Ordering::Relaxed);
         Arc::new(Session::new(client_id, serial, expiry_interval, limits))
     }
@@ -431,20 +411,11 @@ impl Broker {
     /// Detaches the connection owning `generation`. A session with expiry 0 ends now; others
     /// stay and the caller schedules [`Broker::expire_session`]. A will is published now, or
     /// held for its delay (the caller schedules [`Broker::fire_will`]), or dropped (`None`).
-    pub fn detach(
-        &self,
-        session: &Arc<Session>,
-        generation: u64,
-        will: Option<PendingWill>,
-    ) -> Detached {
+    pub fn detach(&self, session: &Arc<Session>, generation: u64, will: Option<PendingWill>) -> Detached {
         let mut out = Detached::default();
         let (owned, expiry, shared) = {
             let mut st = session.lock();
-            let owned = st.generation == generation
-                && st
-                    .attached
-                    .as_ref()
-                    .is_some_and(|a| a.generation == generation);
+            let owned = st.generation == generation && st.attached.as_ref().is_some_and(|a| a.generation == generation);
             if owned {
                 st.attached = None;
                 st.wake_pending = false;
@@ -472,8 +443,7 @@ impl Broker {
                 // Taken over: the successor resumed the session before the delay elapsed, which
                 // cancels the will (MQTT 5 §3.1.3.2.2).
             } else {
-                self.pending_wills
-                    .insert(session.serial, (generation, w.msg));
+                self.pending_wills.insert(session.serial, (generation, w.msg));
                 out.will_after = Some(Duration::from_secs(u64::from(delay)));
             }
         }
@@ -532,12 +502,7 @@ impl Broker {
             st.ended = true;
             let filters: Vec<TopicFilter> = st.subscriptions.drain().map(|(f, _)| f).collect();
             let mut orphans = st.take_shared();
-            orphans.extend(
-                st.inflight
-                    .drain_unsent()
-                    .into_iter()
-                    .filter(|d| d.shared.is_some()),
-            );
+            orphans.extend(st.inflight.drain_unsent().into_iter().filter(|d| d.shared.is_some()));
             st.queue.clear();
             (filters, orphans)
         };
@@ -663,10 +628,7 @@ fn merge_overlapping(targets: &mut Vec<Target>) {
     let mut merged: Vec<Target> = Vec::with_capacity(targets.len());
     for t in targets.drain(..) {
         if let Some(last) = merged.last_mut() {
-            if t.shared.is_none()
-                && last.shared.is_none()
-                && last.session.serial == t.session.serial
-            {
+            if t.shared.is_none() && last.shared.is_none() && last.session.serial == t.session.serial {
                 last.qos = last.qos.max(t.qos);
                 last.retain |= t.retain;
                 last.sub_ids.extend(t.sub_ids);

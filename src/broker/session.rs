@@ -258,12 +258,7 @@ impl std::fmt::Debug for Session {
 
 impl Session {
     /// A new, empty session.
-    pub fn new(
-        client_id: ClientId,
-        serial: u64,
-        expiry_interval: u32,
-        limits: QueueLimits,
-    ) -> Session {
+    pub fn new(client_id: ClientId, serial: u64, expiry_interval: u32, limits: QueueLimits) -> Session {
         Session {
             client_id,
             serial,
@@ -392,14 +387,9 @@ impl SessionState {
         if self.queue.iter().all(|d| d.shared.is_none()) {
             return Vec::new();
         }
-        let (shared, own): (Vec<_>, Vec<_>) =
-            self.queue.drain(..).partition(|d| d.shared.is_some());
+        let (shared, own): (Vec<_>, Vec<_>) = self.queue.drain(..).partition(|d| d.shared.is_some());
         self.queue = own.into();
-        self.qos0_queued = self
-            .queue
-            .iter()
-            .filter(|d| d.qos == QoS::AtMostOnce)
-            .count();
+        self.qos0_queued = self.queue.iter().filter(|d| d.qos == QoS::AtMostOnce).count();
         shared
     }
 }
@@ -447,10 +437,7 @@ mod tests {
         assert_eq!(st.push(delivery(QoS::AtMostOnce, 2)), Enqueued::Queued);
         assert_eq!(st.push(delivery(QoS::AtLeastOnce, 3)), Enqueued::Queued);
         assert_eq!(st.push(delivery(QoS::AtMostOnce, 4)), Enqueued::Dropped);
-        assert_eq!(
-            st.push(delivery(QoS::AtLeastOnce, 5)),
-            Enqueued::QueuedDroppedOld
-        );
+        assert_eq!(st.push(delivery(QoS::AtLeastOnce, 5)), Enqueued::QueuedDroppedOld);
         assert_eq!(payloads(&st), vec![1, 3, 5]);
         assert_eq!(st.push(delivery(QoS::ExactlyOnce, 6)), Enqueued::Dropped);
     }
@@ -461,10 +448,7 @@ mod tests {
         let mut st = s.lock();
         st.push(delivery(QoS::AtLeastOnce, 1));
         st.push(delivery(QoS::AtLeastOnce, 2));
-        assert_eq!(
-            st.push(delivery(QoS::AtLeastOnce, 3)),
-            Enqueued::QueuedDroppedOld
-        );
+        assert_eq!(st.push(delivery(QoS::AtLeastOnce, 3)), Enqueued::QueuedDroppedOld);
         assert_eq!(payloads(&st), vec![2, 3]);
     }
 

@@ -34,10 +34,7 @@ fn broker() -> Broker {
 
 fn connect(b: &Broker, id: &str, clean: bool, expiry: u32) -> (Attachment, Arc<Recorder>) {
     let rec = Arc::new(Recorder::default());
-    (
-        b.attach(id.into(), clean, expiry, rec.clone(), limits()),
-        rec,
-    )
+    (b.attach(id.into(), clean, expiry, rec.clone(), limits()), rec)
 }
 
 fn opts(qos: QoS) -> SubOptions {
@@ -67,11 +64,7 @@ fn queued(s: &Session) -> Vec<(String, QoS)> {
 fn publish_reaches_matching_sessions_with_min_qos() {
     let b = broker();
     let (a, rec) = connect(&b, "a", true, 0);
-    b.subscribe(
-        &a.session,
-        &TopicFilter::new("s/+").unwrap(),
-        opts(QoS::AtLeastOnce),
-    );
+    b.subscribe(&a.session, &TopicFilter::new("s/+").unwrap(), opts(QoS::AtLeastOnce));
     assert_eq!(b.publish(msg("s/1", QoS::ExactlyOnce, b"x")), 1);
     assert_eq!(b.publish(msg("t/1", QoS::ExactlyOnce, b"y")), 0);
     assert_eq!(queued(&a.session), vec![("x".into(), QoS::AtLeastOnce)]);
@@ -148,11 +141,7 @@ fn shared_messages_of_a_leaving_member_go_to_another() {
 fn persistent_session_queues_offline_and_resumes() {
     let b = broker();
     let (a, _) = connect(&b, "a", false, 3600);
-    b.subscribe(
-        &a.session,
-        &TopicFilter::new("s").unwrap(),
-        opts(QoS::AtLeastOnce),
-    );
+    b.subscribe(&a.session, &TopicFilter::new("s").unwrap(), opts(QoS::AtLeastOnce));
     let d = b.detach(&a.session, a.generation, None);
     assert_eq!(d.expire_after, Some(Duration::from_secs(3600)));
     b.publish(msg("s", QoS::AtLeastOnce, b"1"));
@@ -170,11 +159,7 @@ fn persistent_session_queues_offline_and_resumes() {
 fn clean_start_discards_the_old_session_and_its_subscriptions() {
     let b = broker();
     let (a, _) = connect(&b, "a", false, 3600);
-    b.subscribe(
-        &a.session,
-        &TopicFilter::new("s").unwrap(),
-        opts(QoS::AtLeastOnce),
-    );
+    b.subscribe(&a.session, &TopicFilter::new("s").unwrap(), opts(QoS::AtLeastOnce));
     b.detach(&a.session, a.generation, None);
     let (fresh, _) = connect(&b, "a", true, 0);
     assert!(!fresh.present);
@@ -197,11 +182,7 @@ fn takeover_kicks_the_old_connection() {
 fn session_with_expiry_zero_ends_at_detach() {
     let b = broker();
     let (a, _) = connect(&b, "a", true, 0);
-    b.subscribe(
-        &a.session,
-        &TopicFilter::new("s").unwrap(),
-        opts(QoS::AtLeastOnce),
-    );
+    b.subscribe(&a.session, &TopicFilter::new("s").unwrap(), opts(QoS::AtLeastOnce));
     b.detach(&a.session, a.generation, None);
     assert!(b.session("a").is_none());
     assert_eq!(b.publish(msg("s", QoS::AtLeastOnce, b"x")), 0);
@@ -231,20 +212,14 @@ fn expired_retained_messages_are_not_delivered() {
     m.retain = true;
     m.expires_at = Some(1);
     b.publish(m);
-    assert!(b
-        .retained_matching(&TopicFilter::new("r").unwrap())
-        .is_empty());
+    assert!(b.retained_matching(&TopicFilter::new("r").unwrap()).is_empty());
 }
 
 #[test]
 fn delayed_will_is_cancelled_by_reconnect_and_fired_otherwise() {
     let b = broker();
     let (w, _) = connect(&b, "watcher", true, 0);
-    b.subscribe(
-        &w.session,
-        &TopicFilter::new("will").unwrap(),
-        opts(QoS::AtMostOnce),
-    );
+    b.subscribe(&w.session, &TopicFilter::new("will").unwrap(), opts(QoS::AtMostOnce));
     let (a, _) = connect(&b, "a", false, 60);
     let will = PendingWill {
         msg: msg("will", QoS::AtMostOnce, b"gone"),

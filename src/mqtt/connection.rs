@@ -284,8 +284,7 @@ impl Actor for Connection {
 
     fn stopped(&mut self, _ctx: &mut Context<Self>) {
         if self.closing.is_none() {
-            if let Some((session, generation, detached)) = self.conn.handle_closed(&Close::PeerGone)
-            {
+            if let Some((session, generation, detached)) = self.conn.handle_closed(&Close::PeerGone) {
                 crate::server::schedule_session_timers(&self.broker, session, generation, detached);
             }
         }

@@ -17,16 +17,15 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use unigate_mqtt::{
-    self as mqtt, AckProperties, ConnAck, ConnAckProperties, Connect, DecodeError, Disconnect,
-    DisconnectProperties, Packet, PacketId, ProtocolVersion, PubResp, Publish, ReasonCode, SubAck,
-    Subscribe, UnsubAck, Unsubscribe,
+    self as mqtt, AckProperties, ConnAck, ConnAckProperties, Connect, DecodeError, Disconnect, DisconnectProperties,
+    Packet, PacketId, ProtocolVersion, PubResp, Publish, ReasonCode, SubAck, Subscribe, UnsubAck, Unsubscribe,
 };
 use unigate_pubsub::{Origin, Protocol, QoS, TopicFilter};
 use unigate_translators::{mqtt as tr, TranslateError};
 
 use crate::broker::{
-    now_ms, Broker, ClientId, Delivery, Detached, FilterRefusal, KickReason, Metrics, OutState,
-    PendingWill, QueueLimits, Session, SessionLink, SubOptions,
+    now_ms, Broker, ClientId, Delivery, Detached, FilterRefusal, KickReason, Metrics, OutState, PendingWill,
+    QueueLimits, Session, SessionLink, SubOptions,
 };
 use crate::config::Limits;
 
@@ -110,12 +109,7 @@ pub struct MqttConn {
 
 impl MqttConn {
     /// A connection from `peer` on `listener`, before CONNECT.
-    pub fn new(
-        broker: Arc<Broker>,
-        listener: Arc<ListenerSettings>,
-        peer: SocketAddr,
-        now: Instant,
-    ) -> MqttConn {
+    pub fn new(broker: Arc<Broker>, listener: Arc<ListenerSettings>, peer: SocketAddr, now: Instant) -> MqttConn {
         MqttConn {
             broker,
             listener,
@@ -197,9 +191,7 @@ impl MqttConn {
             loop {
                 let version = self.version();
                 match mqtt::decode(&mut self.read_buf, version, max) {
-                    Ok(Some(packet)) => {
-                        self.handle_packet(packet, now).map_err(|c| self.fail(c))?
-                    }
+                    Ok(Some(packet)) => self.handle_packet(packet, now).map_err(|c| self.fail(c))?,
                     Ok(None) => break,
                     Err(e) => return Err(self.decode_failed(e)),
                 }
@@ -260,9 +252,7 @@ impl MqttConn {
             };
         }
         match packet {
-            Packet::Connect(_) => {
-                Err(self.violation(ReasonCode::PROTOCOL_ERROR, "[MQTT-3.1.0-2] second CONNECT"))
-            }
+            Packet::Connect(_) => Err(self.violation(ReasonCode::PROTOCOL_ERROR, "[MQTT-3.1.0-2] second CONNECT")),
             Packet::Publish(p) => self.on_publish(p),
             Packet::PubAck(r) => {
                 self.on_puback(r);
@@ -295,22 +285,14 @@ impl MqttConn {
                 "[MQTT-4.12.0-1] AUTH without an authentication method",
             )),
             Packet::ConnAck(_) | Packet::SubAck(_) | Packet::UnsubAck(_) | Packet::PingResp => {
-                Err(self.violation(
-                    ReasonCode::PROTOCOL_ERROR,
-                    "server-to-client packet sent by a client",
-                ))
+                Err(self.violation(ReasonCode::PROTOCOL_ERROR, "server-to-client packet sent by a client"))
             }
         }
     }
 
     // ------------------------------------------------------------------ CONNECT
 
-    fn refuse(
-        &mut self,
-        version: ProtocolVersion,
-        code: ReasonCode,
-        why: &str,
-    ) -> Result<(), Close> {
+    fn refuse(&mut self, version: ProtocolVersion, code: ReasonCode, why: &str) -> Result<(), Close> {
         tracing::debug!(peer = %self.peer, reason = why, code = code.0, "CONNECT refused");
         let mut properties = ConnAckProperties::default();
         if version.is_v5() {
@@ -359,18 +341,10 @@ impl MqttConn {
         };
         if let Some(w) = &c.will {
             if w.retain && !settings.retain_available {
-                return self.refuse(
-                    v,
-                    ReasonCode::RETAIN_NOT_SUPPORTED,
-                    "retain is not available",
-                );
+                return self.refuse(v, ReasonCode::RETAIN_NOT_SUPPORTED, "retain is not available");
             }
             if tr::qos_in(w.qos) > self.broker.max_qos() {
-                return self.refuse(
-                    v,
-                    ReasonCode::QOS_NOT_SUPPORTED,
-                    "will QoS above the maximum QoS",
-                );
+                return self.refuse(v, ReasonCode::QOS_NOT_SUPPORTED, "will QoS above the maximum QoS");
             }
         }
         let origin = self.origin(&client_id, c.username.as_deref().map(Arc::from));
@@ -378,15 +352,9 @@ impl MqttConn {
             Some(w) => match tr::will_to_message(w, origin, now_ms()) {
                 Ok((msg, delay)) => Some(PendingWill { msg, delay }),
                 Err(TranslateError::PayloadNotUtf8 | TranslateError::InvalidPayloadFormat(_)) => {
-                    return self.refuse(
-                        v,
-                        ReasonCode::PAYLOAD_FORMAT_INVALID,
-                        "will payload is not UTF-8",
-                    );
+                    return self.refuse(v, ReasonCode::PAYLOAD_FORMAT_INVALID, "will payload is not UTF-8");
                 }
-                Err(_) => {
-                    return self.refuse(v, ReasonCode::TOPIC_NAME_INVALID, "invalid will topic")
-                }
+                Err(_) => return self.refuse(v, ReasonCode::TOPIC_NAME_INVALID, "invalid will topic"),
             },
             None => None,
         };
@@ -497,10 +465,7 @@ impl MqttConn {
         let Some(c) = self.conn.as_ref() else { return };
         let pending: Vec<(u16, OutState)> = {
             let st = c.session.lock();
-            st.inflight
-                .in_order()
-                .map(|(id, s)| (id, s.clone()))
-                .collect()
+            st.inflight.in_order().map(|(id, s)| (id, s.clone())).collect()
         };
         let now = now_ms();
         for (id, state) in pending {
@@ -550,10 +515,7 @@ impl MqttConn {
                     match c.alias_in.get(&alias) {
                         Some(t) => t.clone(),
                         None => {
-                            return Err(self.violation(
-                                ReasonCode::PROTOCOL_ERROR,
-                                "[MQTT-3.3.4] topic alias not set",
-                            ))
+                            return Err(self.violation(ReasonCode::PROTOCOL_ERROR, "[MQTT-3.3.4] topic alias not set"))
                         }
                     }
                 } else {
@@ -566,29 +528,14 @@ impl MqttConn {
         let levels_ok = topic.split('/').count() <= self.listener.limits.max_topic_levels;
         let msg = match tr::publish_to_message(&p, &topic, origin, now_ms()) {
             Ok(m) if levels_ok => m,
-            Ok(_) => {
-                return self.reject_publish(
-                    &p,
-                    ReasonCode::TOPIC_NAME_INVALID,
-                    "too many topic levels",
-                )
-            }
+            Ok(_) => return self.reject_publish(&p, ReasonCode::TOPIC_NAME_INVALID, "too many topic levels"),
             Err(TranslateError::PayloadNotUtf8 | TranslateError::InvalidPayloadFormat(_)) => {
-                return self.reject_publish(
-                    &p,
-                    ReasonCode::PAYLOAD_FORMAT_INVALID,
-                    "payload is not UTF-8",
-                )
+                return self.reject_publish(&p, ReasonCode::PAYLOAD_FORMAT_INVALID, "payload is not UTF-8")
             }
             Err(TranslateError::InvalidResponseTopic(_)) => {
-                return Err(self.violation(
-                    ReasonCode::PROTOCOL_ERROR,
-                    "[MQTT-3.3.2-14] invalid response topic",
-                ))
+                return Err(self.violation(ReasonCode::PROTOCOL_ERROR, "[MQTT-3.3.2-14] invalid response topic"))
             }
-            Err(e) => {
-                return self.reject_publish(&p, ReasonCode::TOPIC_NAME_INVALID, &e.to_string())
-            }
+            Err(e) => return self.reject_publish(&p, ReasonCode::TOPIC_NAME_INVALID, &e.to_string()),
         };
         match (p.qos, p.packet_id) {
             (mqtt::QoS::AtMostOnce, _) => {
@@ -637,10 +584,7 @@ impl MqttConn {
                 self.write_current(&Packet::PubRec(pub_resp(pid, code)));
             }
             (_, None) => {
-                return Err(self.violation(
-                    ReasonCode::MALFORMED_PACKET,
-                    "[MQTT-2.2.1-2] QoS > 0 without packet id",
-                ))
+                return Err(self.violation(ReasonCode::MALFORMED_PACKET, "[MQTT-2.2.1-2] QoS > 0 without packet id"))
             }
         }
         Ok(())
@@ -687,9 +631,7 @@ impl MqttConn {
         let removed = {
             let mut st = c.session.lock();
             match st.inflight.state(r.packet_id.get()) {
-                Some(OutState::Published(d)) if d.qos == QoS::AtLeastOnce => {
-                    st.inflight.remove(r.packet_id.get())
-                }
+                Some(OutState::Published(d)) if d.qos == QoS::AtLeastOnce => st.inflight.remove(r.packet_id.get()),
                 _ => None,
             }
         };
@@ -720,9 +662,7 @@ impl MqttConn {
             }
         };
         match known {
-            Some(true) => {
-                self.write_current(&Packet::PubRel(pub_resp(r.packet_id, ReasonCode::SUCCESS)))
-            }
+            Some(true) => self.write_current(&Packet::PubRel(pub_resp(r.packet_id, ReasonCode::SUCCESS))),
             Some(false) => self.write_current(&Packet::PubRel(pub_resp(
                 r.packet_id,
                 ReasonCode::PACKET_IDENTIFIER_NOT_FOUND,
@@ -737,10 +677,7 @@ impl MqttConn {
         let Some(c) = self.conn.as_ref() else { return };
         {
             let mut st = c.session.lock();
-            if matches!(
-                st.inflight.state(r.packet_id.get()),
-                Some(OutState::Released)
-            ) {
+            if matches!(st.inflight.state(r.packet_id.get()), Some(OutState::Released)) {
                 st.inflight.remove(r.packet_id.get());
             }
         }
@@ -767,9 +704,7 @@ impl MqttConn {
         };
         let session = c.session.clone();
         let v5 = c.version.is_v5();
-        if s.properties.subscription_identifier.is_some()
-            && !broker.settings.subscription_identifiers
-        {
+        if s.properties.subscription_identifier.is_some() && !broker.settings.subscription_identifiers {
             return Err(self.violation(
                 ReasonCode::SUBSCRIPTION_IDENTIFIERS_NOT_SUPPORTED,
                 "subscription identifiers are not supported",
@@ -863,9 +798,7 @@ impl MqttConn {
     // ------------------------------------------------------------------ DISCONNECT
 
     fn on_disconnect(&mut self, d: Disconnect) -> Result<(), Close> {
-        if let (Some(c), Some(new_expiry)) =
-            (self.conn.as_ref(), d.properties.session_expiry_interval)
-        {
+        if let (Some(c), Some(new_expiry)) = (self.conn.as_ref(), d.properties.session_expiry_interval) {
             if c.connect_expiry_zero && new_expiry != 0 {
                 return Err(self.violation(
                     ReasonCode::PROTOCOL_ERROR,
@@ -922,8 +855,7 @@ impl MqttConn {
     pub fn handle_closed(&mut self, close: &Close) -> Option<(Arc<Session>, u64, Detached)> {
         let c = self.conn.take()?;
         let publish_will = close.publishes_will()
-            && (!self.broker.is_shutting_down()
-                || close != &Close::Kicked(KickReason::ServerShuttingDown));
+            && (!self.broker.is_shutting_down() || close != &Close::Kicked(KickReason::ServerShuttingDown));
         let will = if publish_will { c.will } else { None };
         tracing::debug!(client_id = %c.client_id, reason = ?close, "client disconnected");
         let detached = self.broker.detach(&c.session, c.generation, will);
@@ -1014,10 +946,7 @@ impl MqttConn {
             }
             return;
         }
-        Metrics::add(
-            &self.broker.metrics.messages_sent[d.qos.as_u8() as usize],
-            1,
-        );
+        Metrics::add(&self.broker.metrics.messages_sent[d.qos.as_u8() as usize], 1);
         self.write(&packet, version);
     }
 

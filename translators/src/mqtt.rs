@@ -29,10 +29,7 @@ pub fn qos_out(q: QoS) -> mqtt::QoS {
     }
 }
 
-fn payload_format(
-    indicator: Option<u8>,
-    payload: &Bytes,
-) -> Result<Option<PayloadFormat>, TranslateError> {
+fn payload_format(indicator: Option<u8>, payload: &Bytes) -> Result<Option<PayloadFormat>, TranslateError> {
     match indicator {
         None => Ok(None),
         Some(0) => Ok(Some(PayloadFormat::Unspecified)),
@@ -85,11 +82,7 @@ pub fn publish_to_message(
 }
 
 /// A CONNECT's will -> `Message`, and its delay interval in seconds.
-pub fn will_to_message(
-    w: &mqtt::Will,
-    origin: Origin,
-    now_ms: u64,
-) -> Result<(Message, u32), TranslateError> {
+pub fn will_to_message(w: &mqtt::Will, origin: Origin, now_ms: u64) -> Result<(Message, u32), TranslateError> {
     let topic = Topic::new(&w.topic)?;
     let props = &w.properties;
     let properties = Properties {
@@ -177,15 +170,9 @@ mod tests {
         assert_eq!(m.expires_at, Some(1_060_000));
         let back = message_to_publish(&m, QoS::AtLeastOnce, true, 1_000_000);
         assert_eq!(back.topic, "a/b");
-        assert_eq!(
-            back.properties.user_properties,
-            p.properties.user_properties
-        );
+        assert_eq!(back.properties.user_properties, p.properties.user_properties);
         assert_eq!(back.properties.response_topic, p.properties.response_topic);
-        assert_eq!(
-            back.properties.correlation_data,
-            p.properties.correlation_data
-        );
+        assert_eq!(back.properties.correlation_data, p.properties.correlation_data);
         assert_eq!(back.properties.content_type, p.properties.content_type);
         assert_eq!(back.properties.payload_format_indicator, Some(1));
         assert_eq!(back.properties.message_expiry_interval, Some(60));
