@@ -122,18 +122,9 @@ mod tests {
             DecodeError::UnsupportedProtocolVersion(6).reason_code(),
             ReasonCode(0x84)
         );
-        assert_eq!(
-            DecodeError::UnsupportedProtocolName.reason_code(),
-            ReasonCode(0x84)
-        );
-        assert_eq!(
-            DecodeError::InvalidTopic("x").reason_code(),
-            ReasonCode(0x90)
-        );
-        assert_eq!(
-            DecodeError::InvalidTopicAlias("x").reason_code(),
-            ReasonCode(0x94)
-        );
+        assert_eq!(DecodeError::UnsupportedProtocolName.reason_code(), ReasonCode(0x84));
+        assert_eq!(DecodeError::InvalidTopic("x").reason_code(), ReasonCode(0x90));
+        assert_eq!(DecodeError::InvalidTopicAlias("x").reason_code(), ReasonCode(0x94));
     }
 
     #[test]

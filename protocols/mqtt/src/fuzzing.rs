@@ -26,19 +26,11 @@ pub fn round_trip(data: &[u8]) {
             match decode(&mut buf, version, MAX_PACKET_SIZE) {
                 Ok(Some(packet)) => check_packet(&packet, before - buf.len(), version),
                 Ok(None) => {
-                    assert_eq!(
-                        buf.len(),
-                        before,
-                        "Ok(None) must leave the buffer untouched"
-                    );
+                    assert_eq!(buf.len(), before, "Ok(None) must leave the buffer untouched");
                     break;
                 }
                 Err(_) => {
-                    assert_eq!(
-                        buf.len(),
-                        before,
-                        "an error must leave the buffer untouched"
-                    );
+                    assert_eq!(buf.len(), before, "an error must leave the buffer untouched");
                     break;
                 }
             }
@@ -57,10 +49,7 @@ fn check_packet(packet: &crate::Packet, used: usize, version: Option<ProtocolVer
         first.len(),
         "encoded_len != bytes written"
     );
-    assert!(
-        first.len() <= used,
-        "re-encoding is longer than the input: {packet:?}"
-    );
+    assert!(first.len() <= used, "re-encoding is longer than the input: {packet:?}");
 
     let again = match decode_slice(&first, version, MAX_PACKET_SIZE) {
         Ok(Some((again, n))) => {

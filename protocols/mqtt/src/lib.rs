@@ -71,10 +71,9 @@ use bytes::{Buf, BytesMut};
 
 pub use error::{DecodeError, EncodeError};
 pub use packets::{
-    Auth, AuthProperties, ConnAck, ConnAckProperties, Connect, ConnectProperties, Disconnect,
-    DisconnectProperties, Packet, PubResp, Publish, PublishProperties, RetainHandling, SubAck,
-    Subscribe, SubscribeProperties, SubscriptionOptions, UnsubAck, Unsubscribe,
-    UnsubscribeProperties, Will, WillProperties,
+    Auth, AuthProperties, ConnAck, ConnAckProperties, Connect, ConnectProperties, Disconnect, DisconnectProperties,
+    Packet, PubResp, Publish, PublishProperties, RetainHandling, SubAck, Subscribe, SubscribeProperties,
+    SubscriptionOptions, UnsubAck, Unsubscribe, UnsubscribeProperties, Will, WillProperties,
 };
 pub use properties::{AckProperties, UserProperties};
 pub use reason::ReasonCode;
@@ -117,11 +116,7 @@ pub fn decode_slice(
 
 /// Appends `packet`, encoded for `version`, to `out`. CONNECT is always encoded for its own
 /// [`Connect::protocol`]. On error nothing has been appended.
-pub fn encode(
-    packet: &Packet,
-    version: ProtocolVersion,
-    out: &mut BytesMut,
-) -> Result<(), EncodeError> {
+pub fn encode(packet: &Packet, version: ProtocolVersion, out: &mut BytesMut) -> Result<(), EncodeError> {
     packets::encode(packet, version, out)
 }
 

@@ -98,9 +98,7 @@ impl<'a> Properties<'a> {
             usize::try_from(len).unwrap_or(usize::MAX),
             "property length runs past the end of the packet (MQTT 5 §2.2.2.1)",
         )?;
-        Ok(Self {
-            r: Reader::new(block),
-        })
+        Ok(Self { r: Reader::new(block) })
     }
 
     /// The next property identifier, or `None` at the end of the block. All identifiers this
@@ -175,10 +173,7 @@ pub(crate) trait PropertyBlock {
 }
 
 /// Writes the property length and then the block.
-pub(crate) fn put_properties<S: Sink, P: PropertyBlock>(
-    s: &mut S,
-    props: &P,
-) -> Result<(), EncodeError> {
+pub(crate) fn put_properties<S: Sink, P: PropertyBlock>(s: &mut S, props: &P) -> Result<(), EncodeError> {
     s.put_varint(props.len()?)?;
     props.write(s)
 }
@@ -228,11 +223,7 @@ pub(crate) fn put_str<S: Sink>(s: &mut S, id: u8, value: Option<&str>) -> Result
     Ok(())
 }
 
-pub(crate) fn put_binary<S: Sink>(
-    s: &mut S,
-    id: u8,
-    value: Option<&[u8]>,
-) -> Result<(), EncodeError> {
+pub(crate) fn put_binary<S: Sink>(s: &mut S, id: u8, value: Option<&[u8]>) -> Result<(), EncodeError> {
     if let Some(value) = value {
         s.put_u8(id);
         s.put_binary(value)?;
@@ -316,9 +307,7 @@ mod tests {
         let err = decode(&bytes).unwrap_err();
         assert_eq!(
             err,
-            DecodeError::Protocol(
-                "Reason String property appears more than once (MQTT 5 §2.2.2.2)"
-            )
+            DecodeError::Protocol("Reason String property appears more than once (MQTT 5 §2.2.2.2)")
         );
         assert_eq!(err.reason_code(), crate::ReasonCode::PROTOCOL_ERROR);
     }

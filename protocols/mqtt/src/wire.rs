@@ -27,11 +27,7 @@ impl<'a> Reader<'a> {
     }
 
     /// Takes the next `n` bytes, or fails with `truncated` if fewer are left.
-    pub(crate) fn take(
-        &mut self,
-        n: usize,
-        truncated: &'static str,
-    ) -> Result<&'a [u8], DecodeError> {
+    pub(crate) fn take(&mut self, n: usize, truncated: &'static str) -> Result<&'a [u8], DecodeError> {
         if n > self.buf.len() {
             return Err(DecodeError::Malformed(truncated));
         }
@@ -88,13 +84,10 @@ impl<'a> Reader<'a> {
     /// overlong forms.
     pub(crate) fn string(&mut self) -> Result<String, DecodeError> {
         let bytes = self.prefixed("packet ends inside a UTF-8 Encoded String (MQTT 5 §1.5.4)")?;
-        let text = std::str::from_utf8(bytes).map_err(|_| {
-            DecodeError::Malformed("[MQTT-1.5.4-1] string is not well-formed UTF-8")
-        })?;
+        let text = std::str::from_utf8(bytes)
+            .map_err(|_| DecodeError::Malformed("[MQTT-1.5.4-1] string is not well-formed UTF-8"))?;
         if text.contains('\0') {
-            return Err(DecodeError::Malformed(
-                "[MQTT-1.5.4-2] string contains U+0000",
-            ));
+            return Err(DecodeError::Malformed("[MQTT-1.5.4-2] string contains U+0000"));
         }
         Ok(text.to_owned())
     }
@@ -112,9 +105,7 @@ impl<'a> Reader<'a> {
 
     /// A non-zero packet identifier ([MQTT-2.2.1-3]).
     pub(crate) fn packet_id(&mut self) -> Result<PacketId, DecodeError> {
-        PacketId::new(self.u16()?).ok_or(DecodeError::Malformed(
-            "[MQTT-2.2.1-3] packet identifier is 0",
-        ))
+        PacketId::new(self.u16()?).ok_or(DecodeError::Malformed("[MQTT-2.2.1-3] packet identifier is 0"))
     }
 
     /// Fails if anything is left: every byte inside the remaining length must belong to a field.
@@ -226,9 +217,7 @@ impl Sink for Counter {
 }
 
 /// Measures what `write` would emit.
-pub(crate) fn measure(
-    write: impl FnOnce(&mut Counter) -> Result<(), EncodeError>,
-) -> Result<usize, EncodeError> {
+pub(crate) fn measure(write: impl FnOnce(&mut Counter) -> Result<(), EncodeError>) -> Result<usize, EncodeError> {
     let mut counter = Counter::default();
     write(&mut counter)?;
     Ok(counter.0)
@@ -276,10 +265,7 @@ mod tests {
     #[test]
     fn varint_encode_rejects_too_large() {
         let mut out = BytesMut::new();
-        assert_eq!(
-            out.put_varint(MAX_VARINT + 1),
-            Err(EncodeError::PacketTooLarge)
-        );
+        assert_eq!(out.put_varint(MAX_VARINT + 1), Err(EncodeError::PacketTooLarge));
         assert!(out.is_empty());
     }
 
@@ -288,17 +274,13 @@ mod tests {
         let nul = [0x00, 0x03, b'a', 0x00, b'b'];
         assert_eq!(
             Reader::new(&nul).string(),
-            Err(DecodeError::Malformed(
-                "[MQTT-1.5.4-2] string contains U+0000"
-            ))
+            Err(DecodeError::Malformed("[MQTT-1.5.4-2] string contains U+0000"))
         );
         // U+D800 encoded as if it were a scalar value (CESU-8 style).
         let surrogate = [0x00, 0x03, 0xED, 0xA0, 0x80];
         assert!(matches!(
             Reader::new(&surrogate).string(),
-            Err(DecodeError::Malformed(
-                "[MQTT-1.5.4-1] string is not well-formed UTF-8"
-            ))
+            Err(DecodeError::Malformed("[MQTT-1.5.4-1] string is not well-formed UTF-8"))
         ));
         let overlong = [0x00, 0x02, 0xC0, 0xAF];
         assert!(Reader::new(&overlong).string().is_err());
@@ -320,10 +302,7 @@ mod tests {
     #[test]
     fn long_strings_cannot_be_encoded() {
         let long = "x".repeat(65_536);
-        assert_eq!(
-            Counter::default().put_str(&long),
-            Err(EncodeError::StringTooLong)
-        );
+        assert_eq!(Counter::default().put_str(&long), Err(EncodeError::StringTooLong));
         assert_eq!(
             Counter::default().put_binary(long.as_bytes()),
             Err(EncodeError::BinaryTooLong)

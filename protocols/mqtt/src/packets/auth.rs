@@ -4,9 +4,7 @@
 use bytes::Bytes;
 
 use crate::error::{DecodeError, EncodeError};
-use crate::properties::{
-    self as prop, once, put_properties, Properties, PropertyBlock, UserProperties,
-};
+use crate::properties::{self as prop, once, put_properties, Properties, PropertyBlock, UserProperties};
 use crate::reason::ReasonCode;
 use crate::types::PacketType;
 use crate::wire::{Reader, Sink};
@@ -49,13 +47,11 @@ impl Auth {
         }
         auth.reason_code = ReasonCode(r.u8()?);
         if !auth.reason_code.is_allowed_in(PacketType::Auth) {
-            return Err(DecodeError::Protocol(
-                "[MQTT-3.15.2-1] AUTH reason code not allowed",
-            ));
+            return Err(DecodeError::Protocol("[MQTT-3.15.2-1] AUTH reason code not allowed"));
         }
-        if !r.is_empty() {
-            auth.properties = AuthProperties::decode(r)?;
-        }
+        // Unlike DISCONNECT (§3.14.2.2.1), AUTH has no rule that lets the property length be
+        // left off on its own: only both together, for SUCCESS (§3.15.2).
+        auth.properties = AuthProperties::decode(r)?;
         Ok(auth)
     }
 
@@ -75,9 +71,7 @@ impl AuthProperties {
         let mut p = Properties::read(r)?;
         while let Some(id) = p.next_id()? {
             match id {
-                prop::AUTHENTICATION_METHOD => {
-                    once(&mut props.authentication_method, p.string()?, id)?
-                }
+                prop::AUTHENTICATION_METHOD => once(&mut props.authentication_method, p.string()?, id)?,
                 prop::AUTHENTICATION_DATA => once(&mut props.authentication_data, p.binary()?, id)?,
                 prop::REASON_STRING => once(&mut props.reason_string, p.string()?, id)?,
                 prop::USER_PROPERTY => props.user_properties.push(p.string_pair()?),
@@ -90,16 +84,8 @@ impl AuthProperties {
 
 impl PropertyBlock for AuthProperties {
     fn write<S: Sink>(&self, s: &mut S) -> Result<(), EncodeError> {
-        prop::put_str(
-            s,
-            prop::AUTHENTICATION_METHOD,
-            self.authentication_method.as_deref(),
-        )?;
-        prop::put_binary(
-            s,
-            prop::AUTHENTICATION_DATA,
-            self.authentication_data.as_deref(),
-        )?;
+        prop::put_str(s, prop::AUTHENTICATION_METHOD, self.authentication_method.as_deref())?;
+        prop::put_binary(s, prop::AUTHENTICATION_DATA, self.authentication_data.as_deref())?;
         prop::put_str(s, prop::REASON_STRING, self.reason_string.as_deref())?;
         prop::put_user(s, &self.user_properties)
     }

@@ -5,9 +5,7 @@
 use bytes::Bytes;
 
 use crate::error::{DecodeError, EncodeError};
-use crate::properties::{
-    self as prop, once, put_properties, Properties, PropertyBlock, UserProperties,
-};
+use crate::properties::{self as prop, once, put_properties, Properties, PropertyBlock, UserProperties};
 use crate::reason::ReasonCode;
 use crate::types::{PacketType, ProtocolVersion, QoS};
 use crate::wire::{Reader, Sink};
@@ -74,10 +72,7 @@ impl ConnAck {
         }
     }
 
-    pub(crate) fn decode(
-        r: &mut Reader<'_>,
-        version: ProtocolVersion,
-    ) -> Result<Self, DecodeError> {
+    pub(crate) fn decode(r: &mut Reader<'_>, version: ProtocolVersion) -> Result<Self, DecodeError> {
         let flags = r.u8()?;
         // MQTT 3.1 calls the byte reserved and gives it no rules, so it is ignored there.
         let session_present = match version {
@@ -118,14 +113,9 @@ impl ConnAck {
         })
     }
 
-    pub(crate) fn write<S: Sink>(
-        &self,
-        version: ProtocolVersion,
-        s: &mut S,
-    ) -> Result<(), EncodeError> {
-        let session_present = self.session_present
-            && self.reason_code == ReasonCode::SUCCESS
-            && version != ProtocolVersion::V3_1;
+    pub(crate) fn write<S: Sink>(&self, version: ProtocolVersion, s: &mut S) -> Result<(), EncodeError> {
+        let session_present =
+            self.session_present && self.reason_code == ReasonCode::SUCCESS && version != ProtocolVersion::V3_1;
         s.put_u8(u8::from(session_present));
         if version.is_v5() {
             s.put_u8(self.reason_code.0);
@@ -143,15 +133,11 @@ impl ConnAckProperties {
         let mut p = Properties::read(r)?;
         while let Some(id) = p.next_id()? {
             match id {
-                prop::SESSION_EXPIRY_INTERVAL => {
-                    once(&mut props.session_expiry_interval, p.u32()?, id)?
-                }
+                prop::SESSION_EXPIRY_INTERVAL => once(&mut props.session_expiry_interval, p.u32()?, id)?,
                 prop::RECEIVE_MAXIMUM => {
                     let value = p.u16()?;
                     if value == 0 {
-                        return Err(DecodeError::Protocol(
-                            "Receive Maximum is 0 (MQTT 5 §3.2.2.3.3)",
-                        ));
+                        return Err(DecodeError::Protocol("Receive Maximum is 0 (MQTT 5 §3.2.2.3.3)"));
                     }
                     once(&mut props.receive_maximum, value, id)?
                 }
@@ -171,39 +157,27 @@ impl ConnAckProperties {
                 prop::MAXIMUM_PACKET_SIZE => {
                     let value = p.u32()?;
                     if value == 0 {
-                        return Err(DecodeError::Protocol(
-                            "Maximum Packet Size is 0 (MQTT 5 §3.2.2.3.6)",
-                        ));
+                        return Err(DecodeError::Protocol("Maximum Packet Size is 0 (MQTT 5 §3.2.2.3.6)"));
                     }
                     once(&mut props.maximum_packet_size, value, id)?
                 }
-                prop::ASSIGNED_CLIENT_IDENTIFIER => {
-                    once(&mut props.assigned_client_identifier, p.string()?, id)?
-                }
+                prop::ASSIGNED_CLIENT_IDENTIFIER => once(&mut props.assigned_client_identifier, p.string()?, id)?,
                 prop::TOPIC_ALIAS_MAXIMUM => once(&mut props.topic_alias_maximum, p.u16()?, id)?,
                 prop::REASON_STRING => once(&mut props.reason_string, p.string()?, id)?,
                 prop::USER_PROPERTY => props.user_properties.push(p.string_pair()?),
-                prop::WILDCARD_SUBSCRIPTION_AVAILABLE => once(
-                    &mut props.wildcard_subscription_available,
-                    p.boolean(id)?,
-                    id,
-                )?,
-                prop::SUBSCRIPTION_IDENTIFIER_AVAILABLE => once(
-                    &mut props.subscription_identifiers_available,
-                    p.boolean(id)?,
-                    id,
-                )?,
+                prop::WILDCARD_SUBSCRIPTION_AVAILABLE => {
+                    once(&mut props.wildcard_subscription_available, p.boolean(id)?, id)?
+                }
+                prop::SUBSCRIPTION_IDENTIFIER_AVAILABLE => {
+                    once(&mut props.subscription_identifiers_available, p.boolean(id)?, id)?
+                }
                 prop::SHARED_SUBSCRIPTION_AVAILABLE => {
                     once(&mut props.shared_subscription_available, p.boolean(id)?, id)?
                 }
                 prop::SERVER_KEEP_ALIVE => once(&mut props.server_keep_alive, p.u16()?, id)?,
-                prop::RESPONSE_INFORMATION => {
-                    once(&mut props.response_information, p.string()?, id)?
-                }
+                prop::RESPONSE_INFORMATION => once(&mut props.response_information, p.string()?, id)?,
                 prop::SERVER_REFERENCE => once(&mut props.server_reference, p.string()?, id)?,
-                prop::AUTHENTICATION_METHOD => {
-                    once(&mut props.authentication_method, p.string()?, id)?
-                }
+                prop::AUTHENTICATION_METHOD => once(&mut props.authentication_method, p.string()?, id)?,
                 prop::AUTHENTICATION_DATA => once(&mut props.authentication_data, p.binary()?, id)?,
                 other => return Err(prop::not_allowed(other)),
             }
@@ -214,11 +188,7 @@ impl ConnAckProperties {
 
 impl PropertyBlock for ConnAckProperties {
     fn write<S: Sink>(&self, s: &mut S) -> Result<(), EncodeError> {
-        prop::put_u32(
-            s,
-            prop::SESSION_EXPIRY_INTERVAL,
-            self.session_expiry_interval,
-        );
+        prop::put_u32(s, prop::SESSION_EXPIRY_INTERVAL, self.session_expiry_interval);
         prop::put_u16(s, prop::RECEIVE_MAXIMUM, self.receive_maximum);
         let maximum_qos = self.maximum_qos.filter(|&qos| qos != QoS::ExactlyOnce);
         prop::put_u8(s, prop::MAXIMUM_QOS, maximum_qos.map(u8::from));
@@ -248,21 +218,9 @@ impl PropertyBlock for ConnAckProperties {
             self.shared_subscription_available,
         );
         prop::put_u16(s, prop::SERVER_KEEP_ALIVE, self.server_keep_alive);
-        prop::put_str(
-            s,
-            prop::RESPONSE_INFORMATION,
-            self.response_information.as_deref(),
-        )?;
+        prop::put_str(s, prop::RESPONSE_INFORMATION, self.response_information.as_deref())?;
         prop::put_str(s, prop::SERVER_REFERENCE, self.server_reference.as_deref())?;
-        prop::put_str(
-            s,
-            prop::AUTHENTICATION_METHOD,
-            self.authentication_method.as_deref(),
-        )?;
-        prop::put_binary(
-            s,
-            prop::AUTHENTICATION_DATA,
-            self.authentication_data.as_deref(),
-        )
+        prop::put_str(s, prop::AUTHENTICATION_METHOD, self.authentication_method.as_deref())?;
+        prop::put_binary(s, prop::AUTHENTICATION_DATA, self.authentication_data.as_deref())
     }
 }

@@ -121,22 +121,18 @@ impl Connect {
             (b"MQIsdp", 3) => ProtocolVersion::V3_1,
             (b"MQTT", 4) => ProtocolVersion::V3_1_1,
             (b"MQTT", 5) => ProtocolVersion::V5,
-            (b"MQTT" | b"MQIsdp", level) => {
-                return Err(DecodeError::UnsupportedProtocolVersion(level))
-            }
+            (b"MQTT" | b"MQIsdp", level) => return Err(DecodeError::UnsupportedProtocolVersion(level)),
             _ => return Err(DecodeError::UnsupportedProtocolName),
         };
         let v5 = protocol.is_v5();
 
         let flags = r.u8()?;
         if flags & RESERVED != 0 {
-            return Err(DecodeError::Malformed(
-                "[MQTT-3.1.2-3] CONNECT reserved flag is not 0",
-            ));
+            return Err(DecodeError::Malformed("[MQTT-3.1.2-3] CONNECT reserved flag is not 0"));
         }
         let will_flag = flags & WILL != 0;
-        let will_qos = QoS::try_from((flags >> 3) & 0x03)
-            .map_err(|_| DecodeError::Malformed("[MQTT-3.1.2-12] Will QoS is 3"))?;
+        let will_qos =
+            QoS::try_from((flags >> 3) & 0x03).map_err(|_| DecodeError::Malformed("[MQTT-3.1.2-12] Will QoS is 3"))?;
         let will_retain = flags & WILL_RETAIN != 0;
         if !will_flag && will_qos != QoS::AtMostOnce {
             return Err(DecodeError::Protocol(
@@ -170,14 +166,9 @@ impl Connect {
                 WillProperties::default()
             };
             let topic = r.string()?;
-            check_topic_name(
-                &topic,
-                "Will Topic contains a wildcard (MQTT 5 §3.1.3.3, §4.7.1)",
-            )?;
+            check_topic_name(&topic, "Will Topic contains a wildcard (MQTT 5 §3.1.3.3, §4.7.1)")?;
             if topic.is_empty() {
-                return Err(DecodeError::InvalidTopic(
-                    "[MQTT-4.7.3-1] Will Topic is empty",
-                ));
+                return Err(DecodeError::InvalidTopic("[MQTT-4.7.3-1] Will Topic is empty"));
             }
             let payload = r.binary()?;
             Some(Will {
@@ -190,16 +181,8 @@ impl Connect {
         } else {
             None
         };
-        let username = if has_username {
-            Some(r.string()?)
-        } else {
-            None
-        };
-        let password = if has_password {
-            Some(r.binary()?)
-        } else {
-            None
-        };
+        let username = if has_username { Some(r.string()?) } else { None };
+        let password = if has_password { Some(r.binary()?) } else { None };
 
         Ok(Self {
             protocol,
@@ -270,24 +253,18 @@ impl ConnectProperties {
         let mut p = Properties::read(r)?;
         while let Some(id) = p.next_id()? {
             match id {
-                prop::SESSION_EXPIRY_INTERVAL => {
-                    once(&mut props.session_expiry_interval, p.u32()?, id)?
-                }
+                prop::SESSION_EXPIRY_INTERVAL => once(&mut props.session_expiry_interval, p.u32()?, id)?,
                 prop::RECEIVE_MAXIMUM => {
                     let value = p.u16()?;
                     if value == 0 {
-                        return Err(DecodeError::Protocol(
-                            "Receive Maximum is 0 (MQTT 5 §3.1.2.11.3)",
-                        ));
+                        return Err(DecodeError::Protocol("Receive Maximum is 0 (MQTT 5 §3.1.2.11.3)"));
                     }
                     once(&mut props.receive_maximum, value, id)?
                 }
                 prop::MAXIMUM_PACKET_SIZE => {
                     let value = p.u32()?;
                     if value == 0 {
-                        return Err(DecodeError::Protocol(
-                            "Maximum Packet Size is 0 (MQTT 5 §3.1.2.11.4)",
-                        ));
+                        return Err(DecodeError::Protocol("Maximum Packet Size is 0 (MQTT 5 §3.1.2.11.4)"));
                     }
                     once(&mut props.maximum_packet_size, value, id)?
                 }
@@ -295,13 +272,9 @@ impl ConnectProperties {
                 prop::REQUEST_RESPONSE_INFORMATION => {
                     once(&mut props.request_response_information, p.boolean(id)?, id)?
                 }
-                prop::REQUEST_PROBLEM_INFORMATION => {
-                    once(&mut props.request_problem_information, p.boolean(id)?, id)?
-                }
+                prop::REQUEST_PROBLEM_INFORMATION => once(&mut props.request_problem_information, p.boolean(id)?, id)?,
                 prop::USER_PROPERTY => props.user_properties.push(p.string_pair()?),
-                prop::AUTHENTICATION_METHOD => {
-                    once(&mut props.authentication_method, p.string()?, id)?
-                }
+                prop::AUTHENTICATION_METHOD => once(&mut props.authentication_method, p.string()?, id)?,
                 prop::AUTHENTICATION_DATA => once(&mut props.authentication_data, p.binary()?, id)?,
                 other => return Err(prop::not_allowed(other)),
             }
@@ -317,35 +290,15 @@ impl ConnectProperties {
 
 impl PropertyBlock for ConnectProperties {
     fn write<S: Sink>(&self, s: &mut S) -> Result<(), EncodeError> {
-        prop::put_u32(
-            s,
-            prop::SESSION_EXPIRY_INTERVAL,
-            self.session_expiry_interval,
-        );
+        prop::put_u32(s, prop::SESSION_EXPIRY_INTERVAL, self.session_expiry_interval);
         prop::put_u16(s, prop::RECEIVE_MAXIMUM, self.receive_maximum);
         prop::put_u32(s, prop::MAXIMUM_PACKET_SIZE, self.maximum_packet_size);
         prop::put_u16(s, prop::TOPIC_ALIAS_MAXIMUM, self.topic_alias_maximum);
-        prop::put_bool(
-            s,
-            prop::REQUEST_RESPONSE_INFORMATION,
-            self.request_response_information,
-        );
-        prop::put_bool(
-            s,
-            prop::REQUEST_PROBLEM_INFORMATION,
-            self.request_problem_information,
-        );
+        prop::put_bool(s, prop::REQUEST_RESPONSE_INFORMATION, self.request_response_information);
+        prop::put_bool(s, prop::REQUEST_PROBLEM_INFORMATION, self.request_problem_information);
         prop::put_user(s, &self.user_properties)?;
-        prop::put_str(
-            s,
-            prop::AUTHENTICATION_METHOD,
-            self.authentication_method.as_deref(),
-        )?;
-        prop::put_binary(
-            s,
-            prop::AUTHENTICATION_DATA,
-            self.authentication_data.as_deref(),
-        )
+        prop::put_str(s, prop::AUTHENTICATION_METHOD, self.authentication_method.as_deref())?;
+        prop::put_binary(s, prop::AUTHENTICATION_DATA, self.authentication_data.as_deref())
     }
 }
 
@@ -356,14 +309,10 @@ impl WillProperties {
         while let Some(id) = p.next_id()? {
             match id {
                 prop::WILL_DELAY_INTERVAL => once(&mut props.will_delay_interval, p.u32()?, id)?,
-                prop::PAYLOAD_FORMAT_INDICATOR => once(
-                    &mut props.payload_format_indicator,
-                    payload_format(&mut p)?,
-                    id,
-                )?,
-                prop::MESSAGE_EXPIRY_INTERVAL => {
-                    once(&mut props.message_expiry_interval, p.u32()?, id)?
+                prop::PAYLOAD_FORMAT_INDICATOR => {
+                    once(&mut props.payload_format_indicator, payload_format(&mut p)?, id)?
                 }
+                prop::MESSAGE_EXPIRY_INTERVAL => once(&mut props.message_expiry_interval, p.u32()?, id)?,
                 prop::CONTENT_TYPE => once(&mut props.content_type, p.string()?, id)?,
                 prop::RESPONSE_TOPIC => {
                     let topic = p.string()?;
@@ -382,16 +331,8 @@ impl WillProperties {
 impl PropertyBlock for WillProperties {
     fn write<S: Sink>(&self, s: &mut S) -> Result<(), EncodeError> {
         prop::put_u32(s, prop::WILL_DELAY_INTERVAL, self.will_delay_interval);
-        prop::put_u8(
-            s,
-            prop::PAYLOAD_FORMAT_INDICATOR,
-            self.payload_format_indicator,
-        );
-        prop::put_u32(
-            s,
-            prop::MESSAGE_EXPIRY_INTERVAL,
-            self.message_expiry_interval,
-        );
+        prop::put_u8(s, prop::PAYLOAD_FORMAT_INDICATOR, self.payload_format_indicator);
+        prop::put_u32(s, prop::MESSAGE_EXPIRY_INTERVAL, self.message_expiry_interval);
         prop::put_str(s, prop::CONTENT_TYPE, self.content_type.as_deref())?;
         prop::put_str(s, prop::RESPONSE_TOPIC, self.response_topic.as_deref())?;
         prop::put_binary(s, prop::CORRELATION_DATA, self.correlation_data.as_deref())?;

@@ -3,9 +3,7 @@
 //! when they are "normal" and empty (§3.14.2.1).
 
 use crate::error::{DecodeError, EncodeError};
-use crate::properties::{
-    self as prop, once, put_properties, Properties, PropertyBlock, UserProperties,
-};
+use crate::properties::{self as prop, once, put_properties, Properties, PropertyBlock, UserProperties};
 use crate::reason::ReasonCode;
 use crate::types::{PacketType, ProtocolVersion};
 use crate::wire::{Reader, Sink};
@@ -41,10 +39,7 @@ impl Disconnect {
         }
     }
 
-    pub(crate) fn decode(
-        r: &mut Reader<'_>,
-        version: ProtocolVersion,
-    ) -> Result<Self, DecodeError> {
+    pub(crate) fn decode(r: &mut Reader<'_>, version: ProtocolVersion) -> Result<Self, DecodeError> {
         let mut disconnect = Self::default();
         if !version.is_v5() || r.is_empty() {
             return Ok(disconnect);
@@ -61,11 +56,7 @@ impl Disconnect {
         Ok(disconnect)
     }
 
-    pub(crate) fn write<S: Sink>(
-        &self,
-        version: ProtocolVersion,
-        s: &mut S,
-    ) -> Result<(), EncodeError> {
+    pub(crate) fn write<S: Sink>(&self, version: ProtocolVersion, s: &mut S) -> Result<(), EncodeError> {
         if !version.is_v5() {
             return Ok(());
         }
@@ -87,9 +78,7 @@ impl DisconnectProperties {
         let mut p = Properties::read(r)?;
         while let Some(id) = p.next_id()? {
             match id {
-                prop::SESSION_EXPIRY_INTERVAL => {
-                    once(&mut props.session_expiry_interval, p.u32()?, id)?
-                }
+                prop::SESSION_EXPIRY_INTERVAL => once(&mut props.session_expiry_interval, p.u32()?, id)?,
                 prop::REASON_STRING => once(&mut props.reason_string, p.string()?, id)?,
                 prop::USER_PROPERTY => props.user_properties.push(p.string_pair()?),
                 prop::SERVER_REFERENCE => once(&mut props.server_reference, p.string()?, id)?,
@@ -102,11 +91,7 @@ impl DisconnectProperties {
 
 impl PropertyBlock for DisconnectProperties {
     fn write<S: Sink>(&self, s: &mut S) -> Result<(), EncodeError> {
-        prop::put_u32(
-            s,
-            prop::SESSION_EXPIRY_INTERVAL,
-            self.session_expiry_interval,
-        );
+        prop::put_u32(s, prop::SESSION_EXPIRY_INTERVAL, self.session_expiry_interval);
         prop::put_str(s, prop::REASON_STRING, self.reason_string.as_deref())?;
         prop::put_user(s, &self.user_properties)?;
         prop::put_str(s, prop::SERVER_REFERENCE, self.server_reference.as_deref())

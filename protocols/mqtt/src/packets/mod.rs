@@ -132,9 +132,8 @@ impl Packet {
 /// Checks the first fixed-header byte: a known packet type with the flags the specification
 /// fixes for it ([MQTT-2.1.3-1]). PUBLISH's QoS 3 is caught here, before its body is buffered.
 fn check_first_byte(byte: u8, version: ProtocolVersion) -> Result<PacketType, DecodeError> {
-    let kind = PacketType::from_nibble(byte >> 4).ok_or(DecodeError::Malformed(
-        "packet type 0 is reserved (MQTT 5 §2.1.2)",
-    ))?;
+    let kind = PacketType::from_nibble(byte >> 4)
+        .ok_or(DecodeError::Malformed("packet type 0 is reserved (MQTT 5 §2.1.2)"))?;
     let flags = byte & 0x0F;
     let flags_ok = match kind {
         PacketType::Publish => {
@@ -155,9 +154,7 @@ fn check_first_byte(byte: u8, version: ProtocolVersion) -> Result<PacketType, De
         _ => flags == 0,
     };
     if !flags_ok {
-        return Err(DecodeError::Malformed(
-            "[MQTT-2.1.3-1] invalid fixed header flags",
-        ));
+        return Err(DecodeError::Malformed("[MQTT-2.1.3-1] invalid fixed header flags"));
     }
     Ok(kind)
 }
@@ -192,12 +189,7 @@ pub(crate) fn decode_slice(
 }
 
 /// Decodes one packet body; every byte of it must be used.
-fn decode_body(
-    kind: PacketType,
-    flags: u8,
-    body: &[u8],
-    version: ProtocolVersion,
-) -> Result<Packet, DecodeError> {
+fn decode_body(kind: PacketType, flags: u8, body: &[u8], version: ProtocolVersion) -> Result<Packet, DecodeError> {
     let mut r = Reader::new(body);
     let packet = match kind {
         PacketType::Connect => Packet::Connect(Box::new(Connect::decode(&mut r)?)),
@@ -221,11 +213,7 @@ fn decode_body(
 }
 
 /// See [`crate::encode`].
-pub(crate) fn encode(
-    packet: &Packet,
-    version: ProtocolVersion,
-    out: &mut BytesMut,
-) -> Result<(), EncodeError> {
+pub(crate) fn encode(packet: &Packet, version: ProtocolVersion, out: &mut BytesMut) -> Result<(), EncodeError> {
     let version = effective_version(packet, version);
     // Measuring first validates the whole packet, so nothing is written on error.
     let remaining = packet.remaining_len(version)?;

@@ -69,9 +69,7 @@ pub(crate) fn check_response_topic(topic: &str) -> Result<(), DecodeError> {
         ));
     }
     if topic.is_empty() {
-        return Err(DecodeError::Protocol(
-            "[MQTT-4.7.3-1] Response Topic is empty",
-        ));
+        return Err(DecodeError::Protocol("[MQTT-4.7.3-1] Response Topic is empty"));
     }
     Ok(())
 }
@@ -99,18 +97,12 @@ impl Publish {
     }
 
     /// `flags` is the fixed header's low nibble; QoS 3 was rejected with the header.
-    pub(crate) fn decode(
-        flags: u8,
-        r: &mut Reader<'_>,
-        version: ProtocolVersion,
-    ) -> Result<Self, DecodeError> {
+    pub(crate) fn decode(flags: u8, r: &mut Reader<'_>, version: ProtocolVersion) -> Result<Self, DecodeError> {
         let qos = QoS::try_from((flags >> 1) & 0x03)
             .map_err(|_| DecodeError::Malformed("[MQTT-3.3.1-4] PUBLISH with QoS 3"))?;
         let dup = flags & DUP != 0;
         if dup && qos == QoS::AtMostOnce {
-            return Err(DecodeError::Malformed(
-                "[MQTT-3.3.1-2] DUP flag set on a QoS 0 PUBLISH",
-            ));
+            return Err(DecodeError::Malformed("[MQTT-3.3.1-2] DUP flag set on a QoS 0 PUBLISH"));
         }
         let topic = r.string()?;
         let packet_id = if qos == QoS::AtMostOnce {
@@ -127,9 +119,7 @@ impl Publish {
         check_topic_name(&topic, "[MQTT-3.3.2-2] PUBLISH topic contains wildcard")?;
         if topic.is_empty() {
             if !version.is_v5() {
-                return Err(DecodeError::InvalidTopic(
-                    "[MQTT-4.7.3-1] PUBLISH topic is empty",
-                ));
+                return Err(DecodeError::InvalidTopic("[MQTT-4.7.3-1] PUBLISH topic is empty"));
             }
             if properties.topic_alias.is_none() {
                 return Err(DecodeError::Protocol(
@@ -149,15 +139,9 @@ impl Publish {
         })
     }
 
-    pub(crate) fn write<S: Sink>(
-        &self,
-        version: ProtocolVersion,
-        s: &mut S,
-    ) -> Result<(), EncodeError> {
+    pub(crate) fn write<S: Sink>(&self, version: ProtocolVersion, s: &mut S) -> Result<(), EncodeError> {
         if self.dup && self.qos == QoS::AtMostOnce {
-            return Err(EncodeError::Invalid(
-                "[MQTT-3.3.1-2] DUP flag set on a QoS 0 PUBLISH",
-            ));
+            return Err(EncodeError::Invalid("[MQTT-3.3.1-2] DUP flag set on a QoS 0 PUBLISH"));
         }
         if !version.is_v5() && self.topic.is_empty() {
             return Err(EncodeError::Invalid(
@@ -193,20 +177,14 @@ impl PublishProperties {
         let mut p = Properties::read(r)?;
         while let Some(id) = p.next_id()? {
             match id {
-                prop::PAYLOAD_FORMAT_INDICATOR => once(
-                    &mut props.payload_format_indicator,
-                    payload_format(&mut p)?,
-                    id,
-                )?,
-                prop::MESSAGE_EXPIRY_INTERVAL => {
-                    once(&mut props.message_expiry_interval, p.u32()?, id)?
+                prop::PAYLOAD_FORMAT_INDICATOR => {
+                    once(&mut props.payload_format_indicator, payload_format(&mut p)?, id)?
                 }
+                prop::MESSAGE_EXPIRY_INTERVAL => once(&mut props.message_expiry_interval, p.u32()?, id)?,
                 prop::TOPIC_ALIAS => {
                     let alias = p.u16()?;
                     if alias == 0 {
-                        return Err(DecodeError::InvalidTopicAlias(
-                            "[MQTT-3.3.2-8] Topic Alias is 0",
-                        ));
+                        return Err(DecodeError::InvalidTopicAlias("[MQTT-3.3.2-8] Topic Alias is 0"));
                     }
                     once(&mut props.topic_alias, alias, id)?
                 }
@@ -236,16 +214,8 @@ impl PublishProperties {
 
 impl PropertyBlock for PublishProperties {
     fn write<S: Sink>(&self, s: &mut S) -> Result<(), EncodeError> {
-        prop::put_u8(
-            s,
-            prop::PAYLOAD_FORMAT_INDICATOR,
-            self.payload_format_indicator,
-        );
-        prop::put_u32(
-            s,
-            prop::MESSAGE_EXPIRY_INTERVAL,
-            self.message_expiry_interval,
-        );
+        prop::put_u8(s, prop::PAYLOAD_FORMAT_INDICATOR, self.payload_format_indicator);
+        prop::put_u32(s, prop::MESSAGE_EXPIRY_INTERVAL, self.message_expiry_interval);
         if self.topic_alias == Some(0) {
             return Err(EncodeError::Invalid("[MQTT-3.3.2-8] Topic Alias is 0"));
         }

@@ -34,11 +34,7 @@ impl PubResp {
         }
     }
 
-    pub(crate) fn decode(
-        kind: PacketType,
-        r: &mut Reader<'_>,
-        version: ProtocolVersion,
-    ) -> Result<Self, DecodeError> {
+    pub(crate) fn decode(kind: PacketType, r: &mut Reader<'_>, version: ProtocolVersion) -> Result<Self, DecodeError> {
         let packet_id = r.packet_id()?;
         let mut resp = Self::new(packet_id);
         if version.is_v5() && !r.is_empty() {
@@ -58,11 +54,7 @@ impl PubResp {
         Ok(resp)
     }
 
-    pub(crate) fn write<S: Sink>(
-        &self,
-        version: ProtocolVersion,
-        s: &mut S,
-    ) -> Result<(), EncodeError> {
+    pub(crate) fn write<S: Sink>(&self, version: ProtocolVersion, s: &mut S) -> Result<(), EncodeError> {
         s.put_u16(self.packet_id.get());
         if !version.is_v5() {
             return Ok(());

@@ -3,9 +3,7 @@
 //! a bad filter fails that one subscription (SUBACK 0x8F) rather than the whole connection.
 
 use crate::error::{DecodeError, EncodeError};
-use crate::properties::{
-    self as prop, once, put_properties, AckProperties, Properties, PropertyBlock, UserProperties,
-};
+use crate::properties::{self as prop, once, put_properties, AckProperties, Properties, PropertyBlock, UserProperties};
 use crate::reason::ReasonCode;
 use crate::types::{PacketId, PacketType, ProtocolVersion, QoS};
 use crate::wire::{Reader, Sink};
@@ -47,10 +45,7 @@ pub struct SubscriptionOptions {
 impl SubscriptionOptions {
     /// Options with `qos` and every MQTT 5 option at its default.
     pub fn new(qos: QoS) -> Self {
-        Self {
-            qos,
-            ..Self::default()
-        }
+        Self { qos, ..Self::default() }
     }
 }
 
@@ -89,10 +84,7 @@ impl SubAck {
         }
     }
 
-    pub(crate) fn decode(
-        r: &mut Reader<'_>,
-        version: ProtocolVersion,
-    ) -> Result<Self, DecodeError> {
+    pub(crate) fn decode(r: &mut Reader<'_>, version: ProtocolVersion) -> Result<Self, DecodeError> {
         let packet_id = r.packet_id()?;
         let properties = if version.is_v5() {
             AckProperties::decode(r)?
@@ -111,17 +103,13 @@ impl SubAck {
                 return Err(if version.is_v5() {
                     DecodeError::Protocol("SUBACK reason code not allowed (MQTT 5 §3.9.3)")
                 } else {
-                    DecodeError::Malformed(
-                        "[MQTT-3.9.3-2] reserved SUBACK return code (MQTT 3.1.1)",
-                    )
+                    DecodeError::Malformed("[MQTT-3.9.3-2] reserved SUBACK return code (MQTT 3.1.1)")
                 });
             }
             reason_codes.push(code);
         }
         if reason_codes.is_empty() {
-            return Err(DecodeError::Protocol(
-                "SUBACK without reason codes (MQTT 5 §3.9.3)",
-            ));
+            return Err(DecodeError::Protocol("SUBACK without reason codes (MQTT 5 §3.9.3)"));
         }
         Ok(Self {
             packet_id,
@@ -130,15 +118,9 @@ impl SubAck {
         })
     }
 
-    pub(crate) fn write<S: Sink>(
-        &self,
-        version: ProtocolVersion,
-        s: &mut S,
-    ) -> Result<(), EncodeError> {
+    pub(crate) fn write<S: Sink>(&self, version: ProtocolVersion, s: &mut S) -> Result<(), EncodeError> {
         if self.reason_codes.is_empty() {
-            return Err(EncodeError::Invalid(
-                "SUBACK without reason codes (MQTT 5 §3.9.3)",
-            ));
+            return Err(EncodeError::Invalid("SUBACK without reason codes (MQTT 5 §3.9.3)"));
         }
         s.put_u16(self.packet_id.get());
         if version.is_v5() {
@@ -156,10 +138,7 @@ impl SubAck {
 }
 
 impl Subscribe {
-    pub(crate) fn decode(
-        r: &mut Reader<'_>,
-        version: ProtocolVersion,
-    ) -> Result<Self, DecodeError> {
+    pub(crate) fn decode(r: &mut Reader<'_>, version: ProtocolVersion) -> Result<Self, DecodeError> {
         let packet_id = r.packet_id()?;
         let properties = if version.is_v5() {
             SubscribeProperties::decode(r)?
@@ -173,9 +152,7 @@ impl Subscribe {
             filters.push((filter, options));
         }
         if filters.is_empty() {
-            return Err(DecodeError::Protocol(
-                "[MQTT-3.8.3-2] SUBSCRIBE with no topic filters",
-            ));
+            return Err(DecodeError::Protocol("[MQTT-3.8.3-2] SUBSCRIBE with no topic filters"));
         }
         Ok(Self {
             packet_id,
@@ -184,15 +161,9 @@ impl Subscribe {
         })
     }
 
-    pub(crate) fn write<S: Sink>(
-        &self,
-        version: ProtocolVersion,
-        s: &mut S,
-    ) -> Result<(), EncodeError> {
+    pub(crate) fn write<S: Sink>(&self, version: ProtocolVersion, s: &mut S) -> Result<(), EncodeError> {
         if self.filters.is_empty() {
-            return Err(EncodeError::Invalid(
-                "[MQTT-3.8.3-2] SUBSCRIBE with no topic filters",
-            ));
+            return Err(EncodeError::Invalid("[MQTT-3.8.3-2] SUBSCRIBE with no topic filters"));
         }
         s.put_u16(self.packet_id.get());
         if version.is_v5() {
@@ -219,9 +190,8 @@ fn decode_options(byte: u8, version: ProtocolVersion) -> Result<SubscriptionOpti
                 "[MQTT-3.8.3-4] SUBSCRIBE options reserved bits are not 0 (MQTT 3.1.1)",
             ));
         }
-        let qos = QoS::try_from(byte).map_err(|_| {
-            DecodeError::Malformed("[MQTT-3.8.3-4] SUBSCRIBE with QoS 3 (MQTT 3.1.1)")
-        })?;
+        let qos = QoS::try_from(byte)
+            .map_err(|_| DecodeError::Malformed("[MQTT-3.8.3-4] SUBSCRIBE with QoS 3 (MQTT 3.1.1)"))?;
         return Ok(SubscriptionOptions::new(qos));
     }
     if byte & 0xC0 != 0 {

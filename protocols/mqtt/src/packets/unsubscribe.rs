@@ -2,9 +2,7 @@
 //! carries only the packet identifier.
 
 use crate::error::{DecodeError, EncodeError};
-use crate::properties::{
-    self as prop, put_properties, AckProperties, Properties, PropertyBlock, UserProperties,
-};
+use crate::properties::{self as prop, put_properties, AckProperties, Properties, PropertyBlock, UserProperties};
 use crate::reason::ReasonCode;
 use crate::types::{PacketId, PacketType, ProtocolVersion};
 use crate::wire::{Reader, Sink};
@@ -48,10 +46,7 @@ impl UnsubAck {
         }
     }
 
-    pub(crate) fn decode(
-        r: &mut Reader<'_>,
-        version: ProtocolVersion,
-    ) -> Result<Self, DecodeError> {
+    pub(crate) fn decode(r: &mut Reader<'_>, version: ProtocolVersion) -> Result<Self, DecodeError> {
         let packet_id = r.packet_id()?;
         if !version.is_v5() {
             return Ok(Self::new(packet_id, Vec::new()));
@@ -68,9 +63,7 @@ impl UnsubAck {
             reason_codes.push(code);
         }
         if reason_codes.is_empty() {
-            return Err(DecodeError::Protocol(
-                "UNSUBACK without reason codes (MQTT 5 §3.11.3)",
-            ));
+            return Err(DecodeError::Protocol("UNSUBACK without reason codes (MQTT 5 §3.11.3)"));
         }
         Ok(Self {
             packet_id,
@@ -79,19 +72,13 @@ impl UnsubAck {
         })
     }
 
-    pub(crate) fn write<S: Sink>(
-        &self,
-        version: ProtocolVersion,
-        s: &mut S,
-    ) -> Result<(), EncodeError> {
+    pub(crate) fn write<S: Sink>(&self, version: ProtocolVersion, s: &mut S) -> Result<(), EncodeError> {
         s.put_u16(self.packet_id.get());
         if !version.is_v5() {
             return Ok(());
         }
         if self.reason_codes.is_empty() {
-            return Err(EncodeError::Invalid(
-                "UNSUBACK without reason codes (MQTT 5 §3.11.3)",
-            ));
+            return Err(EncodeError::Invalid("UNSUBACK without reason codes (MQTT 5 §3.11.3)"));
         }
         put_properties(s, &self.properties)?;
         for code in &self.reason_codes {
@@ -102,10 +89,7 @@ impl UnsubAck {
 }
 
 impl Unsubscribe {
-    pub(crate) fn decode(
-        r: &mut Reader<'_>,
-        version: ProtocolVersion,
-    ) -> Result<Self, DecodeError> {
+    pub(crate) fn decode(r: &mut Reader<'_>, version: ProtocolVersion) -> Result<Self, DecodeError> {
         let packet_id = r.packet_id()?;
         let properties = if version.is_v5() {
             UnsubscribeProperties::decode(r)?
@@ -128,11 +112,7 @@ impl Unsubscribe {
         })
     }
 
-    pub(crate) fn write<S: Sink>(
-        &self,
-        version: ProtocolVersion,
-        s: &mut S,
-    ) -> Result<(), EncodeError> {
+    pub(crate) fn write<S: Sink>(&self, version: ProtocolVersion, s: &mut S) -> Result<(), EncodeError> {
         if self.filters.is_empty() {
             return Err(EncodeError::Invalid(
                 "[MQTT-3.10.3-2] UNSUBSCRIBE with no topic filters",

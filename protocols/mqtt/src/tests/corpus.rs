@@ -9,8 +9,8 @@ use crate::MAX_PACKET_SIZE;
 #[test]
 fn fuzz_corpus_round_trips() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/mqtt_decode");
-    let entries = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("cannot read the fuzz corpus at {}: {e}", dir.display()));
+    let entries =
+        std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("cannot read the fuzz corpus at {}: {e}", dir.display()));
     let mut files = 0;
     let mut decoded = 0;
     for entry in entries {

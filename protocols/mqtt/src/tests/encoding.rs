@@ -40,29 +40,20 @@ fn session_present_only_with_success() {
         to_bytes(&Packet::ConnAck(connack.clone()), V311),
         [0x20, 0x02, 0x00, 0x05]
     );
-    assert_eq!(
-        to_bytes(&Packet::ConnAck(connack), V5),
-        [0x20, 0x03, 0x00, 0x87, 0x00]
-    );
+    assert_eq!(to_bytes(&Packet::ConnAck(connack), V5), [0x20, 0x03, 0x00, 0x87, 0x00]);
     // MQTT 3.1 has no flag at all.
     let resumed = ConnAck {
         session_present: true,
         ..ConnAck::default()
     };
-    assert_eq!(
-        to_bytes(&Packet::ConnAck(resumed), V3_1),
-        [0x20, 0x02, 0x00, 0x00]
-    );
+    assert_eq!(to_bytes(&Packet::ConnAck(resumed), V3_1), [0x20, 0x02, 0x00, 0x00]);
 }
 
 #[test]
 fn maximum_qos_2_is_left_out() {
     let mut connack = ConnAck::default();
     connack.properties.maximum_qos = Some(QoS::ExactlyOnce);
-    assert_eq!(
-        to_bytes(&Packet::ConnAck(connack), V5),
-        [0x20, 0x03, 0x00, 0x00, 0x00]
-    );
+    assert_eq!(to_bytes(&Packet::ConnAck(connack), V5), [0x20, 0x03, 0x00, 0x00, 0x00]);
 }
 
 #[test]
@@ -89,30 +80,18 @@ fn v3_drops_reason_codes_and_properties() {
         to_bytes(&Packet::PubAck(puback.clone()), V311),
         [0x40, 0x02, 0x00, 0x01]
     );
-    assert_eq!(
-        to_bytes(&Packet::PubRel(puback), V311),
-        [0x62, 0x02, 0x00, 0x01]
-    );
+    assert_eq!(to_bytes(&Packet::PubRel(puback), V311), [0x62, 0x02, 0x00, 0x01]);
 
     let unsuback = UnsubAck::new(pid(4), vec![ReasonCode::NO_SUBSCRIPTION_EXISTED]);
-    assert_eq!(
-        to_bytes(&Packet::UnsubAck(unsuback), V311),
-        [0xb0, 0x02, 0x00, 0x04]
-    );
+    assert_eq!(to_bytes(&Packet::UnsubAck(unsuback), V311), [0xb0, 0x02, 0x00, 0x04]);
 
     let mut disconnect = Disconnect::new(ReasonCode::SESSION_TAKEN_OVER);
     disconnect.properties.reason_string = Some("bye".into());
-    assert_eq!(
-        to_bytes(&Packet::Disconnect(disconnect), V311),
-        [0xe0, 0x00]
-    );
+    assert_eq!(to_bytes(&Packet::Disconnect(disconnect), V311), [0xe0, 0x00]);
 
     let mut publish = Publish::new("t", "p");
     publish.properties.message_expiry_interval = Some(10);
-    assert_eq!(
-        to_bytes(&Packet::Publish(publish), V311),
-        b"\x30\x04\x00\x01tp"
-    );
+    assert_eq!(to_bytes(&Packet::Publish(publish), V311), b"\x30\x04\x00\x01tp");
 
     let subscribe = Subscribe {
         packet_id: pid(1),
@@ -139,10 +118,7 @@ fn v3_drops_reason_codes_and_properties() {
 #[test]
 fn v5_short_forms() {
     assert_eq!(to_bytes(&Packet::PubAck(PubResp::new(pid(1))), V5).len(), 4);
-    assert_eq!(
-        to_bytes(&Packet::Disconnect(Disconnect::default()), V5).len(),
-        2
-    );
+    assert_eq!(to_bytes(&Packet::Disconnect(Disconnect::default()), V5).len(), 2);
     assert_eq!(to_bytes(&Packet::Auth(Auth::default()), V5).len(), 2);
     // A non-success AUTH always carries the property length.
     assert_eq!(
@@ -223,12 +199,7 @@ fn encoder_refuses_inconsistent_packets() {
         password: Some(Bytes::from_static(b"p")),
         ..Connect::default()
     };
-    assert!(encode(
-        &Packet::Connect(Box::new(password_only)),
-        V311,
-        &mut BytesMut::new()
-    )
-    .is_err());
+    assert!(encode(&Packet::Connect(Box::new(password_only)), V311, &mut BytesMut::new()).is_err());
 
     let mut sub_id_zero = Publish::new("t", "");
     sub_id_zero.properties.subscription_identifiers = vec![0];
@@ -247,11 +218,7 @@ fn encoder_refuses_oversized_fields() {
         password: Some(Bytes::from(long.into_bytes())),
         ..Connect::default()
     };
-    refuses(
-        Packet::Connect(Box::new(connect)),
-        V5,
-        EncodeError::BinaryTooLong,
-    );
+    refuses(Packet::Connect(Box::new(connect)), V5, EncodeError::BinaryTooLong);
 }
 
 #[test]

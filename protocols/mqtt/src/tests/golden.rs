@@ -39,16 +39,12 @@ fn v311_connect_minimal() {
     };
     golden(bytes, V311, Packet::Connect(Box::new(connect.clone())));
     // CONNECT needs no negotiated version: it carries its own.
-    assert_eq!(
-        from_bytes(bytes, None).unwrap(),
-        Packet::Connect(Box::new(connect))
-    );
+    assert_eq!(from_bytes(bytes, None).unwrap(), Packet::Connect(Box::new(connect)));
 }
 
 #[test]
 fn v311_connect_with_will_and_credentials() {
-    let bytes =
-        b"\x10\x1e\x00\x04MQTT\x04\xee\x00\x0a\x00\x02cl\x00\x03a/b\x00\x02hi\x00\x01u\x00\x02pw";
+    let bytes = b"\x10\x1e\x00\x04MQTT\x04\xee\x00\x0a\x00\x02cl\x00\x03a/b\x00\x02hi\x00\x01u\x00\x02pw";
     let connect = Connect {
         protocol: V311,
         clean_start: true,
@@ -121,11 +117,7 @@ fn v311_publish() {
         payload: Bytes::from_static(b"xy"),
         properties: PublishProperties::default(),
     };
-    golden(
-        b"\x3b\x07\x00\x01t\x00\x0axy",
-        V311,
-        Packet::Publish(publish),
-    );
+    golden(b"\x3b\x07\x00\x01t\x00\x0axy", V311, Packet::Publish(publish));
     let qos2 = Publish {
         qos: QoS::ExactlyOnce,
         packet_id: Some(pid(0x1234)),
@@ -137,21 +129,9 @@ fn v311_publish() {
 #[test]
 fn v311_publish_flow_acks() {
     let resp = PubResp::new(pid(10));
-    golden(
-        &[0x40, 0x02, 0x00, 0x0a],
-        V311,
-        Packet::PubAck(resp.clone()),
-    );
-    golden(
-        &[0x50, 0x02, 0x00, 0x0a],
-        V311,
-        Packet::PubRec(resp.clone()),
-    );
-    golden(
-        &[0x62, 0x02, 0x00, 0x0a],
-        V311,
-        Packet::PubRel(resp.clone()),
-    );
+    golden(&[0x40, 0x02, 0x00, 0x0a], V311, Packet::PubAck(resp.clone()));
+    golden(&[0x50, 0x02, 0x00, 0x0a], V311, Packet::PubRec(resp.clone()));
+    golden(&[0x62, 0x02, 0x00, 0x0a], V311, Packet::PubRel(resp.clone()));
     golden(&[0x70, 0x02, 0x00, 0x0a], V311, Packet::PubComp(resp));
 }
 
@@ -170,15 +150,8 @@ fn v311_subscribe_and_suback() {
         V311,
         Packet::Subscribe(subscribe),
     );
-    let suback = SubAck::new(
-        pid(1),
-        vec![ReasonCode::GRANTED_QOS_1, ReasonCode::UNSPECIFIED_ERROR],
-    );
-    golden(
-        &[0x90, 0x04, 0x00, 0x01, 0x01, 0x80],
-        V311,
-        Packet::SubAck(suback),
-    );
+    let suback = SubAck::new(pid(1), vec![ReasonCode::GRANTED_QOS_1, ReasonCode::UNSPECIFIED_ERROR]);
+    golden(&[0x90, 0x04, 0x00, 0x01, 0x01, 0x80], V311, Packet::SubAck(suback));
 }
 
 #[test]
@@ -188,11 +161,7 @@ fn v311_unsubscribe_and_unsuback() {
         filters: vec!["a/#".into()],
         properties: UnsubscribeProperties::default(),
     };
-    golden(
-        b"\xa2\x07\x00\x02\x00\x03a/#",
-        V311,
-        Packet::Unsubscribe(unsubscribe),
-    );
+    golden(b"\xa2\x07\x00\x02\x00\x03a/#", V311, Packet::Unsubscribe(unsubscribe));
     golden(
         &[0xb0, 0x02, 0x00, 0x02],
         V311,
@@ -204,11 +173,7 @@ fn v311_unsubscribe_and_unsuback() {
 fn v311_ping_and_disconnect() {
     golden(&[0xc0, 0x00], V311, Packet::PingReq);
     golden(&[0xd0, 0x00], V311, Packet::PingResp);
-    golden(
-        &[0xe0, 0x00],
-        V311,
-        Packet::Disconnect(Disconnect::default()),
-    );
+    golden(&[0xe0, 0x00], V311, Packet::Disconnect(Disconnect::default()));
 }
 
 // ---------------------------------------------------------------------------- MQTT 5.0
@@ -225,10 +190,7 @@ fn v5_connect_minimal() {
         ..Connect::default()
     };
     golden(bytes, V5, Packet::Connect(Box::new(connect.clone())));
-    assert_eq!(
-        from_bytes(bytes, None).unwrap(),
-        Packet::Connect(Box::new(connect))
-    );
+    assert_eq!(from_bytes(bytes, None).unwrap(), Packet::Connect(Box::new(connect)));
 }
 
 #[test]
@@ -301,11 +263,7 @@ fn v5_connect_password_without_user_name() {
 
 #[test]
 fn v5_connack() {
-    golden(
-        &[0x20, 0x03, 0x00, 0x00, 0x00],
-        V5,
-        Packet::ConnAck(ConnAck::default()),
-    );
+    golden(&[0x20, 0x03, 0x00, 0x00, 0x00], V5, Packet::ConnAck(ConnAck::default()));
     golden(
         &[0x20, 0x03, 0x00, 0x87, 0x00],
         V5,
@@ -394,18 +352,11 @@ fn v5_publish_with_topic_alias_only() {
 
 #[test]
 fn v5_publish_flow_acks() {
-    golden(
-        &[0x40, 0x02, 0x00, 0x01],
-        V5,
-        Packet::PubAck(PubResp::new(pid(1))),
-    );
+    golden(&[0x40, 0x02, 0x00, 0x01], V5, Packet::PubAck(PubResp::new(pid(1))));
     golden(
         &[0x40, 0x03, 0x00, 0x01, 0x10],
         V5,
-        Packet::PubAck(PubResp::with_reason(
-            pid(1),
-            ReasonCode::NO_MATCHING_SUBSCRIBERS,
-        )),
+        Packet::PubAck(PubResp::with_reason(pid(1), ReasonCode::NO_MATCHING_SUBSCRIBERS)),
     );
     let with_props = PubResp {
         packet_id: pid(1),
@@ -416,9 +367,7 @@ fn v5_publish_flow_acks() {
         },
     };
     golden(
-        &[
-            0x40, 0x09, 0x00, 0x01, 0x87, 0x05, 0x1f, 0x00, 0x02, b'n', b'o',
-        ],
+        &[0x40, 0x09, 0x00, 0x01, 0x87, 0x05, 0x1f, 0x00, 0x02, b'n', b'o'],
         V5,
         Packet::PubAck(with_props),
     );
@@ -430,16 +379,9 @@ fn v5_publish_flow_acks() {
     golden(
         &[0x62, 0x03, 0x00, 0x01, 0x92],
         V5,
-        Packet::PubRel(PubResp::with_reason(
-            pid(1),
-            ReasonCode::PACKET_IDENTIFIER_NOT_FOUND,
-        )),
+        Packet::PubRel(PubResp::with_reason(pid(1), ReasonCode::PACKET_IDENTIFIER_NOT_FOUND)),
     );
-    golden(
-        &[0x70, 0x02, 0x00, 0x01],
-        V5,
-        Packet::PubComp(PubResp::new(pid(1))),
-    );
+    golden(&[0x70, 0x02, 0x00, 0x01], V5, Packet::PubComp(PubResp::new(pid(1))));
 }
 
 #[test]
@@ -458,10 +400,7 @@ fn v5_publish_flow_acks_long_forms() {
     decodes_to(
         &[0x62, 0x04, 0x00, 0x01, 0x92, 0x00],
         V5,
-        Packet::PubRel(PubResp::with_reason(
-            pid(1),
-            ReasonCode::PACKET_IDENTIFIER_NOT_FOUND,
-        )),
+        Packet::PubRel(PubResp::with_reason(pid(1), ReasonCode::PACKET_IDENTIFIER_NOT_FOUND)),
     );
 }
 
@@ -495,11 +434,7 @@ fn v5_subscribe_and_suback() {
         pid(1),
         vec![ReasonCode::GRANTED_QOS_1, ReasonCode::TOPIC_FILTER_INVALID],
     );
-    golden(
-        &[0x90, 0x05, 0x00, 0x01, 0x00, 0x01, 0x8f],
-        V5,
-        Packet::SubAck(suback),
-    );
+    golden(&[0x90, 0x05, 0x00, 0x01, 0x00, 0x01, 0x8f], V5, Packet::SubAck(suback));
 }
 
 #[test]
@@ -509,15 +444,8 @@ fn v5_unsubscribe_and_unsuback() {
         filters: vec!["a/#".into()],
         properties: UnsubscribeProperties::default(),
     };
-    golden(
-        b"\xa2\x08\x00\x02\x00\x00\x03a/#",
-        V5,
-        Packet::Unsubscribe(unsubscribe),
-    );
-    let unsuback = UnsubAck::new(
-        pid(2),
-        vec![ReasonCode::SUCCESS, ReasonCode::NO_SUBSCRIPTION_EXISTED],
-    );
+    golden(b"\xa2\x08\x00\x02\x00\x00\x03a/#", V5, Packet::Unsubscribe(unsubscribe));
+    let unsuback = UnsubAck::new(pid(2), vec![ReasonCode::SUCCESS, ReasonCode::NO_SUBSCRIPTION_EXISTED]);
     golden(
         &[0xb0, 0x05, 0x00, 0x02, 0x00, 0x00, 0x11],
         V5,
@@ -551,17 +479,9 @@ fn v5_ping_disconnect_auth() {
         V5,
         Packet::Disconnect(taken_over),
     );
-    decodes_to(
-        &[0xe0, 0x02, 0x00, 0x00],
-        V5,
-        Packet::Disconnect(Disconnect::default()),
-    );
+    decodes_to(&[0xe0, 0x02, 0x00, 0x00], V5, Packet::Disconnect(Disconnect::default()));
 
-    golden(
-        &[0xf0, 0x00],
-        V5,
-        Packet::Auth(Auth::new(ReasonCode::SUCCESS)),
-    );
+    golden(&[0xf0, 0x00], V5, Packet::Auth(Auth::new(ReasonCode::SUCCESS)));
     let scram = Auth {
         reason_code: ReasonCode::CONTINUE_AUTHENTICATION,
         properties: AuthProperties {

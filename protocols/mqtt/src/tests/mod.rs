@@ -34,10 +34,7 @@ pub(crate) fn to_bytes(packet: &Packet, version: ProtocolVersion) -> Vec<u8> {
 }
 
 /// Decodes exactly one packet that must use all of `bytes`.
-pub(crate) fn from_bytes(
-    bytes: &[u8],
-    version: Option<ProtocolVersion>,
-) -> Result<Packet, DecodeError> {
+pub(crate) fn from_bytes(bytes: &[u8], version: Option<ProtocolVersion>) -> Result<Packet, DecodeError> {
     match decode_slice(bytes, version, MAX_PACKET_SIZE)? {
         Some((packet, used)) => {
             assert_eq!(used, bytes.len(), "packet did not use all the bytes");
@@ -49,11 +46,7 @@ pub(crate) fn from_bytes(
 
 /// Asserts that `bytes` fail to decode with `version`, and with which reason code.
 #[track_caller]
-pub(crate) fn rejects(
-    bytes: &[u8],
-    version: Option<ProtocolVersion>,
-    code: ReasonCode,
-) -> DecodeError {
+pub(crate) fn rejects(bytes: &[u8], version: Option<ProtocolVersion>, code: ReasonCode) -> DecodeError {
     let err = match decode_slice(bytes, version, MAX_PACKET_SIZE) {
         Err(err) => err,
         other => panic!("expected an error for {bytes:02x?}, got {other:?}"),

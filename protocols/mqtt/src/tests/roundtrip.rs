@@ -13,8 +13,7 @@ use crate::*;
 
 fn check(packet: Packet, version: ProtocolVersion) -> Result<(), TestCaseError> {
     let mut out = BytesMut::new();
-    encode(&packet, version, &mut out)
-        .map_err(|e| TestCaseError::fail(format!("{e}: {packet:?}")))?;
+    encode(&packet, version, &mut out).map_err(|e| TestCaseError::fail(format!("{e}: {packet:?}")))?;
     prop_assert_eq!(encoded_len(&packet, version), out.len());
     let decoded = decode_slice(&out, Some(version), MAX_PACKET_SIZE);
     let expected = normalise(packet, version);

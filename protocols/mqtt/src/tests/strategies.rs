@@ -40,10 +40,7 @@ fn sub_id() -> impl Strategy<Value = u32> {
 }
 
 fn reason(kind: PacketType) -> impl Strategy<Value = ReasonCode> {
-    let allowed: Vec<ReasonCode> = (0..=255u8)
-        .map(ReasonCode)
-        .filter(|c| c.is_allowed_in(kind))
-        .collect();
+    let allowed: Vec<ReasonCode> = (0..=255u8).map(ReasonCode).filter(|c| c.is_allowed_in(kind)).collect();
     select(allowed)
 }
 
@@ -65,27 +62,23 @@ fn will() -> impl Strategy<Value = Will> {
         user(),
     )
         .prop_map(
-            |(delay, pfi, expiry, content_type, response_topic, correlation, user)| {
-                WillProperties {
-                    will_delay_interval: delay,
-                    payload_format_indicator: pfi,
-                    message_expiry_interval: expiry,
-                    content_type,
-                    response_topic,
-                    correlation_data: correlation,
-                    user_properties: user,
-                }
+            |(delay, pfi, expiry, content_type, response_topic, correlation, user)| WillProperties {
+                will_delay_interval: delay,
+                payload_format_indicator: pfi,
+                message_expiry_interval: expiry,
+                content_type,
+                response_topic,
+                correlation_data: correlation,
+                user_properties: user,
             },
         );
-    (topic(), bin(), qos(), any::<bool>(), props).prop_map(
-        |(topic, payload, qos, retain, properties)| Will {
-            topic,
-            payload,
-            qos,
-            retain,
-            properties,
-        },
-    )
+    (topic(), bin(), qos(), any::<bool>(), props).prop_map(|(topic, payload, qos, retain, properties)| Will {
+        topic,
+        payload,
+        qos,
+        retain,
+        properties,
+    })
 }
 
 fn connect() -> impl Strategy<Value = Connect> {
@@ -99,27 +92,20 @@ fn connect() -> impl Strategy<Value = Connect> {
         None => (None, None),
     });
     let props = (
-        (
-            of(any::<u32>()),
-            of(1..=u16::MAX),
-            of(1..=u32::MAX),
-            of(any::<u16>()),
-        ),
+        (of(any::<u32>()), of(1..=u16::MAX), of(1..=u32::MAX), of(any::<u16>())),
         (of(any::<bool>()), of(any::<bool>()), user(), auth),
     )
         .prop_map(
-            |((expiry, receive, packet_size, alias_max), (rri, rpi, user, (method, data)))| {
-                ConnectProperties {
-                    session_expiry_interval: expiry,
-                    receive_maximum: receive,
-                    maximum_packet_size: packet_size,
-                    topic_alias_maximum: alias_max,
-                    request_response_information: rri,
-                    request_problem_information: rpi,
-                    user_properties: user,
-                    authentication_method: method,
-                    authentication_data: data,
-                }
+            |((expiry, receive, packet_size, alias_max), (rri, rpi, user, (method, data)))| ConnectProperties {
+                session_expiry_interval: expiry,
+                receive_maximum: receive,
+                maximum_packet_size: packet_size,
+                topic_alias_maximum: alias_max,
+                request_response_information: rri,
+                request_problem_information: rpi,
+                user_properties: user,
+                authentication_method: method,
+                authentication_data: data,
             },
         );
     (
@@ -133,16 +119,7 @@ fn connect() -> impl Strategy<Value = Connect> {
         props,
     )
         .prop_map(
-            |(
-                protocol,
-                clean_start,
-                keep_alive,
-                client_id,
-                will,
-                mut username,
-                password,
-                properties,
-            )| {
+            |(protocol, clean_start, keep_alive, client_id, will, mut username, password, properties)| {
                 // Before MQTT 5 a password needs a user name.
                 if !protocol.is_v5() && password.is_some() && username.is_none() {
                     username = Some(String::new());
@@ -179,13 +156,7 @@ fn connack() -> impl Strategy<Value = ConnAck> {
             of(any::<bool>()),
             of(any::<bool>()),
         ),
-        (
-            of(any::<u16>()),
-            of(text()),
-            of(text()),
-            of(text()),
-            of(bin()),
-        ),
+        (of(any::<u16>()), of(text()), of(text()), of(text()), of(bin())),
     )
         .prop_map(|(a, b, c)| ConnAckProperties {
             session_expiry_interval: a.0,
@@ -206,13 +177,11 @@ fn connack() -> impl Strategy<Value = ConnAck> {
             authentication_method: c.3,
             authentication_data: c.4,
         });
-    (any::<bool>(), reason(PacketType::ConnAck), props).prop_map(
-        |(session_present, reason_code, properties)| ConnAck {
-            session_present,
-            reason_code,
-            properties,
-        },
-    )
+    (any::<bool>(), reason(PacketType::ConnAck), props).prop_map(|(session_present, reason_code, properties)| ConnAck {
+        session_present,
+        reason_code,
+        properties,
+    })
 }
 
 fn publish(version: ProtocolVersion) -> impl Strategy<Value = Publish> {
@@ -221,17 +190,15 @@ fn publish(version: ProtocolVersion) -> impl Strategy<Value = Publish> {
         (of(bin()), user(), vec(sub_id(), 0..3), of(text())),
     )
         .prop_map(
-            |((pfi, expiry, alias, response), (correlation, user, sub_ids, content))| {
-                PublishProperties {
-                    payload_format_indicator: pfi,
-                    message_expiry_interval: expiry,
-                    topic_alias: alias,
-                    response_topic: response,
-                    correlation_data: correlation,
-                    user_properties: user,
-                    subscription_identifiers: sub_ids,
-                    content_type: content,
-                }
+            |((pfi, expiry, alias, response), (correlation, user, sub_ids, content))| PublishProperties {
+                payload_format_indicator: pfi,
+                message_expiry_interval: expiry,
+                topic_alias: alias,
+                response_topic: response,
+                correlation_data: correlation,
+                user_properties: user,
+                subscription_identifiers: sub_ids,
+                content_type: content,
             },
         );
     let topic = if version.is_v5() {
@@ -239,16 +206,8 @@ fn publish(version: ProtocolVersion) -> impl Strategy<Value = Publish> {
     } else {
         topic().boxed()
     };
-    (
-        qos(),
-        any::<bool>(),
-        any::<bool>(),
-        topic,
-        packet_id(),
-        bin(),
-        props,
-    )
-        .prop_map(|(qos, dup, retain, topic, id, payload, mut properties)| {
+    (qos(), any::<bool>(), any::<bool>(), topic, packet_id(), bin(), props).prop_map(
+        |(qos, dup, retain, topic, id, payload, mut properties)| {
             let at_most_once = qos == QoS::AtMostOnce;
             if topic.is_empty() && properties.topic_alias.is_none() {
                 properties.topic_alias = Some(1);
@@ -262,16 +221,15 @@ fn publish(version: ProtocolVersion) -> impl Strategy<Value = Publish> {
                 payload,
                 properties,
             }
-        })
+        },
+    )
 }
 
 fn pub_resp(kind: PacketType) -> impl Strategy<Value = PubResp> {
-    (packet_id(), reason(kind), ack_props()).prop_map(|(packet_id, reason_code, properties)| {
-        PubResp {
-            packet_id,
-            reason_code,
-            properties,
-        }
+    (packet_id(), reason(kind), ack_props()).prop_map(|(packet_id, reason_code, properties)| PubResp {
+        packet_id,
+        reason_code,
+        properties,
     })
 }
 
@@ -281,77 +239,63 @@ fn options() -> impl Strategy<Value = SubscriptionOptions> {
         RetainHandling::SendAtSubscribeIfNew,
         RetainHandling::DoNotSend,
     ]);
-    (qos(), any::<bool>(), any::<bool>(), rh).prop_map(|(qos, no_local, rap, retain_handling)| {
-        SubscriptionOptions {
-            qos,
-            no_local,
-            retain_as_published: rap,
-            retain_handling,
-        }
+    (qos(), any::<bool>(), any::<bool>(), rh).prop_map(|(qos, no_local, rap, retain_handling)| SubscriptionOptions {
+        qos,
+        no_local,
+        retain_as_published: rap,
+        retain_handling,
     })
 }
 
 fn subscribe() -> impl Strategy<Value = Subscribe> {
-    let props = (of(sub_id()), user()).prop_map(|(subscription_identifier, user_properties)| {
-        SubscribeProperties {
-            subscription_identifier,
-            user_properties,
-        }
+    let props = (of(sub_id()), user()).prop_map(|(subscription_identifier, user_properties)| SubscribeProperties {
+        subscription_identifier,
+        user_properties,
     });
-    (packet_id(), vec((text(), options()), 1..4), props).prop_map(
-        |(packet_id, filters, properties)| Subscribe {
+    (packet_id(), vec((text(), options()), 1..4), props).prop_map(|(packet_id, filters, properties)| Subscribe {
+        packet_id,
+        filters,
+        properties,
+    })
+}
+
+fn suback() -> impl Strategy<Value = SubAck> {
+    (packet_id(), vec(reason(PacketType::SubAck), 1..4), ack_props()).prop_map(
+        |(packet_id, reason_codes, properties)| SubAck {
             packet_id,
-            filters,
+            reason_codes,
             properties,
         },
     )
 }
 
-fn suback() -> impl Strategy<Value = SubAck> {
-    (
-        packet_id(),
-        vec(reason(PacketType::SubAck), 1..4),
-        ack_props(),
-    )
-        .prop_map(|(packet_id, reason_codes, properties)| SubAck {
-            packet_id,
-            reason_codes,
-            properties,
-        })
-}
-
 fn unsubscribe() -> impl Strategy<Value = Unsubscribe> {
-    (packet_id(), vec(text(), 1..4), user()).prop_map(|(packet_id, filters, user_properties)| {
-        Unsubscribe {
-            packet_id,
-            filters,
-            properties: UnsubscribeProperties { user_properties },
-        }
+    (packet_id(), vec(text(), 1..4), user()).prop_map(|(packet_id, filters, user_properties)| Unsubscribe {
+        packet_id,
+        filters,
+        properties: UnsubscribeProperties { user_properties },
     })
 }
 
 fn unsuback() -> impl Strategy<Value = UnsubAck> {
-    (
-        packet_id(),
-        vec(reason(PacketType::UnsubAck), 1..4),
-        ack_props(),
-    )
-        .prop_map(|(packet_id, reason_codes, properties)| UnsubAck {
+    (packet_id(), vec(reason(PacketType::UnsubAck), 1..4), ack_props()).prop_map(
+        |(packet_id, reason_codes, properties)| UnsubAck {
             packet_id,
             reason_codes,
             properties,
-        })
+        },
+    )
 }
 
 fn disconnect() -> impl Strategy<Value = Disconnect> {
-    let props = (of(any::<u32>()), of(text()), user(), of(text())).prop_map(
-        |(expiry, reason, user, server)| DisconnectProperties {
+    let props = (of(any::<u32>()), of(text()), user(), of(text())).prop_map(|(expiry, reason, user, server)| {
+        DisconnectProperties {
             session_expiry_interval: expiry,
             reason_string: reason,
             user_properties: user,
             server_reference: server,
-        },
-    );
+        }
+    });
     (reason(PacketType::Disconnect), props).prop_map(|(reason_code, properties)| Disconnect {
         reason_code,
         properties,
@@ -359,15 +303,12 @@ fn disconnect() -> impl Strategy<Value = Disconnect> {
 }
 
 fn auth() -> impl Strategy<Value = Auth> {
-    let props =
-        (of(text()), of(bin()), of(text()), user()).prop_map(|(method, data, reason, user)| {
-            AuthProperties {
-                authentication_method: method,
-                authentication_data: data,
-                reason_string: reason,
-                user_properties: user,
-            }
-        });
+    let props = (of(text()), of(bin()), of(text()), user()).prop_map(|(method, data, reason, user)| AuthProperties {
+        authentication_method: method,
+        authentication_data: data,
+        reason_string: reason,
+        user_properties: user,
+    });
     (reason(PacketType::Auth), props).prop_map(|(reason_code, properties)| Auth {
         reason_code,
         properties,
@@ -415,15 +356,13 @@ pub(crate) fn normalise(packet: Packet, version: ProtocolVersion) -> Packet {
             Packet::Connect(connect)
         }
         Packet::ConnAck(mut connack) => {
-            connack.session_present &=
-                connack.reason_code == ReasonCode::SUCCESS && version != ProtocolVersion::V3_1;
+            connack.session_present &= connack.reason_code == ReasonCode::SUCCESS && version != ProtocolVersion::V3_1;
             if v5 {
                 if connack.properties.maximum_qos == Some(QoS::ExactlyOnce) {
                     connack.properties.maximum_qos = None;
                 }
             } else {
-                connack.reason_code =
-                    ReasonCode::from_v3_connack(connack.reason_code.to_v3_connack()).unwrap();
+                connack.reason_code = ReasonCode::from_v3_connack(connack.reason_code.to_v3_connack()).unwrap();
                 connack.properties = ConnAckProperties::default();
             }
             Packet::ConnAck(connack)
@@ -464,9 +403,7 @@ pub(crate) fn normalise(packet: Packet, version: ProtocolVersion) -> Packet {
             }
             Packet::Unsubscribe(unsubscribe)
         }
-        Packet::UnsubAck(unsuback) if !v5 => {
-            Packet::UnsubAck(UnsubAck::new(unsuback.packet_id, vec![]))
-        }
+        Packet::UnsubAck(unsuback) if !v5 => Packet::UnsubAck(UnsubAck::new(unsuback.packet_id, vec![])),
         Packet::Disconnect(_) if !v5 => Packet::Disconnect(Disconnect::default()),
         other => other,
     }

@@ -78,9 +78,7 @@ fn several_packets_in_one_buffer() {
     buf.extend_from_slice(&[0x30]); // the start of the next one
     for (packet, _) in &packets {
         assert_eq!(
-            decode(&mut buf, Some(V5), MAX_PACKET_SIZE)
-                .unwrap()
-                .as_ref(),
+            decode(&mut buf, Some(V5), MAX_PACKET_SIZE).unwrap().as_ref(),
             Some(packet)
         );
     }
@@ -122,10 +120,7 @@ fn max_packet_size_counts_the_whole_packet() {
 
 #[test]
 fn empty_buffer_needs_more() {
-    assert_eq!(
-        decode(&mut BytesMut::new(), None, MAX_PACKET_SIZE),
-        Ok(None)
-    );
+    assert_eq!(decode(&mut BytesMut::new(), None, MAX_PACKET_SIZE), Ok(None));
 }
 
 #[test]
@@ -133,8 +128,7 @@ fn payloads_do_not_share_the_read_buffer() {
     let bytes = to_bytes(&Packet::Publish(Publish::new("t", vec![7u8; 64])), V311);
     let mut buf = BytesMut::from(&bytes[..]);
     let range = buf.as_ptr_range();
-    let Some(Packet::Publish(publish)) = decode(&mut buf, Some(V311), MAX_PACKET_SIZE).unwrap()
-    else {
+    let Some(Packet::Publish(publish)) = decode(&mut buf, Some(V311), MAX_PACKET_SIZE).unwrap() else {
         panic!("not a PUBLISH");
     };
     assert!(

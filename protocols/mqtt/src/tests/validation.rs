@@ -63,10 +63,7 @@ fn packet_type_zero_is_malformed() {
 #[test]
 fn reserved_fixed_header_flags() {
     let err = rejects(&[0x60, 0x02, 0x00, 0x01], Some(V5), MALFORMED); // PUBREL must be 0b0010
-    assert_eq!(
-        err,
-        DecodeError::Malformed("[MQTT-2.1.3-1] invalid fixed header flags")
-    );
+    assert_eq!(err, DecodeError::Malformed("[MQTT-2.1.3-1] invalid fixed header flags"));
     rejects(b"\x80\x06\x00\x01\x00\x01a\x00", Some(V311), MALFORMED); // SUBSCRIBE
     rejects(b"\xa0\x05\x00\x01\x00\x01a", Some(V311), MALFORMED); // UNSUBSCRIBE
     rejects(&[0xc1, 0x00], Some(V311), MALFORMED); // PINGREQ
@@ -108,11 +105,7 @@ fn bytes_after_the_last_field_are_malformed() {
 #[test]
 fn fields_running_past_the_remaining_length_are_malformed() {
     // PUBLISH topic length 5 but only 3 bytes in the packet.
-    rejects(
-        &[0x30, 0x05, 0x00, 0x05, b'a', b'b', b'c'],
-        Some(V311),
-        MALFORMED,
-    );
+    rejects(&[0x30, 0x05, 0x00, 0x05, b'a', b'b', b'c'], Some(V311), MALFORMED);
     // PUBACK cut inside the packet identifier.
     rejects(&[0x40, 0x01, 0x00], Some(V311), MALFORMED);
     // CONNACK property length larger than what is left.
@@ -129,45 +122,26 @@ fn strings_must_be_well_formed_utf8() {
         DecodeError::Malformed("[MQTT-1.5.4-1] string is not well-formed UTF-8")
     );
     // Surrogate U+D800 in a client identifier.
-    rejects(
-        &v311_connect(0x02, &[0x00, 0x03, 0xed, 0xa0, 0x80]),
-        None,
-        MALFORMED,
-    );
+    rejects(&v311_connect(0x02, &[0x00, 0x03, 0xed, 0xa0, 0x80]), None, MALFORMED);
     // U+0000 in a topic filter.
     let err = rejects(b"\x82\x06\x00\x01\x00\x01\x00\x00", Some(V311), MALFORMED);
-    assert_eq!(
-        err,
-        DecodeError::Malformed("[MQTT-1.5.4-2] string contains U+0000")
-    );
+    assert_eq!(err, DecodeError::Malformed("[MQTT-1.5.4-2] string contains U+0000"));
 }
 
 // ------------------------------------------------------------------ CONNECT
 
 #[test]
 fn connect_unknown_protocol_name() {
-    let err = rejects(
-        b"\x10\x0c\x00\x04MQTX\x04\x02\x00\x00\x00\x00",
-        None,
-        ReasonCode(0x84),
-    );
+    let err = rejects(b"\x10\x0c\x00\x04MQTX\x04\x02\x00\x00\x00\x00", None, ReasonCode(0x84));
     assert_eq!(err, DecodeError::UnsupportedProtocolName);
 }
 
 #[test]
 fn connect_unknown_protocol_level() {
-    let err = rejects(
-        b"\x10\x0c\x00\x04MQTT\x06\x02\x00\x00\x00\x00",
-        None,
-        ReasonCode(0x84),
-    );
+    let err = rejects(b"\x10\x0c\x00\x04MQTT\x06\x02\x00\x00\x00\x00", None, ReasonCode(0x84));
     assert_eq!(err, DecodeError::UnsupportedProtocolVersion(6));
     // Name and level must go together.
-    let err = rejects(
-        b"\x10\x0c\x00\x04MQTT\x03\x02\x00\x00\x00\x00",
-        None,
-        ReasonCode(0x84),
-    );
+    let err = rejects(b"\x10\x0c\x00\x04MQTT\x03\x02\x00\x00\x00\x00", None, ReasonCode(0x84));
     assert_eq!(err, DecodeError::UnsupportedProtocolVersion(3));
     let err = rejects(
         b"\x10\x0e\x00\x06MQIsdp\x04\x02\x00\x00\x00\x00",
@@ -247,49 +221,23 @@ fn duplicate_property_is_a_protocol_error() {
 #[test]
 fn property_not_allowed_in_packet_is_malformed() {
     // Topic Alias in CONNECT.
-    let err = rejects(
-        &v5_connect(0x02, &[0x23, 0x00, 0x01], b"\x00\x00"),
-        None,
-        MALFORMED,
-    );
-    assert!(err
-        .to_string()
-        .contains("Topic Alias property is not allowed"));
+    let err = rejects(&v5_connect(0x02, &[0x23, 0x00, 0x01], b"\x00\x00"), None, MALFORMED);
+    assert!(err.to_string().contains("Topic Alias property is not allowed"));
     // Will Delay Interval in PUBLISH.
-    rejects(
-        &v5_publish(0x30, "t", &[], &[0x18, 0, 0, 0, 1]),
-        Some(V5),
-        MALFORMED,
-    );
+    rejects(&v5_publish(0x30, "t", &[], &[0x18, 0, 0, 0, 1]), Some(V5), MALFORMED);
     // Subscription Identifier in UNSUBSCRIBE.
     rejects(b"\xa2\x07\x00\x01\x02\x0b\x01\x00\x00", Some(V5), MALFORMED);
     // Unknown identifier.
-    rejects(
-        &v5_publish(0x30, "t", &[], &[0x7f, 0x00]),
-        Some(V5),
-        MALFORMED,
-    );
+    rejects(&v5_publish(0x30, "t", &[], &[0x7f, 0x00]), Some(V5), MALFORMED);
 }
 
 #[test]
 fn subscription_identifiers() {
     // Zero in SUBSCRIBE and in PUBLISH.
-    rejects(
-        b"\x82\x09\x00\x01\x02\x0b\x00\x00\x01a\x00",
-        Some(V5),
-        PROTOCOL,
-    );
-    rejects(
-        &v5_publish(0x30, "t", &[], &[0x0b, 0x00]),
-        Some(V5),
-        PROTOCOL,
-    );
+    rejects(b"\x82\x09\x00\x01\x02\x0b\x00\x00\x01a\x00", Some(V5), PROTOCOL);
+    rejects(&v5_publish(0x30, "t", &[], &[0x0b, 0x00]), Some(V5), PROTOCOL);
     // Twice in SUBSCRIBE.
-    rejects(
-        b"\x82\x0b\x00\x01\x04\x0b\x01\x0b\x02\x00\x01a\x00",
-        Some(V5),
-        PROTOCOL,
-    );
+    rejects(b"\x82\x0b\x00\x01\x04\x0b\x01\x0b\x02\x00\x01a\x00", Some(V5), PROTOCOL);
     // Several in PUBLISH are fine (one per matching subscription).
     let publish = from_bytes(
         &v5_publish(0x30, "t", &[], &[0x0b, 0x01, 0x0b, 0xff, 0xff, 0xff, 0x7f]),
@@ -305,26 +253,10 @@ fn subscription_identifiers() {
 
 #[test]
 fn zero_limits_are_protocol_errors() {
-    rejects(
-        &v5_connect(0x02, &[0x21, 0x00, 0x00], b"\x00\x00"),
-        None,
-        PROTOCOL,
-    ); // receive max
-    rejects(
-        &v5_connect(0x02, &[0x27, 0, 0, 0, 0], b"\x00\x00"),
-        None,
-        PROTOCOL,
-    ); // max packet size
-    rejects(
-        &[0x20, 0x06, 0x00, 0x00, 0x03, 0x21, 0x00, 0x00],
-        Some(V5),
-        PROTOCOL,
-    );
-    rejects(
-        &[0x20, 0x08, 0x00, 0x00, 0x05, 0x27, 0, 0, 0, 0],
-        Some(V5),
-        PROTOCOL,
-    );
+    rejects(&v5_connect(0x02, &[0x21, 0x00, 0x00], b"\x00\x00"), None, PROTOCOL); // receive max
+    rejects(&v5_connect(0x02, &[0x27, 0, 0, 0, 0], b"\x00\x00"), None, PROTOCOL); // max packet size
+    rejects(&[0x20, 0x06, 0x00, 0x00, 0x03, 0x21, 0x00, 0x00], Some(V5), PROTOCOL);
+    rejects(&[0x20, 0x08, 0x00, 0x00, 0x05, 0x27, 0, 0, 0, 0], Some(V5), PROTOCOL);
 }
 
 #[test]
@@ -339,46 +271,14 @@ fn topic_alias_zero() {
 
 #[test]
 fn flag_properties_must_be_zero_or_one() {
-    rejects(
-        &v5_publish(0x30, "t", &[], &[0x01, 0x02]),
-        Some(V5),
-        PROTOCOL,
-    ); // payload format
-    rejects(
-        &v5_connect(0x02, &[0x17, 0x02], b"\x00\x00"),
-        None,
-        PROTOCOL,
-    ); // request problem
-    rejects(
-        &v5_connect(0x02, &[0x19, 0x05], b"\x00\x00"),
-        None,
-        PROTOCOL,
-    ); // request response
-    rejects(
-        &[0x20, 0x05, 0x00, 0x00, 0x02, 0x24, 0x02],
-        Some(V5),
-        PROTOCOL,
-    ); // maximum QoS 2
-    rejects(
-        &[0x20, 0x05, 0x00, 0x00, 0x02, 0x25, 0x02],
-        Some(V5),
-        PROTOCOL,
-    ); // retain available
-    rejects(
-        &[0x20, 0x05, 0x00, 0x00, 0x02, 0x28, 0x02],
-        Some(V5),
-        PROTOCOL,
-    ); // wildcard available
-    rejects(
-        &[0x20, 0x05, 0x00, 0x00, 0x02, 0x29, 0x02],
-        Some(V5),
-        PROTOCOL,
-    ); // sub ids available
-    rejects(
-        &[0x20, 0x05, 0x00, 0x00, 0x02, 0x2a, 0x02],
-        Some(V5),
-        PROTOCOL,
-    ); // shared available
+    rejects(&v5_publish(0x30, "t", &[], &[0x01, 0x02]), Some(V5), PROTOCOL); // payload format
+    rejects(&v5_connect(0x02, &[0x17, 0x02], b"\x00\x00"), None, PROTOCOL); // request problem
+    rejects(&v5_connect(0x02, &[0x19, 0x05], b"\x00\x00"), None, PROTOCOL); // request response
+    rejects(&[0x20, 0x05, 0x00, 0x00, 0x02, 0x24, 0x02], Some(V5), PROTOCOL); // maximum QoS 2
+    rejects(&[0x20, 0x05, 0x00, 0x00, 0x02, 0x25, 0x02], Some(V5), PROTOCOL); // retain available
+    rejects(&[0x20, 0x05, 0x00, 0x00, 0x02, 0x28, 0x02], Some(V5), PROTOCOL); // wildcard available
+    rejects(&[0x20, 0x05, 0x00, 0x00, 0x02, 0x29, 0x02], Some(V5), PROTOCOL); // sub ids available
+    rejects(&[0x20, 0x05, 0x00, 0x00, 0x02, 0x2a, 0x02], Some(V5), PROTOCOL); // shared available
 }
 
 #[test]
@@ -398,11 +298,7 @@ fn response_topic_is_a_topic_name() {
         PROTOCOL,
     );
     assert!(err.to_string().contains("[MQTT-3.3.2-14]"));
-    rejects(
-        &v5_publish(0x30, "t", &[], &[0x08, 0x00, 0x00]),
-        Some(V5),
-        PROTOCOL,
-    );
+    rejects(&v5_publish(0x30, "t", &[], &[0x08, 0x00, 0x00]), Some(V5), PROTOCOL);
 }
 
 // ------------------------------------------------------------------ packet identifiers
@@ -424,10 +320,7 @@ fn zero_packet_identifier_is_malformed() {
 #[test]
 fn publish_qos_3_is_malformed_from_the_first_byte() {
     let err = rejects(&[0x36], Some(V311), MALFORMED);
-    assert_eq!(
-        err,
-        DecodeError::Malformed("[MQTT-3.3.1-4] PUBLISH with QoS 3")
-    );
+    assert_eq!(err, DecodeError::Malformed("[MQTT-3.3.1-4] PUBLISH with QoS 3"));
 }
 
 #[test]
@@ -438,11 +331,7 @@ fn publish_qos_0_with_dup_is_malformed() {
 
 #[test]
 fn publish_topic_rules() {
-    let err = rejects(
-        b"\x30\x05\x00\x03a/+",
-        Some(V311),
-        ReasonCode::TOPIC_NAME_INVALID,
-    );
+    let err = rejects(b"\x30\x05\x00\x03a/+", Some(V311), ReasonCode::TOPIC_NAME_INVALID);
     assert_eq!(
         err,
         DecodeError::InvalidTopic("[MQTT-3.3.2-2] PUBLISH topic contains wildcard")
@@ -453,11 +342,7 @@ fn publish_topic_rules() {
         ReasonCode::TOPIC_NAME_INVALID,
     );
     // Empty topic: never in 3.x, only with a topic alias in 5.0.
-    rejects(
-        b"\x30\x02\x00\x00",
-        Some(V311),
-        ReasonCode::TOPIC_NAME_INVALID,
-    );
+    rejects(b"\x30\x02\x00\x00", Some(V311), ReasonCode::TOPIC_NAME_INVALID);
     rejects(&v5_publish(0x30, "", &[], &[]), Some(V5), PROTOCOL);
     assert!(from_bytes(&v5_publish(0x30, "", &[], &[0x23, 0x00, 0x01]), Some(V5)).is_ok());
 }
@@ -526,6 +411,12 @@ fn reason_codes_are_checked_per_packet() {
     rejects(&[0xe0, 0x01, 0x11], Some(V5), PROTOCOL); // DISCONNECT
     rejects(&[0xf0, 0x02, 0x01, 0x00], Some(V5), PROTOCOL); // AUTH
     rejects(&[0x20, 0x03, 0x00, 0x04, 0x00], Some(V5), PROTOCOL); // CONNACK with "disconnect with will"
+}
+
+#[test]
+fn auth_reason_code_needs_the_property_length() {
+    rejects(&[0xf0, 0x01, 0x19], Some(V5), MALFORMED);
+    assert!(from_bytes(&[0xf0, 0x02, 0x19, 0x00], Some(V5)).is_ok());
 }
 
 #[test]

@@ -1,0 +1,294 @@
+//! Connection rules and malformed input, byte by byte: what the server must answer (exact
+//! reason codes, MQTT 5 §4.13 and §3.14.2.1) and that it closes afterwards.
+
+use unigate_mqtt::{ConnectProperties, Packet, ProtocolVersion, QoS, ReasonCode};
+
+use crate::common::TestServer;
+use crate::util::{connect_packet, field, frame, publish, Event, Raw, TIMEOUT};
+
+/// The body of a hand-built CONNECT: protocol name, `level`, clean start, keep alive 0, no
+/// properties (level 5 only), `client_id`.
+fn connect_body(name: &[u8], level: u8, flags: u8, client_id: &str) -> Vec<u8> {
+    let mut body = field(name);
+    body.push(level);
+    body.push(flags);
+    body.extend([0, 0]);
+    if level == 5 {
+        body.push(0);
+    }
+    body.extend(field(client_id.as_bytes()));
+    body
+}
+
+/// A QoS 0 PUBLISH with raw topic bytes and `props` (a whole property block, MQTT 5 only).
+fn publish_raw(topic: &[u8], props: Option<&[u8]>) -> Vec<u8> {
+    let mut body = field(topic);
+    if let Some(p) = props {
+        body.extend_from_slice(p);
+    }
+    body.extend_from_slice(b"payload");
+    frame(0x30, &body)
+}
+
+#[test]
+fn first_packet_must_be_connect() {
+    let server = TestServer::start();
+    // PINGREQ, then a PUBLISH, as the first packet: closed with nothing written [MQTT-3.1.0-1].
+    for bytes in [vec![0xC0, 0x00], publish_raw(b"a/b", None)] {
+        let mut c = Raw::open(server.addr);
+        c.send_bytes(&bytes);
+        assert_eq!(c.raw_until_closed(), Vec::<u8>::new(), "first packet {bytes:02x?}");
+    }
+    server.stop();
+}
+
+#[test]
+fn second_connect_is_a_protocol_error() {
+    let server = TestServer::start();
+    let mut c = Raw::v5(server.addr, "twice-5");
+    c.send(&Packet::Connect(Box::new(connect_packet(ProtocolVersion::V5, "twice-5", true))));
+    c.expect_disconnect(0x82);
+
+    let mut c = Raw::v311(server.addr, "twice-3");
+    c.send(&Packet::Connect(Box::new(connect_packet(
+        ProtocolVersion::V3_1_1,
+        "twice-3",
+        true,
+    ))));
+    c.expect_closed();
+    server.stop();
+}
+
+#[test]
+fn unsupported_protocol_level_gets_return_code_1() {
+    let server = TestServer::start();
+    let mut c = Raw::open(server.addr);
+    c.send_bytes(&frame(0x10, &connect_body(b"MQTT", 7, 0x02, "level7")));
+    // CONNACK in the 3.1.1 form with return code 1, then close [MQTT-3.1.2-2].
+    assert_eq!(c.raw_until_closed(), vec![0x20, 0x02, 0x00, 0x01]);
+    server.stop();
+}
+
+#[test]
+fn v311_empty_client_id_needs_clean_session() {
+    let server = TestServer::start();
+    let mut c = Raw::open(server.addr);
+    c.send_bytes(&frame(0x10, &connect_body(b"MQTT", 4, 0x00, "")));
+    // Return code 2, identifier rejected [MQTT-3.1.3-8].
+    assert_eq!(c.raw_until_closed(), vec![0x20, 0x02, 0x00, 0x02]);
+
+    // With clean session the server accepts it.
+    let mut c = Raw::open(server.addr);
+    c.version = ProtocolVersion::V3_1_1;
+    c.send_bytes(&frame(0x10, &connect_body(b"MQTT", 4, 0x02, "")));
+    match c.recv() {
+        Packet::ConnAck(a) => assert_eq!(a.reason_code, ReasonCode::SUCCESS),
+        other => panic!("expected CONNACK, got {other:?}"),
+    }
+    c.disconnect();
+    server.stop();
+}
+
+/// Malformed packets after a successful CONNECT: (description, v5 bytes, v3.1.1 bytes).
+fn malformed_cases() -> Vec<(&'static str, Vec<u8>, Vec<u8>)> {
+    let no_props: &[u8] = &[0];
+    let mut qos3 = field(b"a/b");
+    qos3.extend([0x00, 0x01]);
+    let mut qos3_v5 = qos3.clone();
+    qos3_v5.push(0);
+    vec![
+        ("PINGREQ with flags 0001", vec![0xC1, 0x00], vec![0xC1, 0x00]),
+        (
+            "PUBREL with flags 0000",
+            vec![0x60, 0x02, 0x00, 0x01],
+            vec![0x60, 0x02, 0x00, 0x01],
+        ),
+        (
+            "SUBSCRIBE with flags 0000",
+            frame(0x80, &[&[0x00, 0x01, 0x00][..], &field(b"a"), &[0x00]].concat()),
+            frame(0x80, &[&[0x00, 0x01][..], &field(b"a"), &[0x00]].concat()),
+        ),
+        (
+            "remaining length in 5 bytes",
+            vec![0x30, 0xFF, 0xFF, 0xFF, 0xFF, 0x01],
+            vec![0x30, 0xFF, 0xFF, 0xFF, 0xFF, 0x01],
+        ),
+        (
+            "topic not UTF-8",
+            publish_raw(&[b'a', 0xC3, 0x28], Some(no_props)),
+            publish_raw(&[b'a', 0xC3, 0x28], None),
+        ),
+        (
+            "topic with U+0000",
+            publish_raw(b"a\0b", Some(no_props)),
+            publish_raw(b"a\0b", None),
+        ),
+        (
+            "topic with a UTF-16 surrogate",
+            publish_raw(&[b'a', 0xED, 0xA0, 0x80], Some(no_props)),
+            publish_raw(&[b'a', 0xED, 0xA0, 0x80], None),
+        ),
+        ("PUBLISH with QoS 3", frame(0x36, &qos3_v5), frame(0x36, &qos3)),
+    ]
+}
+
+#[test]
+fn malformed_packets_v5_get_disconnect_0x81() {
+    let server = TestServer::start();
+    for (what, bytes, _) in malformed_cases() {
+        let mut c = Raw::v5(server.addr, "malformed-5");
+        c.send_bytes(&bytes);
+        match c.recv() {
+            Packet::Disconnect(d) => {
+                assert_eq!(d.reason_code, ReasonCode(0x81), "{what}: {d:?}")
+            }
+            other => panic!("{what}: expected DISCONNECT 0x81, got {other:?}"),
+        }
+        c.expect_closed();
+    }
+    server.stop();
+}
+
+#[test]
+fn malformed_packets_v311_close_the_connection() {
+    let server = TestServer::start();
+    for (what, _, bytes) in malformed_cases() {
+        let mut c = Raw::v311(server.addr, "malformed-3");
+        c.send_bytes(&bytes);
+        match c.next_event(TIMEOUT) {
+            Event::Closed => {}
+            other => panic!("{what}: expected close, got {other:?}"),
+        }
+    }
+    server.stop();
+}
+
+#[test]
+fn duplicate_property_is_a_protocol_error() {
+    // MQTT 5 §2.2.2.2 and each property's clause: "It is a Protocol Error to include the ...
+    // more than once" → DISCONNECT 0x82.
+    let server = TestServer::start();
+    // Payload Format Indicator twice in a PUBLISH.
+    let mut c = Raw::v5(server.addr, "dup-prop");
+    c.send_bytes(&publish_raw(b"a/b", Some(&[4, 0x01, 0x00, 0x01, 0x00])));
+    c.expect_disconnect(0x82);
+
+    // Subscription Identifier twice in a SUBSCRIBE.
+    let mut c = Raw::v5(server.addr, "dup-prop");
+    let body = [&[0x00, 0x01, 4, 0x0B, 0x01, 0x0B, 0x02][..], &field(b"a"), &[0x01]].concat();
+    c.send_bytes(&frame(0x82, &body));
+    c.expect_disconnect(0x82);
+    server.stop();
+}
+
+#[test]
+fn publish_to_a_wildcard_topic_closes_the_connection() {
+    // [MQTT-3.3.2-2]: a topic name must not contain wildcards. MQTT 5 §4.13 leaves the reason
+    // code to the receiver among Malformed Packet, Protocol Error or the more specific Topic
+    // Name invalid; the connection must close.
+    let server = TestServer::start();
+    for topic in ["a/+", "a/#", "+", "#"] {
+        let mut c = Raw::v5(server.addr, "wild-5");
+        c.send_bytes(&publish_raw(topic.as_bytes(), Some(&[0])));
+        match c.recv() {
+            Packet::Disconnect(d) => assert!(
+                [0x81, 0x82, 0x90].contains(&d.reason_code.0),
+                "{topic}: {d:?}"
+            ),
+            other => panic!("{topic}: expected DISCONNECT, got {other:?}"),
+        }
+        c.expect_closed();
+
+        let mut c = Raw::v311(server.addr, "wild-3");
+        c.send_bytes(&publish_raw(topic.as_bytes(), None));
+        c.expect_closed();
+    }
+    server.stop();
+}
+
+#[test]
+fn publish_with_empty_topic_closes_the_connection() {
+    let server = TestServer::start();
+    // MQTT 5 §3.3.2.1: an empty topic without a Topic Alias is a Protocol Error.
+    let mut c = Raw::v5(server.addr, "empty-5");
+    c.send_bytes(&publish_raw(b"", Some(&[0])));
+    c.expect_disconnect(0x82);
+    // MQTT 3.1.1 [MQTT-4.7.3-1]: topic names are at least one character.
+    let mut c = Raw::v311(server.addr, "empty-3");
+    c.send_bytes(&publish_raw(b"", None));
+    c.expect_closed();
+    server.stop();
+}
+
+#[test]
+fn oversize_packet_from_client_gets_0x95() {
+    let server = TestServer::start_with("", "max_packet_size = 1024");
+    let (mut c, ack) = Raw::connect(
+        server.addr,
+        connect_packet(ProtocolVersion::V5, "big-5", true),
+    );
+    assert_eq!(ack.properties.maximum_packet_size, Some(1024), "{ack:?}");
+    c.send(&Packet::Publish(publish("big", vec![b'x'; 2000], QoS::AtMostOnce, 0)));
+    c.expect_disconnect(0x95);
+
+    let mut c = Raw::v311(server.addr, "big-3");
+    c.send(&Packet::Publish(publish("big", vec![b'x'; 2000], QoS::AtMostOnce, 0)));
+    c.expect_closed();
+
+    // Just under the limit is fine.
+    let mut c = Raw::v5(server.addr, "big-ok");
+    c.subscribe("big", QoS::AtMostOnce);
+    let p = publish("big", vec![b'y'; 900], QoS::AtMostOnce, 0);
+    assert!(c.encode(&Packet::Publish(p.clone())).len() <= 1024);
+    c.send(&Packet::Publish(p));
+    assert_eq!(c.recv_publish().payload.len(), 900);
+    c.disconnect();
+    server.stop();
+}
+
+#[test]
+fn packets_over_the_client_maximum_are_not_sent() {
+    // MQTT 5 §3.1.2.11.4 [MQTT-3.1.2-25]: the server must not send a packet larger than the
+    // client's Maximum Packet Size; it discards the message as if delivered, so the QoS 1 slot
+    // is released (receive maximum 1 makes a leaked slot block the small message).
+    let server = TestServer::start();
+    let mut connect = connect_packet(ProtocolVersion::V5, "small-max", true);
+    connect.properties = ConnectProperties {
+        maximum_packet_size: Some(200),
+        receive_maximum: Some(1),
+        ..Default::default()
+    };
+    let mut sub = Raw::accepted(server.addr, connect);
+    sub.subscribe("size/t", QoS::AtLeastOnce);
+
+    let mut publisher = Raw::v5(server.addr, "size-pub");
+    publisher.publish_acked(publish("size/t", vec![b'L'; 500], QoS::AtLeastOnce, 1));
+    publisher.publish_acked(publish("size/t", &b"small"[..], QoS::AtLeastOnce, 2));
+    let p = sub.recv_publish();
+    assert_eq!(&p.payload[..], b"small", "the large message must be dropped");
+    let id = p.packet_id.expect("QoS 1");
+    sub.send(&Packet::PubAck(unigate_mqtt::PubResp::new(id)));
+    assert!(sub.barrier().is_empty());
+    sub.disconnect();
+    publisher.disconnect();
+    server.stop();
+}
+
+#[test]
+fn session_takeover_disconnects_the_old_connection_with_0x8e() {
+    let server = TestServer::start();
+    let mut a = Raw::v5(server.addr, "taken");
+    let mut b = Raw::v5(server.addr, "taken");
+    a.expect_disconnect(0x8E);
+    // B works.
+    b.subscribe("takeover/t", QoS::AtMostOnce);
+    b.send(&Packet::Publish(publish("takeover/t", &b"hi"[..], QoS::AtMostOnce, 0)));
+    assert_eq!(&b.recv_publish().payload[..], b"hi");
+
+    // MQTT 3.1.1: the old connection is just closed.
+    let mut a = Raw::v311(server.addr, "taken-3");
+    let _b = Raw::v311(server.addr, "taken-3");
+    a.expect_closed();
+    b.disconnect();
+    server.stop();
+}
