@@ -369,6 +369,116 @@ pub mod v5 {
             self.wait_published(qos, 1).await;
         }
     }
+
+    /// The topic of a received PUBLISH.
+    pub fn topic(p: &Publish) -> &str {
+        std::str::from_utf8(&p.topic).expect("UTF-8 topic")
+    }
+
+    /// The properties of a received PUBLISH (empty ones when absent).
+    pub fn props(p: &Publish) -> PublishProperties {
+        p.properties.clone().unwrap_or_default()
+    }
+
+    /// An MQTT 5 connection on a plain socket, for what rumqttc's client cannot do: send
+    /// DISCONNECT with a reason code other than 0x00, and read a server DISCONNECT that has no
+    /// property length (MQTT 5 §3.14.2.2.1 allows omitting it; rumqttc 0.25 then waits for more
+    /// bytes and reports the close as `ConnectionAborted`, losing the reason code).
+    ///
+    /// Packets are encoded with rumqttc's codec; frames are read as raw bytes.
+    pub struct RawConn {
+        stream: tokio::net::TcpStream,
+        input: bytes::BytesMut,
+    }
+
+    impl RawConn {
+        /// Connects and sends CONNECT; returns once a successful CONNACK came back.
+        pub async fn connect(server: &TestServer, connect: Connect, will: Option<LastWill>) -> RawConn {
+            let stream = within("TCP connect", tokio::net::TcpStream::connect(server.addr))
+                .await
+                .expect("TCP connect");
+            let mut c = RawConn {
+                stream,
+                input: bytes::BytesMut::new(),
+            };
+            c.send(Packet::Connect(connect, will, None)).await;
+            let (kind, body) = c.frame().await.expect("CONNACK");
+            assert_eq!(kind, 0x20, "expected CONNACK, got packet type {kind:#04x}");
+            assert_eq!(body.get(1), Some(&0), "CONNACK reason code: {body:02x?}");
+            c
+        }
+
+        /// Encodes and sends a packet.
+        pub async fn send(&mut self, packet: Packet) {
+            use tokio::io::AsyncWriteExt;
+            let mut out = bytes::BytesMut::new();
+            packet.write(&mut out, None).expect("encode packet");
+            self.stream.write_all(&out).await.expect("send packet");
+        }
+
+        /// The next frame: its first byte and its body; `None` when the server closed the socket.
+        pub async fn frame(&mut self) -> Option<(u8, Vec<u8>)> {
+            use tokio::io::AsyncReadExt;
+            within("a packet from the server", async {
+                loop {
+                    if let Some((header_len, body_len)) = frame_len(&self.input) {
+                        if self.input.len() >= header_len + body_len {
+                            let frame = self.input.split_to(header_len + body_len);
+                            return Some((frame[0], frame[header_len..].to_vec()));
+                        }
+                    }
+                    let n = self.stream.read_buf(&mut self.input).await.expect("read");
+                    if n == 0 {
+                        assert!(self.input.is_empty(), "connection closed inside a packet");
+                        return None;
+                    }
+                }
+            })
+            .await
+        }
+    }
+
+    /// Fixed header length and remaining length of the frame at the start of `buf`, once known.
+    fn frame_len(buf: &[u8]) -> Option<(usize, usize)> {
+        let mut len = 0usize;
+        for (i, b) in buf.iter().skip(1).take(4).enumerate() {
+            len |= usize::from(b & 0x7f) << (7 * i);
+            if b & 0x80 == 0 {
+                return Some((i + 2, len));
+            }
+        }
+        None
+    }
+
+    /// CONNECT for `id`; `expiry` makes it clean start 0 with that Session Expiry Interval.
+    pub fn connect_packet(id: &str, expiry: Option<u32>) -> Connect {
+        let properties = expiry.map(|secs| {
+            let mut p = rumqttc::v5::mqttbytes::v5::ConnectProperties::new();
+            p.session_expiry_interval = Some(secs);
+            p
+        });
+        Connect {
+            keep_alive: 30,
+            client_id: id.to_string(),
+            clean_start: expiry.is_none(),
+            properties,
+        }
+    }
+
+    /// Connects over a plain socket with `will`, then sends DISCONNECT with reason 0x04
+    /// (rumqttc's client always disconnects with 0x00), and waits for the server to close.
+    pub async fn connect_and_disconnect_with_will(server: &TestServer, id: &str, will: LastWill) {
+        let mut c = RawConn::connect(server, connect_packet(id, None), Some(will)).await;
+        c.send(Packet::Disconnect(Disconnect::new(
+            DisconnectReasonCode::DisconnectWithWillMessage,
+        )))
+        .await;
+        assert_eq!(
+            c.frame().await,
+            None,
+            "the server must close the connection after DISCONNECT"
+        );
+    }
 }
 
 /// The 3.1.1 QoS for 0, 1 or 2.

@@ -292,3 +292,181 @@ fn session_takeover_disconnects_the_old_connection_with_0x8e() {
     b.disconnect();
     server.stop();
 }
+
+/// A SUBSCRIBE to `a` with raw option byte `opts` (MQTT 5 form when `v5`).
+fn subscribe_raw(opts: u8, v5: bool) -> Vec<u8> {
+    let mut body = vec![0x00, 0x01];
+    if v5 {
+        body.push(0);
+    }
+    body.extend(field(b"a"));
+    body.push(opts);
+    frame(0x82, &body)
+}
+
+/// Protocol violations after CONNECT in MQTT 5: (description, bytes, acceptable DISCONNECT
+/// reason codes). Where the specification names the error, one code; where it only says
+/// "MUST NOT", Malformed Packet or Protocol Error (MQTT 5 §4.13.1).
+fn violations_v5() -> Vec<(&'static str, Vec<u8>, &'static [u8])> {
+    const EITHER: &[u8] = &[0x81, 0x82];
+    let publish_with_props = |props: &[u8]| {
+        let mut body = field(b"a");
+        body.extend(crate::util::varint(props.len()));
+        body.extend_from_slice(props);
+        body.extend_from_slice(b"x");
+        frame(0x30, &body)
+    };
+    let mut response_wild = vec![0x08];
+    response_wild.extend(field(b"r/#"));
+    vec![
+        // §3.8.3.1: QoS 3 and reserved bits are Malformed, Retain Handling 3 a Protocol Error.
+        ("SUBSCRIBE option QoS 3", subscribe_raw(0x03, true), &[0x81]),
+        ("SUBSCRIBE option reserved bits", subscribe_raw(0xC0, true), &[0x81]),
+        ("SUBSCRIBE Retain Handling 3", subscribe_raw(0x30, true), &[0x82]),
+        // [MQTT-3.8.3-2], [MQTT-3.10.3-2]: no payload is a Protocol Error.
+        ("SUBSCRIBE without filters", frame(0x82, &[0x00, 0x01, 0x00]), &[0x82]),
+        ("UNSUBSCRIBE without filters", frame(0xA2, &[0x00, 0x01, 0x00]), &[0x82]),
+        (
+            "PUBLISH QoS 1 with packet id 0",
+            frame(0x32, &[&field(b"a")[..], &[0x00, 0x00, 0x00], b"x"].concat()),
+            EITHER,
+        ),
+        (
+            "PUBLISH QoS 0 with DUP",
+            frame(0x38, &[&field(b"a")[..], &[0x00], b"x"].concat()),
+            EITHER,
+        ),
+        // [MQTT-3.3.4-6]: a client's PUBLISH must not carry a Subscription Identifier.
+        ("PUBLISH with Subscription Identifier", publish_with_props(&[0x0B, 0x01]), EITHER),
+        // [MQTT-3.3.2-14]: the Response Topic is a topic name, no wildcards.
+        ("PUBLISH with wildcard Response Topic", publish_with_props(&response_wild), EITHER),
+        ("CONNACK from a client", vec![0x20, 0x03, 0x00, 0x00, 0x00], EITHER),
+        ("SUBACK from a client", vec![0x90, 0x04, 0x00, 0x01, 0x00, 0x00], EITHER),
+        ("PINGRESP from a client", vec![0xD0, 0x00], EITHER),
+        // [MQTT-4.12.0-1]: AUTH without an authentication method in CONNECT.
+        ("AUTH without a method", vec![0xF0, 0x00], &[0x82]),
+    ]
+}
+
+#[test]
+fn protocol_violations_v5_get_the_specified_reason_code() {
+    let server = TestServer::start();
+    for (what, bytes, codes) in violations_v5() {
+        let mut c = Raw::v5(server.addr, "violation-5");
+        c.send_bytes(&bytes);
+        match c.recv() {
+            Packet::Disconnect(d) => assert!(
+                codes.contains(&d.reason_code.0),
+                "{what}: got {:#04x}, want one of {codes:02x?}",
+                d.reason_code.0
+            ),
+            other => panic!("{what}: expected DISCONNECT, got {other:?}"),
+        }
+        c.expect_closed();
+    }
+    server.stop();
+}
+
+#[test]
+fn protocol_violations_v311_close_the_connection() {
+    let server = TestServer::start();
+    let cases = vec![
+        ("SUBSCRIBE option QoS 3", subscribe_raw(0x03, false)),
+        // [MQTT-3.8.3-4]: upper option bits must be 0 in 3.1.1.
+        ("SUBSCRIBE option reserved bits", subscribe_raw(0x40, false)),
+        ("SUBSCRIBE without filters", frame(0x82, &[0x00, 0x01])),
+        ("UNSUBSCRIBE without filters", frame(0xA2, &[0x00, 0x01])),
+        (
+            "PUBLISH QoS 1 with packet id 0",
+            frame(0x32, &[&field(b"a")[..], &[0x00, 0x00], b"x"].concat()),
+        ),
+        ("PUBLISH QoS 0 with DUP", frame(0x38, &[&field(b"a")[..], b"x"].concat())),
+        ("CONNACK from a client", vec![0x20, 0x02, 0x00, 0x00]),
+        ("AUTH in 3.1.1", vec![0xF0, 0x00]),
+    ];
+    for (what, bytes) in cases {
+        let mut c = Raw::v311(server.addr, "violation-3");
+        c.send_bytes(&bytes);
+        match c.next_event(TIMEOUT) {
+            Event::Closed => {}
+            other => panic!("{what}: expected close, got {other:?}"),
+        }
+    }
+    server.stop();
+}
+
+#[test]
+fn bad_connect_packets_are_refused() {
+    // CONNECT rules (MQTT 5 §3.1.2, 3.1.1 §3.1.2): the server closes, after at most a CONNACK
+    // with a failure code (MQTT 5 §3.1.4 allows one, 3.1.1 has none for these).
+    let server = TestServer::start();
+    let mut with_rm0 = field(b"MQTT");
+    with_rm0.extend([5, 0x02, 0, 0, 3, 0x21, 0, 0]);
+    with_rm0.extend(field(b"rm0"));
+    let mut will_flags_v311 = field(b"MQTT");
+    // Will QoS 1 without the Will Flag [MQTT-3.1.2-13].
+    will_flags_v311.extend([4, 0x0A, 0, 0]);
+    will_flags_v311.extend(field(b"wq"));
+    let mut password_only = field(b"MQTT");
+    // Password flag without the User Name flag [MQTT-3.1.2-22].
+    password_only.extend([4, 0x42, 0, 0]);
+    password_only.extend(field(b"pw"));
+    password_only.extend(field(b"secret"));
+    let cases = vec![
+        ("reserved flag set", frame(0x10, &connect_body(b"MQTT", 4, 0x03, "r"))),
+        ("reserved flag set (v5)", frame(0x10, &connect_body(b"MQTT", 5, 0x03, "r"))),
+        ("Will QoS 3", frame(0x10, &connect_body(b"MQTT", 4, 0x1E, "w"))),
+        ("Will QoS without Will Flag", frame(0x10, &will_flags_v311)),
+        ("password without user name", frame(0x10, &password_only)),
+        ("Receive Maximum 0", frame(0x10, &with_rm0)),
+        ("fixed header flags", frame(0x11, &connect_body(b"MQTT", 4, 0x02, "f"))),
+    ];
+    for (what, bytes) in cases {
+        let mut c = Raw::open(server.addr);
+        c.send_bytes(&bytes);
+        let got = c.raw_until_closed();
+        let ok = got.is_empty()
+            || (got.len() >= 4 && got[0] == 0x20 && got[3] >= 0x80)
+            || got == [0x20, 0x02, 0x00, 0x01];
+        assert!(ok, "{what}: got {got:02x?}");
+    }
+    server.stop();
+}
+
+#[test]
+fn invalid_utf8_payload_with_format_indicator_is_refused() {
+    // MQTT 5 §3.3.2.3.2: a payload marked UTF-8 that is not may be refused with 0x99 in PUBACK
+    // or DISCONNECT; it must not be forwarded.
+    let server = TestServer::start();
+    let mut sub = Raw::v5(server.addr, "pfi-sub");
+    sub.subscribe("pfi/t", QoS::AtMostOnce);
+    let mut c = Raw::v5(server.addr, "pfi");
+    let mut p = publish("pfi/t", &[0xFF, 0xFE][..], QoS::AtLeastOnce, 1);
+    p.properties.payload_format_indicator = Some(1);
+    c.send(&Packet::Publish(p));
+    match c.recv() {
+        Packet::PubAck(a) => assert_eq!(a.reason_code, ReasonCode(0x99)),
+        Packet::Disconnect(d) => assert_eq!(d.reason_code, ReasonCode(0x99)),
+        other => panic!("expected PUBACK or DISCONNECT 0x99, got {other:?}"),
+    }
+    assert!(sub.barrier().is_empty(), "the message was forwarded");
+    sub.disconnect();
+    server.stop();
+}
+
+#[test]
+fn mqtt_3_1_clients_are_served() {
+    // MQTT 3.1 (MQIsdp, level 3): client ids up to 23 bytes; longer ones get return code 2.
+    let server = TestServer::start();
+    let mut c = Raw::open(server.addr);
+    c.send_bytes(&frame(0x10, &connect_body(b"MQIsdp", 3, 0x02, "abcdefghijklmnopqrstuvwxyz")));
+    assert_eq!(c.raw_until_closed(), vec![0x20, 0x02, 0x00, 0x02]);
+    let mut c = Raw::accepted(server.addr, connect_packet(ProtocolVersion::V3_1, "old-client", true));
+    c.subscribe("old/t", QoS::AtLeastOnce);
+    c.publish_acked(publish("old/t", &b"hello"[..], QoS::AtLeastOnce, 9));
+    let p = c.recv_publish();
+    assert_eq!((&p.payload[..], p.qos), (&b"hello"[..], QoS::AtLeastOnce));
+    c.send(&Packet::PubAck(unigate_mqtt::PubResp::new(p.packet_id.expect("QoS 1"))));
+    c.disconnect();
+    server.stop();
+}
