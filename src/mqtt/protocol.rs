@@ -470,7 +470,9 @@ impl MqttConn {
         let now = now_ms();
         for (id, state) in pending {
             match state {
-                OutState::Published(d) => self.write_publish(Some(id), &d, true, now),
+                OutState::Published(d) => {
+                    self.write_publish(Some(id), &d, true, now);
+                }
                 OutState::Released => {
                     if let Some(pid) = PacketId::new(id) {
                         self.write_current(&Packet::PubRel(pub_resp(pid, ReasonCode::SUCCESS)));
@@ -493,6 +495,12 @@ impl MqttConn {
             return Err(self.violation(
                 ReasonCode::QOS_NOT_SUPPORTED,
                 "[MQTT-3.3.1-4] QoS above the maximum QoS",
+            ));
+        }
+        if !p.properties.subscription_identifiers.is_empty() {
+            return Err(self.violation(
+                ReasonCode::PROTOCOL_ERROR,
+                "[MQTT-3.3.4-6] PUBLISH from a client with a subscription identifier",
             ));
         }
         if p.retain && !broker.settings.retain_available {
@@ -911,43 +919,53 @@ impl MqttConn {
             }
             batch.len() == DRAIN_BATCH && !st.queue.is_empty()
         };
+        let mut dropped = false;
         for (id, d) in &batch {
-            self.write_publish(*id, d, false, now);
+            dropped |= !self.write_publish(*id, d, false, now);
         }
-        more
+        // A message dropped for size freed its window slot: look at the queue again.
+        more || dropped
     }
 
-    fn write_publish(&mut self, id: Option<u16>, d: &Delivery, dup: bool, now: u64) {
-        let Some(c) = self.conn.as_mut() else { return };
+    /// Writes one PUBLISH to the client. Returns false when it was dropped for the client's
+    /// maximum packet size.
+    fn write_publish(&mut self, id: Option<u16>, d: &Delivery, dup: bool, now: u64) -> bool {
+        let Some(c) = self.conn.as_mut() else { return true };
         let mut p = tr::message_to_publish(&d.msg, d.qos, d.retain, now);
         p.dup = dup;
         p.packet_id = id.and_then(PacketId::new);
         if c.version.is_v5() {
             p.properties.subscription_identifiers = d.sub_ids.to_vec();
-            if c.client_alias_max > 0 {
-                let topic = d.msg.topic.as_str();
-                if let Some(alias) = c.alias_out.get(topic) {
-                    p.properties.topic_alias = Some(*alias);
-                    p.topic.clear();
-                } else if c.alias_out.len() < usize::from(c.client_alias_max) {
-                    let alias = c.alias_out.len() as u16 + 1;
-                    c.alias_out.insert(Arc::from(topic), alias);
-                    p.properties.topic_alias = Some(alias);
-                }
+        }
+        let mut new_alias = None;
+        if c.version.is_v5() && c.client_alias_max > 0 {
+            let topic = d.msg.topic.as_str();
+            if let Some(alias) = c.alias_out.get(topic) {
+                p.properties.topic_alias = Some(*alias);
+                p.topic.clear();
+            } else if c.alias_out.len() < usize::from(c.client_alias_max) {
+                let alias = c.alias_out.len() as u16 + 1;
+                p.properties.topic_alias = Some(alias);
+                new_alias = Some(alias);
             }
         }
         let packet = Packet::Publish(p);
         let version = c.version;
         if mqtt::encoded_len(&packet, version) > c.client_max_packet as usize {
-            // Too large for the client: discard as if delivered (MQTT 5 §3.1.2.11.4).
+            // Too large for the client: discard as if delivered (MQTT 5 §3.1.2.11.4). An alias
+            // it would have set is not recorded: the client never saw it.
             Metrics::add(&self.broker.metrics.dropped_too_large, 1);
             if let Some(id) = id {
                 c.session.lock().inflight.remove(id);
             }
-            return;
+            return false;
+        }
+        if let Some(alias) = new_alias {
+            c.alias_out.insert(Arc::from(d.msg.topic.as_str()), alias);
         }
         Metrics::add(&self.broker.metrics.messages_sent[d.qos.as_u8() as usize], 1);
         self.write(&packet, version);
+        true
     }
 
     fn write_current(&mut self, packet: &Packet) {

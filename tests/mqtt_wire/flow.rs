@@ -4,8 +4,7 @@
 
 use bytes::Bytes;
 use unigate_mqtt::{
-    ConnectProperties, Packet, ProtocolVersion, PubResp, Publish, QoS, ReasonCode,
-    SubscriptionOptions,
+    ConnectProperties, Packet, ProtocolVersion, PubResp, Publish, QoS, ReasonCode, SubscriptionOptions,
 };
 
 use crate::common::TestServer;
@@ -52,10 +51,7 @@ fn invalid_topic_aliases_from_client() {
     c.expect_disconnect(0x94);
 
     // Above the server's Topic Alias Maximum [MQTT-3.3.2-9] → Topic Alias invalid.
-    let (mut c, ack) = Raw::connect(
-        server.addr,
-        connect_packet(ProtocolVersion::V5, "alias-bad", true),
-    );
+    let (mut c, ack) = Raw::connect(server.addr, connect_packet(ProtocolVersion::V5, "alias-bad", true));
     let max = ack.properties.topic_alias_maximum.expect("CONNACK Topic Alias Maximum");
     assert!(max > 0 && max < u16::MAX, "{ack:?}");
     c.send(&Packet::Publish(with_alias("a", max, b"ok")));
@@ -89,7 +85,13 @@ fn topic_aliases_to_client() {
     let mut sub = Raw::accepted(server.addr, connect);
     sub.subscribe("out/#", QoS::AtMostOnce);
     let mut publisher = Raw::v5(server.addr, "alias-out-pub");
-    for (topic, body) in [("out/a", "1"), ("out/a", "2"), ("out/b", "3"), ("out/a", "4"), ("out/b", "5")] {
+    for (topic, body) in [
+        ("out/a", "1"),
+        ("out/a", "2"),
+        ("out/b", "3"),
+        ("out/a", "4"),
+        ("out/b", "5"),
+    ] {
         publisher.send(&Packet::Publish(publish(topic, body.to_string(), QoS::AtMostOnce, 0)));
     }
     let got: Vec<Publish> = (0..5).map(|_| sub.recv_publish()).collect();
@@ -228,10 +230,7 @@ fn pubrel_for_unknown_id_gets_pubcomp_0x92() {
 #[test]
 fn incoming_qos2_above_receive_maximum_gets_0x93() {
     let server = TestServer::start_with("", "max_incoming_inflight = 2");
-    let (mut c, ack) = Raw::connect(
-        server.addr,
-        connect_packet(ProtocolVersion::V5, "recv-max", true),
-    );
+    let (mut c, ack) = Raw::connect(server.addr, connect_packet(ProtocolVersion::V5, "recv-max", true));
     assert_eq!(ack.properties.receive_maximum, Some(2), "{ack:?}");
     for id in 1..=2 {
         c.send(&Packet::Publish(publish("rm/t", &b"x"[..], QoS::ExactlyOnce, id)));
@@ -360,7 +359,6 @@ fn outbound_inflight_window_and_resend_on_reconnect() {
 }
 
 #[test]
-#[ignore = "broker bug: alias recorded for a PUBLISH dropped for the client's Maximum Packet Size (src/mqtt/protocol.rs write_publish)"]
 fn alias_is_not_assigned_by_a_publish_that_was_dropped_for_size() {
     // The server must not use an alias in a PUBLISH without first having sent the topic with
     // it on this connection (MQTT 5 §3.3.2.3.4). A PUBLISH dropped for the client's Maximum
@@ -375,8 +373,18 @@ fn alias_is_not_assigned_by_a_publish_that_was_dropped_for_size() {
     let mut sub = Raw::accepted(server.addr, connect);
     sub.subscribe("alias-size/t", QoS::AtMostOnce);
     let mut publisher = Raw::v5(server.addr, "alias-size-pub");
-    publisher.send(&Packet::Publish(publish("alias-size/t", vec![b'L'; 500], QoS::AtMostOnce, 0)));
-    publisher.send(&Packet::Publish(publish("alias-size/t", &b"small"[..], QoS::AtMostOnce, 0)));
+    publisher.send(&Packet::Publish(publish(
+        "alias-size/t",
+        vec![b'L'; 500],
+        QoS::AtMostOnce,
+        0,
+    )));
+    publisher.send(&Packet::Publish(publish(
+        "alias-size/t",
+        &b"small"[..],
+        QoS::AtMostOnce,
+        0,
+    )));
     let p = sub.recv_publish();
     assert_eq!(&p.payload[..], b"small");
     assert_eq!(p.topic, "alias-size/t", "alias used before it was established: {p:?}");
@@ -387,9 +395,10 @@ fn alias_is_not_assigned_by_a_publish_that_was_dropped_for_size() {
 
 #[test]
 fn dropped_oversize_message_frees_its_slot_without_another_event() {
-    // Two messages queued while offline, Receive Maximum 1, the first too large for the client:
-    // on reconnect the first is discarded as if delivered and the second must follow by itself
-    // (the client sends nothing after CONNECT).
+    // Messages queued while offline, Receive Maximum 1, the first five too large for the
+    // client: on reconnect they are discarded as if delivered (MQTT 5 §3.1.2.11.4) and the
+    // small one must follow by itself — the client sends nothing after CONNECT. Online the same
+    // happens whenever the small message is queued before the large one is dropped.
     let server = TestServer::start();
     let mut connect = connect_packet(ProtocolVersion::V5, "size-offline", true);
     connect.properties = ConnectProperties {
@@ -402,8 +411,10 @@ fn dropped_oversize_message_frees_its_slot_without_another_event() {
     sub.subscribe("size-offline/t", QoS::AtLeastOnce);
     sub.disconnect();
     let mut publisher = Raw::v5(server.addr, "size-offline-pub");
-    publisher.publish_acked(publish("size-offline/t", vec![b'L'; 500], QoS::AtLeastOnce, 1));
-    publisher.publish_acked(publish("size-offline/t", &b"small"[..], QoS::AtLeastOnce, 2));
+    for id in 1..=5 {
+        publisher.publish_acked(publish("size-offline/t", vec![b'L'; 500], QoS::AtLeastOnce, id));
+    }
+    publisher.publish_acked(publish("size-offline/t", &b"small"[..], QoS::AtLeastOnce, 6));
     connect.clean_start = false;
     let (mut sub, ack) = Raw::connect(server.addr, connect);
     assert!(ack.session_present);
@@ -454,16 +465,10 @@ fn session_expiry_zero_ends_the_session() {
     // MQTT 5: no Session Expiry Interval means 0, the session ends with the connection
     // [MQTT-3.1.2-23]; reconnecting with clean start 0 finds no session.
     let server = TestServer::start();
-    let mut sub = Raw::accepted(
-        server.addr,
-        connect_packet(ProtocolVersion::V5, "expiry-zero", true),
-    );
+    let mut sub = Raw::accepted(server.addr, connect_packet(ProtocolVersion::V5, "expiry-zero", true));
     sub.subscribe("ez/t", QoS::AtLeastOnce);
     sub.disconnect();
-    let (mut c, ack) = Raw::connect(
-        server.addr,
-        connect_packet(ProtocolVersion::V5, "expiry-zero", false),
-    );
+    let (mut c, ack) = Raw::connect(server.addr, connect_packet(ProtocolVersion::V5, "expiry-zero", false));
     assert!(!ack.session_present, "{ack:?}");
     // ... and its subscription is gone.
     let mut publisher = Raw::v5(server.addr, "expiry-zero-pub");

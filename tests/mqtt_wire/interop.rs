@@ -51,6 +51,8 @@ impl Proc {
         };
         let mut child = command
             .args(args)
+            // Keep tests/paho free of __pycache__.
+            .env("PYTHONDONTWRITEBYTECODE", "1")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -91,11 +93,7 @@ impl Proc {
     fn report(&mut self) -> String {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        let err = self
-            .stderr
-            .take()
-            .and_then(|h| h.join().ok())
-            .unwrap_or_default();
+        let err = self.stderr.take().and_then(|h| h.join().ok()).unwrap_or_default();
         format!("`{}`\nstdout:\n{}\nstderr:\n{err}", self.name, self.seen.join("\n"))
     }
 
@@ -258,10 +256,27 @@ fn mosquitto_v5_user_properties_pass_through() {
         port,
         "mqttv5",
         &[
-            "-q", "1", "-t", "mosq/props", "-m", "with-props",
-            "-D", "publish", "user-property", "k", "v",
-            "-D", "publish", "user-property", "k2", "v2",
-            "-D", "publish", "user-property", "k", "again",
+            "-q",
+            "1",
+            "-t",
+            "mosq/props",
+            "-m",
+            "with-props",
+            "-D",
+            "publish",
+            "user-property",
+            "k",
+            "v",
+            "-D",
+            "publish",
+            "user-property",
+            "k2",
+            "v2",
+            "-D",
+            "publish",
+            "user-property",
+            "k",
+            "again",
         ],
     );
     // Order and repeated names are kept (MQTT 5 §3.3.2.3.7).
@@ -281,9 +296,24 @@ fn mosquitto_will_is_published_when_the_client_dies() {
         let mut sub = mosquitto_sub(port, v, &["-q", "1", "-t", &will_topic, "-C", "2"], "%t|%q|%p");
         let with_will = |id: &str, payload: &str| {
             let a = args(&[
-                "-h", "127.0.0.1", "-p", &port.to_string(), "-V", v, "-d", "-i", id, "-l",
-                "-t", "mosq/ignored", "--will-topic", &will_topic, "--will-payload", payload,
-                "--will-qos", "1",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+                "-V",
+                v,
+                "-d",
+                "-i",
+                id,
+                "-l",
+                "-t",
+                "mosq/ignored",
+                "--will-topic",
+                &will_topic,
+                "--will-payload",
+                payload,
+                "--will-qos",
+                "1",
             ]);
             let mut p = Proc::spawn_line_buffered("mosquitto_pub", &a);
             p.wait_for_line("received CONNACK");

@@ -4,6 +4,7 @@
 //!
 //! - `raw`: connection rules and malformed input, with exact reason codes.
 //! - `flow`: topic aliases, QoS 2, Receive Maximum both ways, filter rules.
+//! - `options`: subscription options, identifiers, message expiry, wills.
 //! - `robust`: keep alive, CONNECT timeout, hostile peers.
 //! - `interop`: other implementations against ours.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -13,6 +14,7 @@ mod common;
 
 mod flow;
 mod interop;
+mod options;
 mod raw;
 mod robust;
 mod util;

@@ -12,14 +12,16 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use unigate_mqtt::{
-    self as mqtt, ConnAck, Connect, Packet, PacketId, ProtocolVersion, PubResp, Publish, QoS,
-    ReasonCode, SubAck, Subscribe, SubscriptionOptions,
+    self as mqtt, ConnAck, Connect, Packet, PacketId, ProtocolVersion, PubResp, Publish, QoS, ReasonCode, SubAck,
+    Subscribe, SubscriptionOptions,
 };
 
 pub use crate::common::TIMEOUT;
 
-/// What one read produced.
+/// What one read produced. Returned and matched at once, so its size does not matter and the
+/// packet stays unboxed for pattern matching.
 #[derive(Debug)]
+#[allow(clippy::large_enum_variant)]
 pub enum Event {
     /// A whole packet.
     Packet(Packet),
