@@ -14,7 +14,7 @@ use std::time::Duration;
 use actix::{Arbiter, ArbiterHandle};
 use anyhow::Context as _;
 use bytes::Bytes;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use unigate_pubsub::{Message, Origin, Protocol, QoS, Topic};
 
 use crate::broker::{Broker, Detached, KickReason, Metrics, Session};
@@ -157,9 +157,8 @@ fn run_system(
 
         let mut bound = Vec::new();
         for l in config.effective_listeners(host) {
-            match bind(&l) {
-                Ok(listener) => {
-                    let addr = listener.local_addr()?;
+            match bind_per_worker(&l, handles.len()) {
+                Ok((addr, sockets)) => {
                     bound.push(BoundListener {
                         name: l.name.clone(),
                         protocol: l.protocol,
@@ -169,7 +168,16 @@ fn run_system(
                         name: Arc::from(l.name.as_str()),
                         limits: l.limits.clone(),
                     });
-                    actix_rt::spawn(accept_loop(listener, settings, broker.clone(), handles.clone()));
+                    let open = Arc::new(AtomicUsize::new(0));
+                    for (socket, worker) in sockets.into_iter().zip(handles.iter()) {
+                        let (settings, broker, open) = (settings.clone(), broker.clone(), open.clone());
+                        worker.spawn(async move {
+                            match TcpListener::from_std(socket) {
+                                Ok(listener) => accept_loop(listener, settings, broker, open).await,
+                                Err(e) => tracing::error!(error = %e, "cannot register listener"),
+                            }
+                        });
+                    }
                 }
                 Err(e) => {
                     let err = e.context(format!("listener \"{}\" on {}", l.name, l.bind));
@@ -237,27 +245,41 @@ async fn wait_for_stop(stop: tokio::sync::oneshot::Receiver<()>, signals: bool) 
     }
 }
 
-fn bind(l: &ListenerConfig) -> anyhow::Result<TcpListener> {
-    use socket2::{Domain, Socket, Type};
-    let socket = Socket::new(Domain::for_address(l.bind), Type::STREAM, None)?;
-    socket.set_reuse_address(true)?;
-    if l.bind.is_ipv6() {
-        socket.set_only_v6(true)?;
+/// Binds one socket per worker on the listener's address with SO_REUSEPORT, so each worker
+/// accepts its own connections (no hand-off between threads, no re-registration of the
+/// socket). The first bind resolves port 0; the others bind that port.
+fn bind_per_worker(l: &ListenerConfig, workers: usize) -> anyhow::Result<(SocketAddr, Vec<std::net::TcpListener>)> {
+    let first = bind_one(l.bind)?;
+    let addr = first.local_addr()?;
+    let mut sockets = vec![first];
+    for _ in 1..workers.max(1) {
+        sockets.push(bind_one(addr)?);
     }
-    socket.bind(&l.bind.into())?;
-    socket.listen(4096)?;
-    socket.set_nonblocking(true)?;
-    Ok(TcpListener::from_std(socket.into())?)
+    Ok((addr, sockets))
 }
 
+fn bind_one(addr: SocketAddr) -> anyhow::Result<std::net::TcpListener> {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    #[cfg(unix)]
+    socket.set_reuse_port(true)?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    socket.bind(&addr.into())?;
+    socket.listen(4096)?;
+    socket.set_nonblocking(true)?;
+    Ok(socket.into())
+}
+
+/// Accepts connections on one worker and starts their actors right here.
 async fn accept_loop(
     listener: TcpListener,
     settings: Arc<ListenerSettings>,
     broker: Arc<Broker>,
-    workers: Arc<[ArbiterHandle]>,
+    open: Arc<AtomicUsize>,
 ) {
-    let open = Arc::new(AtomicUsize::new(0));
-    let mut next = 0usize;
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(s) => s,
@@ -284,28 +306,8 @@ async fn accept_loop(
             .with_time(Duration::from_secs(300))
             .with_interval(Duration::from_secs(30));
         let _ = socket2::SockRef::from(&stream).set_tcp_keepalive(&keepalive);
-        let std_stream = match stream.into_std() {
-            Ok(s) => s,
-            Err(_) => continue,
-        };
-        let Some(worker) = workers.get(next % workers.len()) else {
-            continue;
-        };
-        next = next.wrapping_add(1);
-        let broker = broker.clone();
-        let settings = settings.clone();
-        let spawned = worker.spawn(async move {
-            match TcpStream::from_std(std_stream) {
-                Ok(s) => {
-                    if let Err(e) = Connection::start(s, broker, settings, guard) {
-                        tracing::debug!(error = %e, "connection failed at start");
-                    }
-                }
-                Err(e) => tracing::debug!(error = %e, "cannot register socket"),
-            }
-        });
-        if !spawned {
-            tracing::warn!("worker arbiter is gone");
+        if let Err(e) = Connection::start(stream, broker.clone(), settings.clone(), guard) {
+            tracing::debug!(%peer, error = %e, "connection failed at start");
         }
     }
 }

@@ -66,6 +66,18 @@ pub struct PendingWill {
     pub msg: Message,
     /// Seconds to wait before publishing.
     pub delay: u32,
+    /// Message expiry interval, counted from publication (MQTT 5 §3.1.3.2.4).
+    pub expiry: Option<u32>,
+}
+
+impl PendingWill {
+    /// The message to publish now, its expiry counted from now.
+    fn into_message(self) -> Message {
+        match self.expiry {
+            Some(secs) => self.msg.with_expiry_interval(secs, now_ms()),
+            None => self.msg,
+        }
+    }
 }
 
 /// What a detaching connection must schedule.
@@ -86,7 +98,7 @@ pub struct Broker {
     subs: RwLock<SubscriptionIndex<u64, SubEntry>>,
     retained: RwLock<RetainedIndex<Arc<Message>>>,
     sessions: DashMap<ClientId, Arc<Session>>,
-    pending_wills: DashMap<u64, (u64, Message)>,
+    pending_wills: DashMap<u64, (u64, PendingWill)>,
     next_serial: AtomicU64,
     shutting_down: AtomicBool,
     started: std::time::Instant,
@@ -413,7 +425,7 @@ impl Broker {
     /// held for its delay (the caller schedules [`Broker::fire_will`]), or dropped (`None`).
     pub fn detach(&self, session: &Arc<Session>, generation: u64, will: Option<PendingWill>) -> Detached {
         let mut out = Detached::default();
-        let (owned, expiry, shared) = {
+        let (owned, expiry, shared, ended) = {
             let mut st = session.lock();
             let owned = st.generation == generation && st.attached.as_ref().is_some_and(|a| a.generation == generation);
             if owned {
@@ -425,7 +437,7 @@ impl Broker {
             } else {
                 Vec::new()
             };
-            (owned, st.expiry_interval, shared)
+            (owned, st.expiry_interval, shared, st.ended)
         };
         if owned {
             session.set_online(false);
@@ -437,13 +449,15 @@ impl Broker {
         let ends_now = owned && expiry == 0;
         if let Some(w) = will {
             let delay = w.delay.min(expiry);
-            if delay == 0 || ends_now {
-                self.publish_will(w.msg);
+            if delay == 0 || ends_now || ended {
+                // Published now: no delay, or the session ends (here, or already, when a
+                // clean-start connection took it over).
+                self.publish_will(w);
             } else if !owned {
                 // Taken over: the successor resumed the session before the delay elapsed, which
                 // cancels the will (MQTT 5 §3.1.3.2.2).
             } else {
-                self.pending_wills.insert(session.serial, (generation, w.msg));
+                self.pending_wills.insert(session.serial, (generation, w));
                 out.will_after = Some(Duration::from_secs(u64::from(delay)));
             }
         }
@@ -465,9 +479,9 @@ impl Broker {
         }
     }
 
-    fn publish_will(&self, msg: Message) {
+    fn publish_will(&self, will: PendingWill) {
         Metrics::add(&self.metrics.wills_published, 1);
-        self.publish(msg);
+        self.publish(will.into_message());
     }
 
     /// Ends a detached session whose expiry elapsed, unless it was resumed since.
@@ -517,8 +531,8 @@ impl Broker {
         for d in orphans.drain(..) {
             self.reroute_shared(session.serial, d);
         }
-        if let Some((_, (_, msg))) = self.pending_wills.remove(&session.serial) {
-            self.publish_will(msg);
+        if let Some((_, (_, will))) = self.pending_wills.remove(&session.serial) {
+            self.publish_will(will);
         }
     }
 

@@ -224,6 +224,7 @@ fn delayed_will_is_cancelled_by_reconnect_and_fired_otherwise() {
     let will = PendingWill {
         msg: msg("will", QoS::AtMostOnce, b"gone"),
         delay: 10,
+        expiry: None,
     };
     let d = b.detach(&a.session, a.generation, Some(will.clone()));
     assert_eq!(d.will_after, Some(Duration::from_secs(10)));

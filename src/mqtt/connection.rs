@@ -8,8 +8,9 @@
 
 use std::cell::RefCell;
 use std::io;
-use std::rc::Rc;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
@@ -53,7 +54,7 @@ impl SessionLink for Link {
 
 /// One MQTT connection.
 pub struct Connection {
-    io: Rc<TcpStream>,
+    io: TcpStream,
     conn: MqttConn,
     broker: Arc<Broker>,
     read_armed: bool,
@@ -78,7 +79,7 @@ impl Connection {
         let connect_timeout = listener.limits.connect_timeout;
         let conn = MqttConn::new(broker.clone(), listener, peer, Instant::now());
         Ok(Connection {
-            io: Rc::new(stream),
+            io: stream,
             conn,
             broker,
             read_armed: false,
@@ -97,18 +98,7 @@ impl Connection {
             return;
         }
         self.read_armed = true;
-        let io = self.io.clone();
-        ctx.spawn(
-            async move { io.readable().await }
-                .into_actor(self)
-                .map(|res, act, ctx| {
-                    act.read_armed = false;
-                    match res {
-                        Ok(()) => act.on_readable(ctx),
-                        Err(_) => act.close(Close::PeerGone, ctx),
-                    }
-                }),
-        );
+        ctx.spawn(ReadReady);
     }
 
     fn arm_write(&mut self, ctx: &mut Context<Self>) {
@@ -116,18 +106,7 @@ impl Connection {
             return;
         }
         self.write_armed = true;
-        let io = self.io.clone();
-        ctx.spawn(
-            async move { io.writable().await }
-                .into_actor(self)
-                .map(|res, act, ctx| {
-                    act.write_armed = false;
-                    match res {
-                        Ok(()) => act.flush(ctx),
-                        Err(_) => ctx.stop(),
-                    }
-                }),
-        );
+        ctx.spawn(WriteReady);
     }
 
     fn on_readable(&mut self, ctx: &mut Context<Self>) {
@@ -289,7 +268,7 @@ impl Actor for Connection {
             }
         }
         // Half-close politely so that the peer reads our last packet before the FIN.
-        let _ = socket2::SockRef::from(&*self.io).shutdown(std::net::Shutdown::Write);
+        let _ = socket2::SockRef::from(&self.io).shutdown(std::net::Shutdown::Write);
     }
 }
 
@@ -308,5 +287,54 @@ impl Handler<Kick> for Connection {
         }
         let close = self.conn.handle_kick(kick.0);
         self.close(close, ctx);
+    }
+}
+
+/// Waits for the socket to be readable, then reads. Zero-sized: arming it allocates nothing,
+/// and tokio keeps the waker in the socket's own registration.
+struct ReadReady;
+
+impl ActorFuture<Connection> for ReadReady {
+    type Output = ();
+
+    fn poll(
+        self: Pin<&mut Self>,
+        act: &mut Connection,
+        ctx: &mut Context<Connection>,
+        task: &mut std::task::Context<'_>,
+    ) -> Poll<()> {
+        let Poll::Ready(res) = act.io.poll_read_ready(task) else {
+            return Poll::Pending;
+        };
+        act.read_armed = false;
+        match res {
+            Ok(()) => act.on_readable(ctx),
+            Err(_) => act.close(Close::PeerGone, ctx),
+        }
+        Poll::Ready(())
+    }
+}
+
+/// Waits for the socket to be writable, then flushes. Zero-sized, like [`ReadReady`].
+struct WriteReady;
+
+impl ActorFuture<Connection> for WriteReady {
+    type Output = ();
+
+    fn poll(
+        self: Pin<&mut Self>,
+        act: &mut Connection,
+        ctx: &mut Context<Connection>,
+        task: &mut std::task::Context<'_>,
+    ) -> Poll<()> {
+        let Poll::Ready(res) = act.io.poll_write_ready(task) else {
+            return Poll::Pending;
+        };
+        act.write_armed = false;
+        match res {
+            Ok(()) => act.flush(ctx),
+            Err(_) => ctx.stop(),
+        }
+        Poll::Ready(())
     }
 }

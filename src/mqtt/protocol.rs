@@ -82,12 +82,14 @@ struct Connected {
     session: Arc<Session>,
     generation: u64,
     keep_alive: u16,
-    will: Option<PendingWill>,
+    will: Option<Box<PendingWill>>,
     inflight_window: usize,
     client_max_packet: u32,
     client_alias_max: u16,
-    alias_in: HashMap<u16, String>,
-    alias_out: HashMap<Arc<str>, u16>,
+    /// Topic aliases set by the client; allocated on first use.
+    alias_in: Option<Box<HashMap<u16, String>>>,
+    /// Topic aliases we set towards the client; allocated on first use.
+    alias_out: Option<Box<HashMap<Arc<str>, u16>>>,
     problem_info: bool,
     /// CONNECT carried session expiry 0: DISCONNECT must not raise it [MQTT-3.14.2-2].
     connect_expiry_zero: bool,
@@ -350,7 +352,11 @@ impl MqttConn {
         let origin = self.origin(&client_id, c.username.as_deref().map(Arc::from));
         let will = match &c.will {
             Some(w) => match tr::will_to_message(w, origin, now_ms()) {
-                Ok((msg, delay)) => Some(PendingWill { msg, delay }),
+                Ok((msg, delay)) => Some(Box::new(PendingWill {
+                    msg,
+                    delay,
+                    expiry: tr::will_expiry(w),
+                })),
                 Err(TranslateError::PayloadNotUtf8 | TranslateError::InvalidPayloadFormat(_)) => {
                     return self.refuse(v, ReasonCode::PAYLOAD_FORMAT_INVALID, "will payload is not UTF-8");
                 }
@@ -401,8 +407,8 @@ impl MqttConn {
             inflight_window: usize::from(client_receive_max.min(limits.max_inflight)),
             client_max_packet: c.properties.maximum_packet_size.unwrap_or(u32::MAX),
             client_alias_max: c.properties.topic_alias_maximum.unwrap_or(0),
-            alias_in: HashMap::new(),
-            alias_out: HashMap::new(),
+            alias_in: None,
+            alias_out: None,
             problem_info: c.properties.request_problem_information.unwrap_or(true),
             connect_expiry_zero: asked == 0,
         };
@@ -520,14 +526,16 @@ impl MqttConn {
                     ));
                 }
                 if p.topic.is_empty() {
-                    match c.alias_in.get(&alias) {
+                    match c.alias_in.as_ref().and_then(|m| m.get(&alias)) {
                         Some(t) => t.clone(),
                         None => {
                             return Err(self.violation(ReasonCode::PROTOCOL_ERROR, "[MQTT-3.3.4] topic alias not set"))
                         }
                     }
                 } else {
-                    c.alias_in.insert(alias, p.topic.clone());
+                    c.alias_in
+                        .get_or_insert_with(Default::default)
+                        .insert(alias, p.topic.clone());
                     p.topic.clone()
                 }
             }
@@ -574,7 +582,7 @@ impl MqttConn {
                             "[MQTT-3.3.4-9] more QoS 2 messages in flight than Receive Maximum",
                         ));
                     } else {
-                        st.incoming_qos2.insert(pid.get());
+                        st.incoming_qos2.push(pid.get());
                         true
                     }
                 };
@@ -694,7 +702,16 @@ impl MqttConn {
 
     fn on_pubrel(&mut self, r: PubResp) {
         let Some(c) = self.conn.as_ref() else { return };
-        let known = c.session.lock().incoming_qos2.remove(&r.packet_id.get());
+        let known = {
+            let mut st = c.session.lock();
+            match st.incoming_qos2.iter().position(|id| *id == r.packet_id.get()) {
+                Some(p) => {
+                    st.incoming_qos2.swap_remove(p);
+                    true
+                }
+                None => false,
+            }
+        };
         let code = if known {
             ReasonCode::SUCCESS
         } else {
@@ -864,7 +881,7 @@ impl MqttConn {
         let c = self.conn.take()?;
         let publish_will = close.publishes_will()
             && (!self.broker.is_shutting_down() || close != &Close::Kicked(KickReason::ServerShuttingDown));
-        let will = if publish_will { c.will } else { None };
+        let will = if publish_will { c.will.map(|w| *w) } else { None };
         tracing::debug!(client_id = %c.client_id, reason = ?close, "client disconnected");
         let detached = self.broker.detach(&c.session, c.generation, will);
         Some((c.session, c.generation, detached))
@@ -940,11 +957,12 @@ impl MqttConn {
         let mut new_alias = None;
         if c.version.is_v5() && c.client_alias_max > 0 {
             let topic = d.msg.topic.as_str();
-            if let Some(alias) = c.alias_out.get(topic) {
+            let used = c.alias_out.as_ref().map_or(0, |m| m.len());
+            if let Some(alias) = c.alias_out.as_ref().and_then(|m| m.get(topic)) {
                 p.properties.topic_alias = Some(*alias);
                 p.topic.clear();
-            } else if c.alias_out.len() < usize::from(c.client_alias_max) {
-                let alias = c.alias_out.len() as u16 + 1;
+            } else if used < usize::from(c.client_alias_max) {
+                let alias = used as u16 + 1;
                 p.properties.topic_alias = Some(alias);
                 new_alias = Some(alias);
             }
@@ -961,7 +979,9 @@ impl MqttConn {
             return false;
         }
         if let Some(alias) = new_alias {
-            c.alias_out.insert(Arc::from(d.msg.topic.as_str()), alias);
+            c.alias_out
+                .get_or_insert_with(Default::default)
+                .insert(Arc::from(d.msg.topic.as_str()), alias);
         }
         Metrics::add(&self.broker.metrics.messages_sent[d.qos.as_u8() as usize], 1);
         self.write(&packet, version);

@@ -10,7 +10,9 @@
 mod common;
 mod util;
 
+mod configured;
 mod flow;
+mod matching;
 mod qos;
 mod retained;
 mod sessions;

@@ -231,3 +231,119 @@ async fn v4_session_takeover_closes_the_first_connection() {
     drop((first, second, p));
     server.stop();
 }
+
+/// MQTT 3.1.1 §4.4: messages sent and not acknowledged when the connection drops are sent
+/// again with DUP 1 when the session resumes, before the rest of the queue; acknowledged ones
+/// are not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn v4_unacknowledged_messages_are_resent_with_dup_on_resume() {
+    use rumqttc::{Event as Event4, Outgoing};
+
+    let server = TestServer::start();
+    let topic = "resend/v4";
+    let mut o = v4::persistent(&server, "forgetful");
+    o.set_manual_acks(true);
+    let mut s = v4::Client::connect(o).await;
+    s.subscribe(topic, q4(1)).await;
+
+    let mut p = v4::Client::connect(v4::options(&server, "pub")).await;
+    for i in 0..10 {
+        p.client.publish(topic, q4(1), false, seq_payload(i)).await.unwrap();
+    }
+    p.wait_published(q4(1), 10).await;
+
+    let first = s.recv_n(10).await;
+    for m in &first[..3] {
+        s.client.ack(m).await.unwrap();
+    }
+    for _ in 0..3 {
+        s.expect("PUBACK sent", |ev| {
+            matches!(ev, Event4::Outgoing(Outgoing::PubAck(_))).then_some(())
+        })
+        .await;
+    }
+    s.kill().await;
+    // Once the server has seen the close, a new message is queued, not sent: it comes with DUP 0.
+    let session = server.broker().session("forgetful").expect("persistent session");
+    wait_until("the server to see the close", || !session.is_online()).await;
+    p.publish(topic, q4(1), false, seq_payload(10)).await;
+
+    let mut s = v4::Client::connect(v4::persistent(&server, "forgetful")).await;
+    assert!(s.connack.session_present);
+    let got: Vec<(usize, bool)> = s.recv_n(8).await.iter().map(|m| (seq_of(&m.payload), m.dup)).collect();
+    let want: Vec<(usize, bool)> = (3..10).map(|i| (i, true)).chain([(10, false)]).collect();
+    assert_eq!(got, want, "(sequence, DUP) after resuming");
+    s.assert_silent().await;
+    drop((s, p));
+    server.stop();
+}
+
+/// MQTT 5 §4.4 with QoS 2 and Receive Maximum 5: completed flows are not resent; the window's
+/// unacknowledged PUBLISHes are, with DUP 1, then the queued messages follow, all in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn v5_unacknowledged_qos2_messages_are_resent_with_dup_on_resume() {
+    let server = TestServer::start();
+    let topic = "resend/v5";
+    let mut o = v5::persistent(&server, "forgetful5", 60);
+    o.set_manual_acks(true);
+    o.set_receive_maximum(Some(5));
+    let mut s = v5::Client::connect(o).await;
+    s.subscribe(topic, q5(2)).await;
+
+    let mut p = v5::Client::connect(v5::options(&server, "pub")).await;
+    for i in 0..10 {
+        p.client.publish(topic, q5(2), false, seq_payload(i)).await.unwrap();
+    }
+    p.wait_published(q5(2), 10).await;
+
+    // The window is 5; completing two flows (PUBREC, then PUBCOMP for the server's PUBREL)
+    // makes room for two more.
+    let window = s.recv_n(5).await;
+    assert_eq!(
+        window.iter().map(|m| seq_of(&m.payload)).collect::<Vec<_>>(),
+        vec![0, 1, 2, 3, 4]
+    );
+    for m in &window[..2] {
+        s.client.ack(m).await.unwrap();
+    }
+    let more = s.recv_n(2).await;
+    assert_eq!(more.iter().map(|m| seq_of(&m.payload)).collect::<Vec<_>>(), vec![5, 6]);
+    s.kill().await;
+
+    let mut s = v5::Client::connect(v5::persistent(&server, "forgetful5", 60)).await;
+    assert!(s.connack.session_present);
+    let got: Vec<(usize, bool, u8)> = s
+        .recv_n(8)
+        .await
+        .iter()
+        .map(|m| (seq_of(&m.payload), m.dup, m.qos as u8))
+        .collect();
+    let want: Vec<(usize, bool, u8)> = (2..7)
+        .map(|i| (i, true, 2))
+        .chain((7..10).map(|i| (i, false, 2)))
+        .collect();
+    assert_eq!(got, want, "(sequence, DUP, QoS) after resuming");
+    s.assert_silent().await;
+    drop((s, p));
+    server.stop();
+}
+
+/// MQTT 5 §3.1.2.11.2: without a Session Expiry Interval (0) the session ends with the
+/// connection, even with clean start 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn v5_session_without_expiry_ends_with_the_connection() {
+    let server = TestServer::start();
+    let mut o = v5::options(&server, "brief");
+    o.set_clean_start(false);
+    let mut s = v5::Client::connect(o.clone()).await;
+    s.subscribe("brief/t", q5(1)).await;
+    s.disconnect().await;
+    assert!(
+        server.broker().session("brief").is_none(),
+        "session expiry 0: the session must end"
+    );
+    let s = v5::Client::connect(o).await;
+    assert!(!s.connack.session_present);
+    drop(s);
+    server.stop();
+}

@@ -94,3 +94,44 @@ async fn messages_queued_for_a_leaving_member_go_to_another() {
     drop((other, p));
     server.stop();
 }
+
+/// MQTT 5 §4.8.2: retained messages are not sent to a shared subscription when it is made.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shared_subscription_gets_no_retained_messages() {
+    let server = TestServer::start();
+    let mut p = v5::Client::connect(v5::options(&server, "p")).await;
+    p.publish("sr/t", q5(1), true, "retained").await;
+    let mut m = v5::Client::connect(v5::options(&server, "m")).await;
+    m.subscribe("$share/g/sr/t", q5(1)).await;
+    p.publish("sr/t", q5(1), false, "live").await;
+    let got = m.recv().await;
+    assert_eq!(
+        (&got.payload[..], got.retain),
+        (&b"live"[..], false),
+        "a retained message went to a share"
+    );
+    drop((p, m));
+    server.stop();
+}
+
+/// MQTT 5 §3.8.3.1 [MQTT-3.8.3-4]: No Local on a shared subscription is a Protocol Error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_local_on_a_shared_subscription_is_a_protocol_error() {
+    use rumqttc::v5::mqttbytes::v5::{DisconnectReasonCode, Filter};
+    use rumqttc::v5::{ConnectionError, StateError};
+
+    let server = TestServer::start();
+    let mut m = v5::Client::connect(v5::options(&server, "m")).await;
+    let f = Filter {
+        nolocal: true,
+        ..Filter::new("$share/g/nl/t", q5(1))
+    };
+    m.client.subscribe_many([f]).await.unwrap();
+    match m.closed().await {
+        Some(ConnectionError::MqttState(StateError::ServerDisconnect { reason_code, .. })) => {
+            assert_eq!(reason_code, DisconnectReasonCode::ProtocolError)
+        }
+        other => panic!("expected DISCONNECT 0x82, got {other:?}"),
+    }
+    server.stop();
+}

@@ -109,6 +109,8 @@ macro_rules! client_wrapper {
             pub async fn try_connect(opts: MqttOptions) -> Result<Client, ConnectionError> {
                 let id = opts.client_id();
                 let (client, mut el) = AsyncClient::new(opts, 64);
+                // Unbounded: a test reads its clients one after another, and a client it is not
+                // reading yet must not stop reading its socket (a test client, not a data path).
                 let (tx, mut events) = mpsc::unbounded_channel();
                 let pump = tokio::spawn(async move {
                     loop {

@@ -324,6 +324,206 @@ async fn topic_alias_from_the_client_is_resolved() {
         .map(|m| (m.topic, m.payload.to_vec()))
         .collect();
     assert_eq!(got, want);
+
+    // An alias can be pointed at another topic.
+    s5.subscribe("alias/other", q5(1)).await;
+    p.publish_with("alias/other", q5(1), false, "re-aliased", alias()).await;
+    p.publish_with("", q5(1), false, "uses-new-alias", alias()).await;
+    let got: Vec<(String, Vec<u8>)> = s5
+        .recv_n(2)
+        .await
+        .iter()
+        .map(|m| (v5::topic(m).to_string(), m.payload.to_vec()))
+        .collect();
+    let want = vec![
+        ("alias/other".to_string(), b"re-aliased".to_vec()),
+        ("alias/other".to_string(), b"uses-new-alias".to_vec()),
+    ];
+    assert_eq!(got, want);
     drop((s5, s4, p));
+    server.stop();
+}
+
+/// MQTT 5 §3.3.2.3.4: a client that allows topic aliases gets them from the server: the first
+/// PUBLISH on a topic carries topic and alias, later ones the alias and an empty topic; once
+/// the client's Topic Alias Maximum is used up, full topics without an alias.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_uses_topic_aliases_the_client_allows() {
+    let server = TestServer::start();
+    let mut o = v5::options(&server, "s");
+    o.set_topic_alias_max(Some(1));
+    let mut s = v5::Client::connect(o).await;
+    s.subscribe("out/#", q5(1)).await;
+    let mut p = v4::Client::connect(v4::options(&server, "p")).await;
+    for topic in ["out/first", "out/first", "out/second", "out/first", "out/second"] {
+        p.publish(topic, q4(1), false, topic).await;
+    }
+    // rumqttc reports a PUBLISH as it came off the wire (alias not yet resolved).
+    let got: Vec<(String, Option<u16>, Vec<u8>)> = s
+        .recv_n(5)
+        .await
+        .iter()
+        .map(|m| (v5::topic(m).to_string(), v5::props(m).topic_alias, m.payload.to_vec()))
+        .collect();
+    let want = vec![
+        ("out/first".to_string(), Some(1), b"out/first".to_vec()),
+        (String::new(), Some(1), b"out/first".to_vec()),
+        ("out/second".to_string(), None, b"out/second".to_vec()),
+        (String::new(), Some(1), b"out/first".to_vec()),
+        ("out/second".to_string(), None, b"out/second".to_vec()),
+    ];
+    assert_eq!(got, want);
+
+    // Without a Topic Alias Maximum, no aliases at all.
+    let mut plain = v5::Client::connect(v5::options(&server, "plain")).await;
+    plain.subscribe("out/#", q5(1)).await;
+    p.publish("out/first", q4(1), false, "a").await;
+    p.publish("out/first", q4(1), false, "b").await;
+    for m in plain.recv_n(2).await {
+        assert_eq!((v5::topic(&m), v5::props(&m).topic_alias), ("out/first", None));
+    }
+    drop((s, p, plain));
+    server.stop();
+}
+
+/// MQTT 5 §3.1.2.11.4: the server does not send a packet larger than the client's Maximum
+/// Packet Size; it drops that message and goes on with the next.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_over_the_client_maximum_packet_size_are_dropped() {
+    let server = TestServer::start();
+    let mut o = v5::options(&server, "small");
+    o.set_max_packet_size(Some(256));
+    let mut small = v5::Client::connect(o).await;
+    small.subscribe("big/t", q5(1)).await;
+    let mut roomy = v5::Client::connect(v5::options(&server, "roomy")).await;
+    roomy.subscribe("big/t", q5(1)).await;
+
+    let mut p = v5::Client::connect(v5::options(&server, "p")).await;
+    p.publish("big/t", q5(1), false, vec![b'x'; 1000]).await;
+    p.publish("big/t", q5(0), false, vec![b'y'; 1000]).await;
+    p.publish("big/t", q5(1), false, "fits").await;
+    p.publish("big/t", q5(1), false, "fits-too").await;
+
+    let got: Vec<Vec<u8>> = small.recv_n(2).await.into_iter().map(|m| m.payload.to_vec()).collect();
+    assert_eq!(got, vec![b"fits".to_vec(), b"fits-too".to_vec()]);
+    let sizes: Vec<usize> = roomy.recv_n(4).await.iter().map(|m| m.payload.len()).collect();
+    assert_eq!(
+        sizes,
+        vec![1000, 1000, 4, 8],
+        "a client without the limit gets everything"
+    );
+    drop((small, roomy, p));
+    server.stop();
+}
+
+/// MQTT 5 §3.11.3: UNSUBACK says Success for an existing subscription and No Subscription
+/// Existed (0x11) otherwise; after it nothing more is delivered for that filter.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unsubscribe_reports_and_stops_delivery() {
+    use rumqttc::v5::mqttbytes::v5::{Packet, UnsubAckReason};
+    use rumqttc::v5::Event;
+
+    let server = TestServer::start();
+    let mut s = v5::Client::connect(v5::options(&server, "s")).await;
+    s.subscribe("un/a", q5(1)).await;
+    s.subscribe("un/b", q5(1)).await;
+    let mut reasons = Vec::new();
+    for filter in ["un/a", "un/never"] {
+        s.client.unsubscribe(filter).await.unwrap();
+        reasons.push(
+            s.expect("UNSUBACK", |ev| match ev {
+                Event::Incoming(Packet::UnsubAck(u)) => Some(u.reasons.clone()),
+                _ => None,
+            })
+            .await,
+        );
+    }
+    assert_eq!(
+        reasons,
+        vec![
+            vec![UnsubAckReason::Success],
+            vec![UnsubAckReason::NoSubscriptionExisted]
+        ]
+    );
+
+    let mut p = v4::Client::connect(v4::options(&server, "p")).await;
+    p.publish("un/a", q4(1), false, "gone").await;
+    p.publish("un/b", q4(1), false, "kept").await;
+    let m = s.recv().await;
+    assert_eq!(
+        (v5::topic(&m), &m.payload[..]),
+        ("un/b", &b"kept"[..]),
+        "delivered after UNSUBSCRIBE"
+    );
+    drop((s, p));
+    server.stop();
+}
+
+/// MQTT 5 §3.3.4: overlapping subscriptions of one client give one copy, at the highest
+/// granted QoS.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overlapping_subscriptions_give_one_copy_at_the_highest_qos() {
+    let server = TestServer::start();
+    let mut s = v5::Client::connect(v5::options(&server, "s")).await;
+    s.subscribe("ov/#", q5(0)).await;
+    s.subscribe("ov/+/t", q5(2)).await;
+    s.subscribe("ov/x/t", q5(1)).await;
+    let mut p = v5::Client::connect(v5::options(&server, "p")).await;
+    p.publish("ov/x/t", q5(2), false, "three-matches").await;
+    p.publish("ov/y", q5(2), false, "one-match").await;
+    let got: Vec<(Vec<u8>, u8)> = s
+        .recv_n(2)
+        .await
+        .into_iter()
+        .map(|m| (m.payload.to_vec(), m.qos as u8))
+        .collect();
+    assert_eq!(got, vec![(b"three-matches".to_vec(), 2), (b"one-match".to_vec(), 0)]);
+    drop((s, p));
+    server.stop();
+}
+
+/// MQTT 5 §3.3.2.3.4 with §3.1.2.11.4: a message dropped because it is too large for the
+/// client must not leave behind a topic alias the client never learned; the next message on
+/// that topic has to carry the topic name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropped_oversized_message_does_not_consume_a_topic_alias() {
+    let server = TestServer::start();
+    let mut o = v5::options(&server, "s");
+    o.set_topic_alias_max(Some(5));
+    o.set_max_packet_size(Some(256));
+    let mut s = v5::Client::connect(o).await;
+    s.subscribe("alias-big/t", q5(1)).await;
+    let mut p = v5::Client::connect(v5::options(&server, "p")).await;
+    p.publish("alias-big/t", q5(1), false, vec![b'x'; 1000]).await;
+    p.publish("alias-big/t", q5(1), false, "small").await;
+    let m = s.recv().await;
+    assert_eq!(&m.payload[..], b"small");
+    assert_eq!(
+        v5::topic(&m),
+        "alias-big/t",
+        "first PUBLISH the client receives on this topic uses alias {:?} without the topic name",
+        v5::props(&m).topic_alias
+    );
+    drop((s, p));
+    server.stop();
+}
+
+/// MQTT 5 §3.3.4: retained messages sent because of a SUBSCRIBE carry its subscription
+/// identifier.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retained_messages_carry_the_subscription_identifier() {
+    let server = TestServer::start();
+    let mut p = v5::Client::connect(v5::options(&server, "p")).await;
+    p.publish("sidr/t", q5(1), true, "stored").await;
+    let mut s = v5::Client::connect(v5::options(&server, "s")).await;
+    let props = SubscribeProperties {
+        id: Some(42),
+        user_properties: Vec::new(),
+    };
+    s.subscribe_with(Filter::new("sidr/#", q5(1)), Some(props)).await;
+    let m = s.recv().await;
+    assert_eq!((&m.payload[..], m.retain), (&b"stored"[..], true));
+    assert_eq!(v5::props(&m).subscription_identifiers, vec![42]);
+    drop((s, p));
     server.stop();
 }

@@ -101,11 +101,16 @@ pub fn will_to_message(w: &mqtt::Will, origin: Origin, now_ms: u64) -> Result<(M
         origin,
         expires_at: None,
     };
-    // The expiry of a will counts from when it is published; the caller re-bases it if delayed.
-    if let Some(secs) = props.message_expiry_interval {
-        msg = msg.with_expiry_interval(secs, now_ms);
-    }
+    // The expiry of a will counts from when it is published (MQTT 5 §3.1.3.2.4), which is not
+    // now: the caller applies `props.message_expiry_interval` then, see [`will_expiry`].
+    let _ = now_ms;
+    msg.expires_at = None;
     Ok((msg, props.will_delay_interval.unwrap_or(0)))
+}
+
+/// The message expiry interval of a will, to apply when it is published.
+pub fn will_expiry(w: &mqtt::Will) -> Option<u32> {
+    w.properties.message_expiry_interval
 }
 
 /// A `Message` -> the PUBLISH sent to a subscriber (no packet id, alias or subscription
