@@ -56,13 +56,11 @@ impl SessionLink for Link {
 pub struct Connection {
     io: TcpStream,
     conn: MqttConn,
-    broker: Arc<Broker>,
     read_armed: bool,
     write_armed: bool,
     closing: Option<Close>,
     timer: Option<SpawnHandle>,
     awaiting_connect: bool,
-    connect_timeout: Duration,
     _guard: ConnectionGuard,
 }
 
@@ -76,18 +74,15 @@ impl Connection {
     ) -> io::Result<Addr<Connection>> {
         let peer = stream.peer_addr()?;
         stream.set_nodelay(true)?;
-        let connect_timeout = listener.limits.connect_timeout;
         let conn = MqttConn::new(broker.clone(), listener, peer, Instant::now());
         Ok(Connection {
             io: stream,
             conn,
-            broker,
             read_armed: false,
             write_armed: false,
             closing: None,
             timer: None,
             awaiting_connect: true,
-            connect_timeout,
             _guard: guard,
         }
         .start())
@@ -177,7 +172,7 @@ impl Connection {
                 }
             }
         }
-        Metrics::add(&self.broker.metrics.bytes_sent, written);
+        Metrics::add(&self.conn.broker().metrics.bytes_sent, written);
         if !self.conn.out.is_empty() {
             return;
         }
@@ -229,7 +224,7 @@ impl Connection {
             return;
         }
         if let Some((session, generation, detached)) = self.conn.handle_closed(&close) {
-            crate::server::schedule_session_timers(&self.broker, session, generation, detached);
+            crate::server::schedule_session_timers(self.conn.broker(), session, generation, detached);
         }
         self.closing = Some(close);
         if let Some(t) = self.timer.take() {
@@ -250,7 +245,7 @@ impl Actor for Connection {
     fn started(&mut self, ctx: &mut Context<Self>) {
         ctx.set_mailbox_capacity(64);
         self.conn.set_link(Arc::new(Link(ctx.address())));
-        self.timer = Some(ctx.run_later(self.connect_timeout, |act, ctx| {
+        self.timer = Some(ctx.run_later(self.conn.connect_timeout(), |act, ctx| {
             act.timer = None;
             if !act.conn.is_connected() {
                 tracing::debug!("closing: no CONNECT in time");
@@ -264,7 +259,7 @@ impl Actor for Connection {
     fn stopped(&mut self, _ctx: &mut Context<Self>) {
         if self.closing.is_none() {
             if let Some((session, generation, detached)) = self.conn.handle_closed(&Close::PeerGone) {
-                crate::server::schedule_session_timers(&self.broker, session, generation, detached);
+                crate::server::schedule_session_timers(self.conn.broker(), session, generation, detached);
             }
         }
         // Half-close politely so that the peer reads our last packet before the FIN.

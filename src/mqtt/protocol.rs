@@ -53,8 +53,10 @@ pub enum Close {
     },
     /// The peer closed the socket or it failed.
     PeerGone,
-    /// A protocol violation or malformed packet; the reason code was sent where possible.
-    Violation(ReasonCode, String),
+    /// A protocol violation or malformed packet; the reason code was sent where possible and
+    /// the why was logged where it happened (kept out of here: this value lives in every
+    /// connection).
+    Violation(ReasonCode),
     /// CONNECT refused (CONNACK with an error was sent).
     Refused(ReasonCode),
     /// No packet within 1.5 × keep alive.
@@ -123,6 +125,16 @@ impl MqttConn {
             last_packet: now,
             closed: None,
         }
+    }
+
+    /// The broker core.
+    pub fn broker(&self) -> &Arc<Broker> {
+        &self.broker
+    }
+
+    /// How long the client has to send CONNECT.
+    pub fn connect_timeout(&self) -> Duration {
+        self.listener.limits.connect_timeout
     }
 
     /// Sets how the broker reaches this connection (its actor address).
@@ -228,14 +240,14 @@ impl MqttConn {
             return self.fail(Close::Refused(code));
         }
         self.send_disconnect(code, Some(e.to_string()));
-        self.fail(Close::Violation(code, e.to_string()))
+        self.fail(Close::Violation(code))
     }
 
     fn violation(&mut self, code: ReasonCode, why: &str) -> Close {
         Metrics::add(&self.broker.metrics.protocol_errors, 1);
         tracing::debug!(peer = %self.peer, client_id = self.client_id().unwrap_or("-"), reason = why, "closing: protocol violation");
         self.send_disconnect(code, Some(why.to_string()));
-        Close::Violation(code, why.to_string())
+        Close::Violation(code)
     }
 
     fn handle_packet(&mut self, packet: Packet, now: Instant) -> Result<(), Close> {
@@ -246,10 +258,7 @@ impl MqttConn {
                 other => {
                     Metrics::add(&self.broker.metrics.protocol_errors, 1);
                     tracing::debug!(peer = %self.peer, packet = ?other.kind(), "first packet is not CONNECT");
-                    Err(Close::Violation(
-                        ReasonCode::PROTOCOL_ERROR,
-                        "[MQTT-3.1.0-1] first packet must be CONNECT".into(),
-                    ))
+                    Err(Close::Violation(ReasonCode::PROTOCOL_ERROR))
                 }
             };
         }
@@ -618,7 +627,7 @@ impl MqttConn {
     fn reject_publish(&mut self, p: &Publish, code: ReasonCode, why: &str) -> Result<(), Close> {
         tracing::debug!(peer = %self.peer, client_id = self.client_id().unwrap_or("-"), reason = why, "PUBLISH refused");
         if !self.is_v5() {
-            return Err(Close::Violation(code, why.to_string()));
+            return Err(Close::Violation(code));
         }
         match (p.qos, p.packet_id) {
             (mqtt::QoS::AtLeastOnce, Some(pid)) => {
