@@ -14,6 +14,7 @@ mod common;
 
 mod flow;
 mod interop;
+mod limits;
 mod options;
 mod raw;
 mod robust;

@@ -1,0 +1,113 @@
+//! Per-listener limits (max connections, topic levels) and the graceful stop.
+
+use std::sync::atomic::Ordering;
+
+use unigate_mqtt::{Packet, ProtocolVersion, QoS, ReasonCode, SubscriptionOptions, Will};
+
+use crate::common::TestServer;
+use crate::util::{connect_packet, publish, Raw};
+
+#[test]
+fn connections_beyond_max_connections_are_closed_and_slots_come_back() {
+    let server = TestServer::start_with("", "max_connections = 2");
+    let a = Raw::v5(server.addr, "lim-a");
+    let b = Raw::v5(server.addr, "lim-b");
+    // The third is closed before any CONNACK.
+    let mut c = Raw::open(server.addr);
+    let _ = c.try_send_bytes(&c.encode(&Packet::Connect(Box::new(connect_packet(
+        ProtocolVersion::V5,
+        "lim-c",
+        true,
+    )))));
+    c.expect_closed();
+    // A slot freed by a disconnect is usable again.
+    a.disconnect();
+    let mut again = None;
+    for _ in 0..50 {
+        // The server releases the slot when it has seen the close; retry briefly.
+        let mut d = Raw::open(server.addr);
+        let bytes = d.encode(&Packet::Connect(Box::new(connect_packet(
+            ProtocolVersion::V5,
+            "lim-d",
+            true,
+        ))));
+        if d.try_send_bytes(&bytes).is_ok() {
+            if let crate::util::Event::Packet(Packet::ConnAck(ack)) =
+                d.next_event(std::time::Duration::from_millis(200))
+            {
+                assert_eq!(ack.reason_code, ReasonCode::SUCCESS);
+                again = Some(d);
+                break;
+            }
+        }
+    }
+    assert!(again.is_some(), "a freed connection slot was not reusable");
+    b.disconnect();
+    server.stop();
+}
+
+#[test]
+fn topics_and_filters_beyond_max_topic_levels_are_refused() {
+    let server = TestServer::start_with("", "max_topic_levels = 3");
+    let mut c = Raw::v5(server.addr, "levels");
+    let ack = c.subscribe_with(
+        1,
+        &[
+            ("a/b/c", SubscriptionOptions::new(QoS::AtLeastOnce)),
+            ("a/b/c/d", SubscriptionOptions::new(QoS::AtLeastOnce)),
+        ],
+    );
+    assert_eq!(
+        ack.reason_codes,
+        vec![ReasonCode::GRANTED_QOS_1, ReasonCode::TOPIC_FILTER_INVALID]
+    );
+    c.send(&Packet::Publish(publish("a/b/c/d", "deep", QoS::AtLeastOnce, 7)));
+    match c.recv() {
+        Packet::PubAck(a) => assert_eq!(a.reason_code, ReasonCode::TOPIC_NAME_INVALID),
+        other => panic!("expected PUBACK 0x90, got {other:?}"),
+    }
+    // Within the limit it flows.
+    c.send(&Packet::Publish(publish("a/b/c", "ok", QoS::AtLeastOnce, 8)));
+    let mut got_ack = false;
+    let mut got_msg = false;
+    while !(got_ack && got_msg) {
+        match c.recv() {
+            Packet::PubAck(a) => {
+                assert_eq!(a.reason_code, ReasonCode::SUCCESS);
+                got_ack = true;
+            }
+            Packet::Publish(p) => {
+                assert_eq!(&p.payload[..], b"ok");
+                got_msg = true;
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    // MQTT 3.1.1 cannot refuse a PUBLISH: the connection is closed.
+    let mut v3 = Raw::v311(server.addr, "levels-3");
+    v3.send(&Packet::Publish(publish("a/b/c/d", "deep", QoS::AtLeastOnce, 1)));
+    v3.expect_closed();
+    server.stop();
+}
+
+#[test]
+fn graceful_stop_sends_0x8b_and_keeps_wills_unpublished() {
+    let server = TestServer::start();
+    let broker = server.server.as_ref().expect("running").broker.clone();
+    let mut with_will = connect_packet(ProtocolVersion::V5, "stop-will", true);
+    with_will.will = Some(Will {
+        topic: "wills/stop".into(),
+        payload: "gone".into(),
+        qos: QoS::AtLeastOnce,
+        retain: true,
+        properties: Default::default(),
+    });
+    let mut c5 = Raw::accepted(server.addr, with_will);
+    let mut c3 = Raw::v311(server.addr, "stop-v3");
+    let stopper = std::thread::spawn(move || server.stop());
+    c5.expect_disconnect(0x8B);
+    c3.expect_closed();
+    stopper.join().expect("server stopped");
+    assert_eq!(broker.metrics.wills_published.load(Ordering::Relaxed), 0);
+    assert!(broker.retained_matching(&"wills/#".parse().expect("filter")).is_empty());
+}
