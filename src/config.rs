@@ -73,6 +73,9 @@ pub struct Config {
     /// Publish the wills of connected clients when the server is stopped gracefully.
     #[serde(default)]
     pub publish_wills_on_shutdown: bool,
+    /// Auth chains and authenticators.
+    #[serde(default)]
+    pub auth: crate::auth::AuthConfig,
 }
 
 fn default_sys_interval() -> Duration {
@@ -105,6 +108,10 @@ pub struct ListenerConfig {
     pub protocol: ListenerProtocol,
     /// Address and port to bind (port 0: the OS picks one).
     pub bind: SocketAddr,
+    /// The auth chain (a name under `[auth.chains]`); absent: `auth.default_chain`, else
+    /// anonymous clients are accepted.
+    #[serde(default)]
+    pub auth: Option<String>,
     /// Per-listener limits.
     #[serde(default)]
     pub limits: Limits,
@@ -211,6 +218,7 @@ impl Config {
             workers: 0,
             sys_interval: default_sys_interval(),
             publish_wills_on_shutdown: false,
+            auth: crate::auth::AuthConfig::default(),
         }
     }
 
@@ -220,6 +228,7 @@ impl Config {
             name: "mqtt".into(),
             protocol: ListenerProtocol::Mqtt,
             bind: SocketAddr::new(host, 1883),
+            auth: None,
             limits: Limits::default(),
         }]
     }
@@ -287,6 +296,12 @@ impl Config {
                     format!("listeners[{i}].limits"),
                     "max_queued_messages and max_topic_levels must be at least 1",
                 ));
+            }
+        }
+        let chains = crate::auth::Chains::build(&self.auth).map_err(|e| invalid("auth".into(), &e.to_string()))?;
+        for (i, l) in self.listeners.iter().enumerate() {
+            if let Err(e) = chains.for_listener(l.auth.as_deref()) {
+                return Err(invalid(format!("listeners[{i}].auth"), &e.to_string()));
             }
         }
         if self.mqtt.max_qos > 2 {

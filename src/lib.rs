@@ -16,6 +16,7 @@
 //! sessions under one read lock and queues a delivery in each; each subscriber's actor is woken
 //! and writes. See docs/architecture.md.
 
+pub mod auth;
 pub mod bench;
 pub mod broker;
 pub mod config;

@@ -145,8 +145,17 @@ fn run_system(
     ready: Ready,
     stop: tokio::sync::oneshot::Receiver<()>,
 ) -> anyhow::Result<()> {
+    let chains = match crate::auth::Chains::build(&config.auth) {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = ready.send(Err(anyhow::anyhow!("{e}")));
+            return Ok(());
+        }
+    };
+    let auth_runtime = crate::auth::AuthRuntime::new().context("cannot start the auth runtime")?;
+    let auth_handle = auth_runtime.handle();
     let system = actix_rt::System::new();
-    system.block_on(async move {
+    let result = system.block_on(async move {
         let workers = if config.workers == 0 {
             num_cpus::get()
         } else {
@@ -164,9 +173,28 @@ fn run_system(
                         protocol: l.protocol,
                         addr,
                     });
+                    let chain = match chains.for_listener(l.auth.as_deref()) {
+                        Ok(c) => c,
+                        Err(e) => {
+                            let _ = ready.send(Err(anyhow::anyhow!("listener \"{}\": {e}", l.name)));
+                            return Ok(());
+                        }
+                    };
+                    if chain.allows_everyone() && !l.bind.ip().is_loopback() {
+                        tracing::warn!(
+                            listener = %l.name, bind = %l.bind,
+                            "listener accepts anonymous clients and is bound beyond loopback"
+                        );
+                    }
                     let settings = Arc::new(ListenerSettings {
                         name: Arc::from(l.name.as_str()),
                         limits: l.limits.clone(),
+                        auth: crate::auth::ListenerAuth {
+                            chain,
+                            runtime: auth_handle.clone(),
+                            timeout: config.auth.timeout,
+                            audit: config.auth.audit,
+                        },
                     });
                     let open = Arc::new(AtomicUsize::new(0));
                     for (socket, worker) in sockets.into_iter().zip(handles.iter()) {
@@ -208,8 +236,9 @@ fn run_system(
         }
         actix_rt::System::current().stop();
         Ok::<(), anyhow::Error>(())
-    })?;
-    Ok(())
+    });
+    auth_runtime.shutdown();
+    result
 }
 
 async fn wait_for_stop(stop: tokio::sync::oneshot::Receiver<()>, signals: bool) {

@@ -89,7 +89,11 @@ impl Connection {
     }
 
     fn arm_read(&mut self, ctx: &mut Context<Self>) {
-        if self.read_armed || self.closing.is_some() || self.conn.out.len() >= HIGH_WATER {
+        if self.read_armed
+            || self.closing.is_some()
+            || self.conn.out.len() >= HIGH_WATER
+            || self.conn.is_authenticating()
+        {
             return;
         }
         self.read_armed = true;
@@ -127,6 +131,43 @@ impl Connection {
                 }
             }
         }
+        if let Some(creds) = self.conn.take_auth_request() {
+            self.authenticate(creds, ctx);
+            return;
+        }
+        if self.awaiting_connect && self.conn.is_connected() {
+            self.awaiting_connect = false;
+            if let Some(t) = self.timer.take() {
+                ctx.cancel_future(t);
+            }
+            self.rearm_keepalive(ctx);
+        }
+        self.drain(ctx);
+        self.arm_read(ctx);
+    }
+
+    /// Runs the listener's auth chain off this thread; reading pauses until it answers.
+    fn authenticate(&mut self, creds: unigate_auth::Credentials, ctx: &mut Context<Self>) {
+        let answer = self.conn.listener().auth.run(creds);
+        ctx.spawn(answer.into_actor(self).map(|outcome, act, ctx| {
+            if act.closing.is_some() {
+                return;
+            }
+            let resumed = act
+                .conn
+                .handle_auth(outcome)
+                .and_then(|()| act.conn.handle_bytes(&[], Instant::now()));
+            if let Err(close) = resumed {
+                act.close(close, ctx);
+                return;
+            }
+            // Packets sent right behind CONNECT were held back; they may hold another CONNECT
+            // for the chain (a protocol error caught in handle_packet), so just continue.
+            act.on_authenticated(ctx);
+        }));
+    }
+
+    fn on_authenticated(&mut self, ctx: &mut Context<Self>) {
         if self.awaiting_connect && self.conn.is_connected() {
             self.awaiting_connect = false;
             if let Some(t) = self.timer.take() {

@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
+use unigate_auth::{Credentials, DenyReason, Identity, Outcome, Secret};
 use unigate_mqtt::{
     self as mqtt, AckProperties, ConnAck, ConnAckProperties, Connect, DecodeError, Disconnect, DisconnectProperties,
     Packet, PacketId, ProtocolVersion, PubResp, Publish, ReasonCode, SubAck, Subscribe, UnsubAck, Unsubscribe,
@@ -41,6 +42,8 @@ pub struct ListenerSettings {
     pub name: Arc<str>,
     /// Its limits.
     pub limits: Limits,
+    /// Its auth chain and where to run it.
+    pub auth: crate::auth::ListenerAuth,
 }
 
 /// Why a connection closes.
@@ -77,10 +80,19 @@ impl Close {
     }
 }
 
+/// A validated CONNECT whose credentials are being checked.
+struct PendingConnect {
+    connect: Connect,
+    client_id: ClientId,
+    assigned: Option<String>,
+    credentials: Option<Credentials>,
+}
+
 struct Connected {
     version: ProtocolVersion,
     client_id: ClientId,
     username: Option<Arc<str>>,
+    identity: Identity,
     session: Arc<Session>,
     generation: u64,
     keep_alive: u16,
@@ -107,6 +119,8 @@ pub struct MqttConn {
     /// Bytes waiting to be written.
     pub out: BytesMut,
     conn: Option<Box<Connected>>,
+    /// A CONNECT waiting for the auth chain's answer.
+    pending: Option<Box<PendingConnect>>,
     last_packet: Instant,
     closed: Option<Close>,
 }
@@ -122,6 +136,7 @@ impl MqttConn {
             read_buf: BytesMut::new(),
             out: BytesMut::new(),
             conn: None,
+            pending: None,
             last_packet: now,
             closed: None,
         }
@@ -130,6 +145,11 @@ impl MqttConn {
     /// The broker core.
     pub fn broker(&self) -> &Arc<Broker> {
         &self.broker
+    }
+
+    /// The listener's settings.
+    pub fn listener(&self) -> &Arc<ListenerSettings> {
+        &self.listener
     }
 
     /// How long the client has to send CONNECT.
@@ -192,6 +212,11 @@ impl MqttConn {
                     Ok(Some((packet, used))) => {
                         pos += used;
                         self.handle_packet(packet, now).map_err(|c| self.fail(c))?;
+                        if self.pending.is_some() {
+                            // CONNECT waits for the auth chain: later packets wait too (their
+                            // decoding depends on the version CONNECT negotiates).
+                            break;
+                        }
                     }
                     Ok(None) => break,
                     Err(e) => return Err(self.decode_failed(e)),
@@ -204,6 +229,9 @@ impl MqttConn {
             self.read_buf.extend_from_slice(data);
             loop {
                 let version = self.version();
+                if self.pending.is_some() {
+                    break;
+                }
                 match mqtt::decode(&mut self.read_buf, version, max) {
                     Ok(Some(packet)) => self.handle_packet(packet, now).map_err(|c| self.fail(c))?,
                     Ok(None) => break,
@@ -358,7 +386,66 @@ impl MqttConn {
                 return self.refuse(v, ReasonCode::QOS_NOT_SUPPORTED, "will QoS above the maximum QoS");
             }
         }
-        let origin = self.origin(&client_id, c.username.as_deref().map(Arc::from));
+        let chain = &self.listener.auth.chain;
+        if chain.allows_everyone() {
+            // No credentials to check: finish at once, without a trip to the auth runtime.
+            let identity = Identity::anonymous(c.username.as_deref());
+            return self.finish_connect(c, client_id, assigned, identity);
+        }
+        let mut credentials = Credentials::new(Protocol::Mqtt, self.listener.name.clone());
+        credentials.peer = Some(self.peer);
+        credentials.client_id = Some(client_id.to_string());
+        credentials.username = c.username.clone();
+        credentials.password = c.password.as_ref().map(|p| Secret::new(p.to_vec()));
+        self.pending = Some(Box::new(PendingConnect {
+            connect: c,
+            client_id,
+            assigned,
+            credentials: Some(credentials),
+        }));
+        Ok(())
+    }
+
+    /// Credentials to check, once per CONNECT: the caller runs the listener's chain on them and
+    /// answers with [`MqttConn::handle_auth`].
+    pub fn take_auth_request(&mut self) -> Option<Credentials> {
+        self.pending.as_mut().and_then(|p| p.credentials.take())
+    }
+
+    /// Whether a CONNECT is waiting for the auth chain.
+    pub fn is_authenticating(&self) -> bool {
+        self.pending.is_some()
+    }
+
+    /// The auth chain answered: finish or refuse the pending CONNECT.
+    pub fn handle_auth(&mut self, outcome: Outcome) -> Result<(), Close> {
+        let Some(p) = self.pending.take() else { return Ok(()) };
+        let v = p.connect.protocol;
+        let r = match outcome {
+            Outcome::Allowed(identity) => self.finish_connect(p.connect, p.client_id, p.assigned, identity),
+            Outcome::Denied { reason, .. } => {
+                let code = match reason {
+                    DenyReason::BadCredentials | DenyReason::Expired => ReasonCode::BAD_USER_NAME_OR_PASSWORD,
+                    DenyReason::Unavailable => ReasonCode::SERVER_UNAVAILABLE,
+                    _ => ReasonCode::NOT_AUTHORIZED,
+                };
+                self.refuse(v, code, &reason.to_string())
+            }
+        };
+        r.map_err(|c| self.fail(c))
+    }
+
+    fn finish_connect(
+        &mut self,
+        c: Connect,
+        client_id: ClientId,
+        assigned: Option<String>,
+        identity: Identity,
+    ) -> Result<(), Close> {
+        let v = c.protocol;
+        let settings = &self.broker.settings;
+        let username = identity.username.clone();
+        let origin = self.origin(&client_id, username.clone());
         let will = match &c.will {
             Some(w) => match tr::will_to_message(w, origin, now_ms()) {
                 Ok((msg, delay)) => Some(Box::new(PendingWill {
@@ -408,7 +495,8 @@ impl MqttConn {
         let conn = Connected {
             version: v,
             client_id: client_id.clone(),
-            username: c.username.as_deref().map(Arc::from),
+            username,
+            identity,
             session: att.session.clone(),
             generation: att.generation,
             keep_alive,

@@ -1,0 +1,2 @@
+//! Placeholder until the password bench lands.
+fn main() {}

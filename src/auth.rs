@@ -1,0 +1,236 @@
+//! The server side of the auth chain: building chains from the configuration, and running
+//! them off the connection threads.
+//!
+//! Authenticators may hash passwords (milliseconds of CPU) or call an identity provider
+//! (network round trips). Neither may stall the worker threads that carry every other
+//! connection, so chains run on a small dedicated runtime ([`AuthRuntime`]) under a timeout;
+//! the connection waits for the answer without reading further packets. A listener whose chain
+//! lets everyone in skips the trip entirely.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Deserialize;
+use unigate_auth::{Chain, Credentials, DenyReason, NoMatch, Outcome};
+
+/// `[auth]`: chains, authenticators, audit.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    /// Log every authentication and authorisation decision (target `unigate::audit`, info).
+    #[serde(default)]
+    pub audit: bool,
+    /// How long a chain may take before the client is refused (server unavailable).
+    #[serde(default = "default_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+    /// The chain of listeners that name none; absent: such listeners accept anonymous clients.
+    #[serde(default)]
+    pub default_chain: Option<String>,
+    /// Named chains.
+    #[serde(default)]
+    pub chains: BTreeMap<String, ChainConfig>,
+    /// Named authenticator instances.
+    #[serde(default)]
+    pub authenticators: BTreeMap<String, AuthenticatorConfig>,
+}
+
+fn default_timeout() -> Duration {
+    Duration::from_secs(5)
+}
+
+/// `[auth.chains.NAME]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChainConfig {
+    /// Authenticator names, tried in order.
+    pub authenticators: Vec<String>,
+    /// What happens when all of them ignore the client: `deny` (default) or `allow`.
+    #[serde(default)]
+    pub no_match: NoMatchConfig,
+}
+
+/// `no_match` of a chain.
+#[derive(Debug, Clone, Copy, Deserialize, Default, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum NoMatchConfig {
+    /// Refuse the client.
+    #[default]
+    Deny,
+    /// Let it in as anonymous.
+    Allow,
+}
+
+/// `[auth.authenticators.NAME]`, by `kind`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+pub enum AuthenticatorConfig {}
+
+/// Errors building the auth configuration.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AuthSetupError {
+    /// A listener or `default_chain` names a chain that does not exist.
+    #[error("auth chain \"{0}\" is not defined under [auth.chains]")]
+    UnknownChain(String),
+    /// A chain names an authenticator that does not exist.
+    #[error("auth chain \"{chain}\" names authenticator \"{name}\", which is not defined under [auth.authenticators]")]
+    UnknownAuthenticator {
+        /// The chain.
+        chain: String,
+        /// The missing authenticator.
+        name: String,
+    },
+}
+
+/// The chains of a configuration, built once at start (and on reload).
+#[derive(Debug, Clone)]
+pub struct Chains {
+    chains: BTreeMap<String, Arc<Chain>>,
+    default: Option<String>,
+}
+
+impl Chains {
+    /// Builds every chain and authenticator of `config`.
+    pub fn build(config: &AuthConfig) -> Result<Chains, AuthSetupError> {
+        let mut chains = BTreeMap::new();
+        for (name, c) in &config.chains {
+            let mut authenticators = Vec::new();
+            for a in &c.authenticators {
+                let Some(ac) = config.authenticators.get(a) else {
+                    return Err(AuthSetupError::UnknownAuthenticator {
+                        chain: name.clone(),
+                        name: a.clone(),
+                    });
+                };
+                authenticators.push(build_authenticator(a, ac)?);
+            }
+            let no_match = match c.no_match {
+                NoMatchConfig::Deny => NoMatch::Deny,
+                NoMatchConfig::Allow => NoMatch::Allow,
+            };
+            chains.insert(
+                name.clone(),
+                Arc::new(Chain::new(name.as_str(), authenticators, no_match)),
+            );
+        }
+        if let Some(d) = &config.default_chain {
+            if !chains.contains_key(d) {
+                return Err(AuthSetupError::UnknownChain(d.clone()));
+            }
+        }
+        Ok(Chains {
+            chains,
+            default: config.default_chain.clone(),
+        })
+    }
+
+    /// The chain for a listener naming `name` (or none).
+    pub fn for_listener(&self, name: Option<&str>) -> Result<Arc<Chain>, AuthSetupError> {
+        match name.or(self.default.as_deref()) {
+            None => Ok(Arc::new(Chain::anonymous())),
+            Some(n) => self
+                .chains
+                .get(n)
+                .cloned()
+                .ok_or_else(|| AuthSetupError::UnknownChain(n.to_string())),
+        }
+    }
+}
+
+/// One authenticator instance from its configuration.
+fn build_authenticator(
+    _name: &str,
+    config: &AuthenticatorConfig,
+) -> Result<Arc<dyn unigate_auth::Authenticator>, AuthSetupError> {
+    match *config {}
+}
+
+/// The small runtime chains run on.
+pub struct AuthRuntime {
+    runtime: tokio::runtime::Runtime,
+}
+
+impl AuthRuntime {
+    /// Two worker threads: enough to overlap a slow identity provider with password hashing on
+    /// a 2-core machine without competing with the connection workers for every core.
+    pub fn new() -> std::io::Result<AuthRuntime> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("unigate-auth")
+            .enable_all()
+            .build()?;
+        Ok(AuthRuntime { runtime })
+    }
+
+    /// A handle to spawn on.
+    pub fn handle(&self) -> tokio::runtime::Handle {
+        self.runtime.handle().clone()
+    }
+
+    /// Stops it without waiting for chains in progress (their connections are gone).
+    pub fn shutdown(self) {
+        self.runtime.shutdown_background();
+    }
+}
+
+/// What a listener's connections need to authenticate.
+#[derive(Debug, Clone)]
+pub struct ListenerAuth {
+    /// The chain.
+    pub chain: Arc<Chain>,
+    /// Where to run it.
+    pub runtime: tokio::runtime::Handle,
+    /// How long it may take.
+    pub timeout: Duration,
+    /// Log decisions.
+    pub audit: bool,
+}
+
+impl ListenerAuth {
+    /// Runs the chain on the auth runtime under the timeout. The returned future may be awaited
+    /// on any runtime.
+    pub fn run(&self, creds: Credentials) -> impl std::future::Future<Output = Outcome> + 'static {
+        let chain = self.chain.clone();
+        let timeout = self.timeout;
+        let audit = self.audit;
+        let task = self.runtime.spawn(async move {
+            let outcome = match tokio::time::timeout(timeout, chain.authenticate(&creds)).await {
+                Ok(o) => o,
+                Err(_) => Outcome::Denied {
+                    authenticator: Arc::from(chain.name()),
+                    reason: DenyReason::Unavailable,
+                },
+            };
+            if audit {
+                audit_auth(&creds, &outcome);
+            }
+            outcome
+        });
+        async move {
+            task.await.unwrap_or(Outcome::Denied {
+                authenticator: Arc::from("chain"),
+                reason: DenyReason::Unavailable,
+            })
+        }
+    }
+}
+
+/// One audit line per authentication; never the password.
+fn audit_auth(creds: &Credentials, outcome: &Outcome) {
+    let peer = creds.peer.map(|p| p.to_string()).unwrap_or_default();
+    let client_id = creds.client_id.as_deref().unwrap_or("");
+    let username = creds.username.as_deref().unwrap_or("");
+    match outcome {
+        Outcome::Allowed(id) => tracing::info!(
+            target: "unigate::audit",
+            event = "authn", listener = %creds.listener, %peer, client_id, username,
+            authenticator = %id.authenticator, result = "allow"
+        ),
+        Outcome::Denied { authenticator, reason } => tracing::info!(
+            target: "unigate::audit",
+            event = "authn", listener = %creds.listener, %peer, client_id, username,
+            authenticator = %authenticator, result = "deny", reason = %reason
+        ),
+    }
+}
