@@ -108,6 +108,10 @@ pub struct ListenerConfig {
     pub protocol: ListenerProtocol,
     /// Address and port to bind (port 0: the OS picks one).
     pub bind: SocketAddr,
+    /// TLS: certificate, key, client certificates. With it, an `mqtt` listener speaks MQTT over
+    /// TLS.
+    #[serde(default)]
+    pub tls: Option<crate::tls::TlsConfig>,
     /// The auth chain (a name under `[auth.chains]`); absent: `auth.default_chain`, else
     /// anonymous clients are accepted.
     #[serde(default)]
@@ -228,6 +232,7 @@ impl Config {
             name: "mqtt".into(),
             protocol: ListenerProtocol::Mqtt,
             bind: SocketAddr::new(host, 1883),
+            tls: None,
             auth: None,
             limits: Limits::default(),
         }]
@@ -302,6 +307,11 @@ impl Config {
         for (i, l) in self.listeners.iter().enumerate() {
             if let Err(e) = chains.for_listener(l.auth.as_deref()) {
                 return Err(invalid(format!("listeners[{i}].auth"), &e.to_string()));
+            }
+            if let Some(tls) = &l.tls {
+                if let Err(e) = crate::tls::server_config(tls, &["mqtt"]) {
+                    return Err(invalid(format!("listeners[{i}].tls"), &e.to_string()));
+                }
             }
         }
         if self.mqtt.max_qos > 2 {

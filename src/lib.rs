@@ -22,3 +22,4 @@ pub mod broker;
 pub mod config;
 pub mod mqtt;
 pub mod server;
+pub mod tls;

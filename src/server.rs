@@ -186,7 +186,18 @@ fn run_system(
                             "listener accepts anonymous clients and is bound beyond loopback"
                         );
                     }
+                    let tls = match &l.tls {
+                        Some(t) => match crate::tls::server_config(t, &["mqtt"]) {
+                            Ok(c) => Some(c),
+                            Err(e) => {
+                                let _ = ready.send(Err(anyhow::anyhow!("listener \"{}\": {e}", l.name)));
+                                return Ok(());
+                            }
+                        },
+                        None => None,
+                    };
                     let settings = Arc::new(ListenerSettings {
+                        tls,
                         name: Arc::from(l.name.as_str()),
                         limits: l.limits.clone(),
                         auth: crate::auth::ListenerAuth {

@@ -20,6 +20,7 @@ use tokio::net::TcpStream;
 use super::protocol::{Close, ListenerSettings, MqttConn, HIGH_WATER};
 use crate::broker::{Broker, KickReason, Metrics, SessionLink};
 use crate::server::ConnectionGuard;
+use crate::tls::TlsState;
 
 /// Reads per readiness event before yielding to other connections on the thread.
 const READS_PER_EVENT: usize = 4;
@@ -55,6 +56,8 @@ impl SessionLink for Link {
 /// One MQTT connection.
 pub struct Connection {
     io: TcpStream,
+    /// TLS state on TLS listeners (boxed: it is large, and plain connections should not pay).
+    tls: Option<Box<TlsState>>,
     conn: MqttConn,
     read_armed: bool,
     write_armed: bool,
@@ -74,9 +77,16 @@ impl Connection {
     ) -> io::Result<Addr<Connection>> {
         let peer = stream.peer_addr()?;
         stream.set_nodelay(true)?;
+        let tls = match &listener.tls {
+            Some(config) => Some(Box::new(
+                TlsState::new(config.clone()).map_err(|e| io::Error::other(e.to_string()))?,
+            )),
+            None => None,
+        };
         let conn = MqttConn::new(broker.clone(), listener, peer, Instant::now());
         Ok(Connection {
             io: stream,
+            tls,
             conn,
             read_armed: false,
             write_armed: false,
@@ -113,11 +123,15 @@ impl Connection {
         for _ in 0..READS_PER_EVENT {
             let io = &self.io;
             let conn = &mut self.conn;
+            let tls = &mut self.tls;
             let step = SCRATCH.with(|s| {
                 let mut buf = s.borrow_mut();
                 match io.try_read(&mut buf) {
                     Ok(0) => Err(Some(Close::PeerGone)),
-                    Ok(n) => conn.handle_bytes(&buf[..n], now).map_err(Some),
+                    Ok(n) => match tls {
+                        None => conn.handle_bytes(&buf[..n], now).map_err(Some),
+                        Some(tls) => read_tls(tls, conn, &buf[..n], now),
+                    },
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => Err(None),
                     Err(_) => Err(Some(Close::PeerGone)),
                 }
@@ -130,6 +144,10 @@ impl Connection {
                     return;
                 }
             }
+        }
+        if self.tls.as_ref().is_some_and(|t| t.wants_write()) {
+            // Handshake messages to send.
+            self.flush(ctx);
         }
         if let Some(creds) = self.conn.take_auth_request() {
             self.authenticate(creds, ctx);
@@ -192,29 +210,38 @@ impl Connection {
 
     fn flush(&mut self, ctx: &mut Context<Self>) {
         let mut written = 0u64;
-        while !self.conn.out.is_empty() {
-            match self.io.try_write(&self.conn.out) {
-                Ok(n) => {
+        let result = match &mut self.tls {
+            None => write_plain(&self.io, &mut self.conn.out, &mut written),
+            Some(tls) => {
+                if !self.conn.out.is_empty() {
+                    let n = tls.write_plaintext(&self.conn.out);
                     self.conn.out.advance(n);
-                    written += n as u64;
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    self.arm_write(ctx);
-                    break;
+                tls.write_ciphertext(&mut SockWriter {
+                    io: &self.io,
+                    written: &mut written,
+                })
+            }
+        };
+        match result {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.arm_write(ctx),
+            Err(_) => {
+                self.conn.out.clear();
+                if self.closing.is_none() {
+                    self.close(Close::PeerGone, ctx);
+                } else {
+                    ctx.stop();
                 }
-                Err(_) => {
-                    self.conn.out.clear();
-                    if self.closing.is_none() {
-                        self.close(Close::PeerGone, ctx);
-                    } else {
-                        ctx.stop();
-                    }
-                    return;
-                }
+                return;
             }
         }
         Metrics::add(&self.conn.broker().metrics.bytes_sent, written);
-        if !self.conn.out.is_empty() {
+        if self.has_pending_output() {
+            if !self.write_armed {
+                // rustls took only part of the plaintext: go on once it drained.
+                self.flush_later(ctx);
+            }
             return;
         }
         if self.conn.out.capacity() > 2 * HIGH_WATER {
@@ -231,6 +258,10 @@ impl Connection {
             self.flush_later(ctx);
         }
         self.arm_read(ctx);
+    }
+
+    fn has_pending_output(&self) -> bool {
+        !self.conn.out.is_empty() || self.tls.as_ref().is_some_and(|t| t.wants_write())
     }
 
     fn flush_later(&mut self, ctx: &mut Context<Self>) {
@@ -271,11 +302,14 @@ impl Connection {
         if let Some(t) = self.timer.take() {
             ctx.cancel_future(t);
         }
-        if self.conn.out.is_empty() {
-            ctx.stop();
-        } else {
+        if let Some(tls) = &mut self.tls {
+            tls.close();
+        }
+        if self.has_pending_output() {
             self.flush(ctx);
             ctx.run_later(CLOSE_GRACE, |_, ctx| ctx.stop());
+        } else {
+            ctx.stop();
         }
     }
 }
@@ -323,6 +357,56 @@ impl Handler<Kick> for Connection {
         }
         let close = self.conn.handle_kick(kick.0);
         self.close(close, ctx);
+    }
+}
+
+/// Decrypts `data` and feeds the plaintext to the MQTT side. A TLS failure closes the
+/// connection (after the alert rustls queued is flushed).
+fn read_tls(tls: &mut TlsState, conn: &mut MqttConn, data: &[u8], now: Instant) -> Result<(), Option<Close>> {
+    let was_handshaking = tls.is_handshaking();
+    let read = match tls.read_ciphertext(data) {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::debug!(peer = %conn.peer(), error = %e, "TLS failed");
+            return Err(Some(Close::PeerGone));
+        }
+    };
+    if was_handshaking && !tls.is_handshaking() {
+        conn.set_peer_certificates(tls.peer_certificates());
+    }
+    if !read.plaintext.is_empty() {
+        conn.handle_bytes(&read.plaintext, now).map_err(Some)?;
+    }
+    if read.closed {
+        return Err(Some(Close::PeerGone));
+    }
+    Ok(())
+}
+
+/// Writes plaintext straight to the socket until it would block.
+fn write_plain(io: &TcpStream, out: &mut bytes::BytesMut, written: &mut u64) -> io::Result<()> {
+    while !out.is_empty() {
+        let n = io.try_write(out)?;
+        out.advance(n);
+        *written += n as u64;
+    }
+    Ok(())
+}
+
+/// `io::Write` over a non-blocking socket (for rustls' `write_tls`).
+struct SockWriter<'a> {
+    io: &'a TcpStream,
+    written: &'a mut u64,
+}
+
+impl io::Write for SockWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.io.try_write(buf)?;
+        *self.written += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
     }
 }
 

@@ -44,6 +44,8 @@ pub struct ListenerSettings {
     pub limits: Limits,
     /// Its auth chain and where to run it.
     pub auth: crate::auth::ListenerAuth,
+    /// TLS, on TLS listeners.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 /// Why a connection closes.
@@ -121,6 +123,8 @@ pub struct MqttConn {
     conn: Option<Box<Connected>>,
     /// A CONNECT waiting for the auth chain's answer.
     pending: Option<Box<PendingConnect>>,
+    /// The TLS client certificate chain (DER, leaf first), on TLS listeners.
+    peer_certs: Vec<Vec<u8>>,
     last_packet: Instant,
     closed: Option<Close>,
 }
@@ -137,6 +141,7 @@ impl MqttConn {
             out: BytesMut::new(),
             conn: None,
             pending: None,
+            peer_certs: Vec::new(),
             last_packet: now,
             closed: None,
         }
@@ -145,6 +150,16 @@ impl MqttConn {
     /// The broker core.
     pub fn broker(&self) -> &Arc<Broker> {
         &self.broker
+    }
+
+    /// The peer's address.
+    pub fn peer(&self) -> SocketAddr {
+        self.peer
+    }
+
+    /// Records the verified TLS client certificate chain, for the auth chain.
+    pub fn set_peer_certificates(&mut self, certs: Vec<Vec<u8>>) {
+        self.peer_certs = certs;
     }
 
     /// The listener's settings.
@@ -397,6 +412,7 @@ impl MqttConn {
         credentials.client_id = Some(client_id.to_string());
         credentials.username = c.username.clone();
         credentials.password = c.password.as_ref().map(|p| Secret::new(p.to_vec()));
+        credentials.peer_certificates = std::mem::take(&mut self.peer_certs);
         self.pending = Some(Box::new(PendingConnect {
             connect: c,
             client_id,
