@@ -44,6 +44,8 @@ struct ServeArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // One crypto provider for the whole process (ring); see crates.md.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("UNIGATE_LOG")
@@ -81,7 +83,8 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let defaults = config.listeners.is_empty();
     let running = server::start(config, args.bind, StartOptions { handle_signals: true })?;
     for l in &running.listeners {
-        println!("unigate: listener \"{}\" ({}) on {}", l.name, l.protocol, l.addr);
+        let tls = if l.tls { "+tls" } else { "" };
+        println!("unigate: listener \"{}\" ({}{tls}) on {}", l.name, l.protocol, l.addr);
     }
     if defaults {
         if args.bind.is_loopback() {

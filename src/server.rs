@@ -31,6 +31,8 @@ pub struct BoundListener {
     pub protocol: ListenerProtocol,
     /// The address it is bound to (with the OS-chosen port for `:0`).
     pub addr: SocketAddr,
+    /// Whether it speaks TLS.
+    pub tls: bool,
 }
 
 /// Options of a start.
@@ -168,11 +170,7 @@ fn run_system(
         for l in config.effective_listeners(host) {
             match bind_per_worker(&l, handles.len()) {
                 Ok((addr, sockets)) => {
-                    bound.push(BoundListener {
-                        name: l.name.clone(),
-                        protocol: l.protocol,
-                        addr,
-                    });
+                    bound.push(BoundListener { name: l.name.clone(), protocol: l.protocol, addr, tls: l.tls.is_some() });
                     let chain = match chains.for_listener(l.auth.as_deref()) {
                         Ok(c) => c,
                         Err(e) => {

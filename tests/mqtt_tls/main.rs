@@ -30,8 +30,8 @@ impl Pki {
         let dir = std::env::temp_dir().join(format!("unigate-tls-{}-{name}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
-        let (ca_pem, ca) = ca("unigate test CA");
-        let (_, rogue) = ca("rogue CA");
+        let (ca_pem, ca) = new_ca("unigate test CA");
+        let (_, rogue) = new_ca("rogue CA");
         std::fs::write(dir.join("ca.pem"), ca_pem).unwrap();
 
         let server_key = KeyPair::generate().unwrap();
@@ -82,7 +82,7 @@ impl Drop for Pki {
     }
 }
 
-fn ca(name: &str) -> (String, Issuer<'static, KeyPair>) {
+fn new_ca(name: &str) -> (String, Issuer<'static, KeyPair>) {
     let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
     p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     p.distinguished_name.push(DnType::CommonName, name);
