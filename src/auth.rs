@@ -63,8 +63,13 @@ pub enum NoMatchConfig {
 
 /// `[auth.authenticators.NAME]`, by `kind`.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
-pub enum AuthenticatorConfig {}
+#[serde(tag = "kind", rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum AuthenticatorConfig {
+    /// TLS client certificates (`identity = "cn" | "san_dns" | "san_uri" | "san_email" |
+    /// "fingerprint"`, `as_username`, `as_client_id`, `bind_client_id`).
+    X509(unigate_auth::x509::X509Config),
+}
 
 /// Errors building the auth configuration.
 #[derive(Debug, thiserror::Error)]
@@ -140,10 +145,12 @@ impl Chains {
 
 /// One authenticator instance from its configuration.
 fn build_authenticator(
-    _name: &str,
+    name: &str,
     config: &AuthenticatorConfig,
 ) -> Result<Arc<dyn unigate_auth::Authenticator>, AuthSetupError> {
-    match *config {}
+    Ok(match config {
+        AuthenticatorConfig::X509(c) => Arc::new(unigate_auth::x509::X509Authenticator::new(name, c.clone())),
+    })
 }
 
 /// The small runtime chains run on.

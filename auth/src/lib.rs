@@ -265,6 +265,8 @@ impl Chain {
 }
 
 pub mod acl;
+pub mod x509;
+pub mod password;
 
 #[cfg(test)]
 mod tests {

@@ -303,6 +303,11 @@ impl Connection {
             ctx.cancel_future(t);
         }
         if let Some(tls) = &mut self.tls {
+            // The last packets (a CONNACK with an error, a DISCONNECT) go before close_notify.
+            if !self.conn.out.is_empty() {
+                let n = tls.write_plaintext(&self.conn.out);
+                self.conn.out.advance(n);
+            }
             tls.close();
         }
         if self.has_pending_output() {

@@ -460,6 +460,8 @@ impl MqttConn {
     ) -> Result<(), Close> {
         let v = c.protocol;
         let settings = &self.broker.settings;
+        // An authenticator may bind the client to an id (e.g. a certificate's CN).
+        let client_id = identity.client_id.clone().unwrap_or(client_id);
         let username = identity.username.clone();
         let origin = self.origin(&client_id, username.clone());
         let will = match &c.will {

@@ -114,8 +114,18 @@ fn client(dir: &Path, cn: &str, issuer: &Issuer<'static, KeyPair>, serial: u64, 
 
 /// Starts a server with one TLS listener whose `tls` table is `tls`.
 fn start(tls: &str) -> anyhow::Result<(RunningServer, SocketAddr)> {
+    start_with_auth(tls, "", "")
+}
+
+/// Like [`start`], the listener using auth chain `chain` (if not empty) defined in `auth_toml`.
+fn start_with_auth(tls: &str, chain: &str, auth_toml: &str) -> anyhow::Result<(RunningServer, SocketAddr)> {
+    let auth_key = if chain.is_empty() {
+        String::new()
+    } else {
+        format!("auth = {chain:?}\n")
+    };
     let text = format!(
-        "workers = 2\nsys_interval = \"0s\"\n[[listeners]]\nname = \"mqtts\"\nprotocol = \"mqtt\"\nbind = \"127.0.0.1:0\"\ntls = {{ {tls} }}\n"
+        "workers = 2\nsys_interval = \"0s\"\n[[listeners]]\nname = \"mqtts\"\nprotocol = \"mqtt\"\nbind = \"127.0.0.1:0\"\n{auth_key}tls = {{ {tls} }}\n{auth_toml}\n"
     );
     let config = Config::parse(&text, "test", Vec::new())?;
     let server = server::start(config, [127, 0, 0, 1].into(), StartOptions::default())?;
@@ -166,12 +176,34 @@ fn client_config(pki: &Pki, client: Option<&str>) -> Arc<rustls::ClientConfig> {
 /// Connects over TLS, sends an MQTT 3.1.1 CONNECT and returns the CONNACK bytes, or the error
 /// that ended the attempt (a failed handshake).
 fn tls_connack(addr: SocketAddr, config: Arc<rustls::ClientConfig>) -> std::io::Result<[u8; 4]> {
+    tls_connack_as(addr, config, "id")
+}
+
+/// [`tls_connack`] with a client id.
+fn tls_connack_as(addr: SocketAddr, config: Arc<rustls::ClientConfig>, client_id: &str) -> std::io::Result<[u8; 4]> {
     let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
     let conn = rustls::ClientConnection::new(config, name).map_err(std::io::Error::other)?;
     let tcp = TcpStream::connect(addr)?;
     tcp.set_read_timeout(Some(common::TIMEOUT))?;
     let mut tls = rustls::StreamOwned::new(conn, tcp);
-    tls.write_all(&[0x10, 0x0e, 0, 4, b'M', b'Q', b'T', b'T', 4, 2, 0, 60, 0, 2, b'i', b'd'])?;
+    let mut connect = vec![
+        0x10,
+        (12 + client_id.len()) as u8,
+        0,
+        4,
+        b'M',
+        b'Q',
+        b'T',
+        b'T',
+        4,
+        2,
+        0,
+        60,
+        0,
+    ];
+    connect.push(client_id.len() as u8);
+    connect.extend_from_slice(client_id.as_bytes());
+    tls.write_all(&connect)?;
     tls.flush()?;
     let mut ack = [0u8; 4];
     tls.read_exact(&mut ack)?;
@@ -333,5 +365,32 @@ fn mosquitto_clients_over_mutual_tls() {
         .status()
         .unwrap();
     assert!(!rogue.success());
+    server.stop().unwrap();
+}
+
+const NOT_AUTHORIZED_V3: [u8; 4] = [0x20, 0x02, 0x00, 0x05];
+
+#[test]
+fn x509_authenticator_takes_the_identity_from_the_certificate() {
+    let pki = Pki::new("x509");
+    let auth = "[auth.chains.certs]\nauthenticators = [\"cert\"]\nno_match = \"deny\"\n\
+                [auth.authenticators.cert]\nkind = \"x509\"\nidentity = \"cn\"\nbind_client_id = true\n";
+    let (server, addr) = start_with_auth(&mtls(&pki, "optional"), "certs", auth).unwrap();
+    // The certificate's CN is the client id it may use.
+    assert_eq!(
+        tls_connack_as(addr, client_config(&pki, Some("device-1")), "device-1").unwrap(),
+        ACCEPTED
+    );
+    assert_eq!(
+        tls_connack_as(addr, client_config(&pki, Some("device-1")), "device-2").unwrap(),
+        NOT_AUTHORIZED_V3
+    );
+    // No certificate: the x509 authenticator ignores the client and the chain denies.
+    assert_eq!(
+        tls_connack_as(addr, client_config(&pki, None), "device-1").unwrap(),
+        NOT_AUTHORIZED_V3
+    );
+    let session = server.broker.session("device-1");
+    assert!(session.is_none(), "clean session ended");
     server.stop().unwrap();
 }

@@ -1,0 +1,405 @@
+//! Stored password hashes: parsed once when the file is loaded (so a bad entry is reported
+//! with its user and file, not discovered at the first login), verified at connect time.
+//!
+//! Accepted formats (see the module documentation of [`super`] for the full description):
+//! argon2id / argon2i PHC strings, bcrypt `$2a$`/`$2b$`/`$2y$`, PBKDF2 PHC strings
+//! (`$pbkdf2-sha256$` / `$pbkdf2-sha512$`) and `$sha256$<salt>$<digest>` for imported tables.
+
+use std::fmt;
+use std::str::FromStr;
+
+use argon2::password_hash::{PasswordHasher, PasswordVerifier};
+use argon2::{Algorithm, Argon2, Params, PasswordHash as Phc, Version};
+use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+use base64::Engine as _;
+use sha2::{Digest as _, Sha256};
+use subtle::ConstantTimeEq as _;
+
+use super::PasswordError;
+
+/// Passwords longer than this (in bytes) are refused without hashing: hashing a megabyte
+/// costs real time for argon2's initial BLAKE2b and PBKDF2's HMAC keying, and no human or
+/// device needs more.
+pub const MAX_PASSWORD_LEN: usize = 4096;
+
+/// Upper bound on argon2 work accepted from a stored hash: `m_cost × t_cost` in KiB passes
+/// (4 GiB of memory traffic, a few seconds here). A typo such as `m=1900000000` would
+/// otherwise make every login for that user allocate gigabytes.
+const MAX_ARGON2_WORK: u64 = 4 * 1024 * 1024;
+/// Upper bound on argon2 memory accepted from a stored hash (KiB): 1 GiB.
+const MAX_ARGON2_M_KIB: u32 = 1024 * 1024;
+/// Upper bound on bcrypt cost accepted from a stored hash (2^16 rounds: about 4 s here).
+const MAX_BCRYPT_COST: u32 = 16;
+/// bcrypt's own lower bound.
+const MIN_BCRYPT_COST: u32 = 4;
+/// Upper bound on PBKDF2 iterations accepted from a stored hash.
+const MAX_PBKDF2_ROUNDS: u32 = 10_000_000;
+
+/// Base64 as used in `$sha256$` entries: the standard alphabet, padding optional.
+const SHA256_B64: GeneralPurpose = GeneralPurpose::new(
+    &base64::alphabet::STANDARD,
+    GeneralPurposeConfig::new()
+        .with_encode_padding(true)
+        .with_decode_padding_mode(DecodePaddingMode::Indifferent),
+);
+
+/// The argon2id cost of newly added hashes. Verification always uses the parameters embedded
+/// in each stored hash, so changing this never invalidates existing entries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Argon2Cost {
+    /// Memory in KiB (`m`).
+    pub m_kib: u32,
+    /// Passes over the memory (`t`).
+    pub t: u32,
+    /// Lanes (`p`). The hash is computed on one thread whatever `p` is.
+    pub p: u32,
+}
+
+impl Argon2Cost {
+    /// The defaults chosen by measurement (see the module documentation of [`super`]):
+    /// 16 MiB, 2 passes, 1 lane — about 10 ms per verification on one core here.
+    pub const DEFAULT: Argon2Cost = Argon2Cost {
+        m_kib: 16 * 1024,
+        t: 2,
+        p: 1,
+    };
+
+    fn params(self) -> Result<Params, PasswordError> {
+        Params::new(self.m_kib, self.t, self.p, None)
+            .map_err(|e| PasswordError::Hash(format!("invalid argon2 parameters: {e}")))
+    }
+}
+
+impl Default for Argon2Cost {
+    fn default() -> Argon2Cost {
+        Argon2Cost::DEFAULT
+    }
+}
+
+/// The algorithm of a [`StoredHash`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum HashFormat {
+    /// `$argon2id$…` (the default for new hashes).
+    Argon2id,
+    /// `$argon2i$…`.
+    Argon2i,
+    /// `$2a$…`, `$2b$…`, `$2y$…`.
+    Bcrypt,
+    /// `$pbkdf2-sha256$…`.
+    Pbkdf2Sha256,
+    /// `$pbkdf2-sha512$…`.
+    Pbkdf2Sha512,
+    /// `$sha256$<salt>$<digest>`.
+    SaltedSha256,
+}
+
+impl fmt::Display for HashFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            HashFormat::Argon2id => "argon2id",
+            HashFormat::Argon2i => "argon2i",
+            HashFormat::Bcrypt => "bcrypt",
+            HashFormat::Pbkdf2Sha256 => "pbkdf2-sha256",
+            HashFormat::Pbkdf2Sha512 => "pbkdf2-sha512",
+            HashFormat::SaltedSha256 => "salted sha256",
+        })
+    }
+}
+
+/// Why a stored hash string was refused. The message never contains the hash itself.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct HashFormatError(String);
+
+impl HashFormatError {
+    fn new(reason: impl Into<String>) -> HashFormatError {
+        HashFormatError(reason.into())
+    }
+}
+
+/// A parsed, verifiable password hash. `Debug` shows the algorithm only.
+#[derive(Clone)]
+pub struct StoredHash {
+    /// The string as stored (written back unchanged on save).
+    raw: String,
+    kind: Kind,
+}
+
+#[derive(Clone)]
+enum Kind {
+    Argon2 {
+        phc: Phc,
+        algorithm: Algorithm,
+        version: Version,
+        params: Params,
+    },
+    Bcrypt {
+        cost: u32,
+    },
+    Pbkdf2 {
+        phc: Phc,
+        algorithm: pbkdf2::Algorithm,
+        params: pbkdf2::Params,
+    },
+    SaltedSha256 {
+        salt: Vec<u8>,
+        digest: [u8; 32],
+    },
+}
+
+impl fmt::Debug for StoredHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "StoredHash({}, <redacted>)", self.format())
+    }
+}
+
+impl FromStr for StoredHash {
+    type Err = HashFormatError;
+
+    fn from_str(s: &str) -> Result<StoredHash, HashFormatError> {
+        StoredHash::parse(s)
+    }
+}
+
+impl StoredHash {
+    /// Parses a stored hash string, checking its parameters (and refusing costs so high that
+    /// every login would take seconds).
+    pub fn parse(s: &str) -> Result<StoredHash, HashFormatError> {
+        let kind = if s.starts_with("$argon2id$") || s.starts_with("$argon2i$") {
+            parse_argon2(s)?
+        } else if s.starts_with("$argon2d$") {
+            return Err(HashFormatError::new(
+                "argon2d is not accepted (its memory access depends on the password); use argon2id",
+            ));
+        } else if s.starts_with("$2a$") || s.starts_with("$2b$") || s.starts_with("$2y$") {
+            parse_bcrypt(s)?
+        } else if s.starts_with("$pbkdf2-sha256$") || s.starts_with("$pbkdf2-sha512$") {
+            parse_pbkdf2(s)?
+        } else if let Some(rest) = s.strip_prefix("$sha256$") {
+            parse_sha256(rest)?
+        } else {
+            return Err(HashFormatError::new(
+                "unrecognised hash format (accepted: $argon2id$, $argon2i$, $2a$/$2b$/$2y$ bcrypt, \
+                 $pbkdf2-sha256$, $pbkdf2-sha512$, $sha256$<salt>$<digest>)",
+            ));
+        };
+        Ok(StoredHash {
+            raw: s.to_owned(),
+            kind,
+        })
+    }
+
+    /// A new argon2id hash of `password` with a random 16-byte salt.
+    pub fn generate(password: &[u8], cost: Argon2Cost) -> Result<StoredHash, PasswordError> {
+        if password.len() > MAX_PASSWORD_LEN {
+            return Err(PasswordError::PasswordTooLong { max: MAX_PASSWORD_LEN });
+        }
+        let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, cost.params()?);
+        let phc = argon2
+            .hash_password_with_salt(password, &random_salt()?)
+            .map_err(|e| PasswordError::Hash(e.to_string()))?;
+        StoredHash::parse(&phc.to_string()).map_err(|e| PasswordError::Hash(e.to_string()))
+    }
+
+    /// The algorithm.
+    pub fn format(&self) -> HashFormat {
+        match &self.kind {
+            Kind::Argon2 {
+                algorithm: Algorithm::Argon2i,
+                ..
+            } => HashFormat::Argon2i,
+            Kind::Argon2 { .. } => HashFormat::Argon2id,
+            Kind::Bcrypt { .. } => HashFormat::Bcrypt,
+            Kind::Pbkdf2 {
+                algorithm: pbkdf2::Algorithm::Pbkdf2Sha512,
+                ..
+            } => HashFormat::Pbkdf2Sha512,
+            Kind::Pbkdf2 { .. } => HashFormat::Pbkdf2Sha256,
+            Kind::SaltedSha256 { .. } => HashFormat::SaltedSha256,
+        }
+    }
+
+    /// The stored string. Callers must not log it.
+    pub fn as_str(&self) -> &str {
+        &self.raw
+    }
+
+    /// Whether `password` matches, using the parameters embedded in the hash. Digests are
+    /// compared in constant time. Passwords over [`MAX_PASSWORD_LEN`] never match (and are not
+    /// hashed). bcrypt, by its definition, looks at the first 72 bytes only.
+    pub fn verify(&self, password: &[u8]) -> bool {
+        if password.len() > MAX_PASSWORD_LEN {
+            return false;
+        }
+        match &self.kind {
+            Kind::Argon2 { phc, .. } => match Argon2::default().verify_password(password, phc) {
+                Ok(()) => true,
+                Err(argon2::password_hash::Error::PasswordInvalid) => false,
+                Err(e) => {
+                    // Parameters were checked at load: this is not the client's fault.
+                    tracing::warn!(error = %e, "argon2 verification failed to run");
+                    false
+                }
+            },
+            Kind::Bcrypt { .. } => match bcrypt::verify(password, &self.raw) {
+                Ok(ok) => ok,
+                Err(e) => {
+                    tracing::warn!(error = %e, "bcrypt verification failed to run");
+                    false
+                }
+            },
+            Kind::Pbkdf2 { phc, .. } => match pbkdf2::Pbkdf2::default().verify_password(password, phc) {
+                Ok(()) => true,
+                Err(argon2::password_hash::Error::PasswordInvalid) => false,
+                Err(e) => {
+                    tracing::warn!(error = %e, "pbkdf2 verification failed to run");
+                    false
+                }
+            },
+            Kind::SaltedSha256 { salt, digest } => {
+                let computed = Sha256::new().chain_update(salt).chain_update(password).finalize();
+                computed.as_slice().ct_eq(digest.as_slice()).into()
+            }
+        }
+    }
+
+    /// What verification costs, as a key: hashes with equal keys take the same time to verify.
+    pub(crate) fn cost_key(&self) -> String {
+        match &self.kind {
+            Kind::Argon2 {
+                algorithm,
+                version,
+                params,
+                ..
+            } => format!(
+                "{algorithm}/{version:?}/{}/{}/{}/{:?}",
+                params.m_cost(),
+                params.t_cost(),
+                params.p_cost(),
+                params.output_len()
+            ),
+            Kind::Bcrypt { cost } => format!("bcrypt/{cost}"),
+            Kind::Pbkdf2 { algorithm, params, .. } => {
+                format!("{algorithm}/{}/{}", params.rounds(), params.output_len())
+            }
+            Kind::SaltedSha256 { .. } => "sha256".to_owned(),
+        }
+    }
+
+    /// A fresh hash of a random password that costs as much to verify as this one: what
+    /// unknown users are verified against, so that their timing matches known users'.
+    pub(crate) fn dummy_like(&self) -> Result<StoredHash, PasswordError> {
+        let password = random_salt()?;
+        let salt = random_salt()?;
+        let raw = match &self.kind {
+            Kind::Argon2 {
+                algorithm,
+                version,
+                params,
+                ..
+            } => Argon2::new(*algorithm, *version, params.clone())
+                .hash_password_with_salt(&password, &salt)
+                .map_err(|e| PasswordError::Hash(e.to_string()))?
+                .to_string(),
+            Kind::Bcrypt { cost } => bcrypt::hash_with_salt(password, *cost, salt)
+                .map_err(|e| PasswordError::Hash(e.to_string()))?
+                .format_for_version(bcrypt::Version::TwoB),
+            Kind::Pbkdf2 { algorithm, params, .. } => pbkdf2::Pbkdf2::new(*algorithm, *params)
+                .hash_password_with_salt(&password, &salt)
+                .map_err(|e| PasswordError::Hash(e.to_string()))?
+                .to_string(),
+            Kind::SaltedSha256 { .. } => {
+                let digest = Sha256::new().chain_update(salt).chain_update(password).finalize();
+                format!("$sha256${}${}", SHA256_B64.encode(salt), SHA256_B64.encode(digest))
+            }
+        };
+        StoredHash::parse(&raw).map_err(|e| PasswordError::Hash(e.to_string()))
+    }
+}
+
+/// 16 random bytes from the operating system.
+fn random_salt() -> Result<[u8; 16], PasswordError> {
+    argon2::password_hash::try_generate_salt().map_err(|e| PasswordError::Hash(format!("system RNG: {e}")))
+}
+
+fn parse_argon2(s: &str) -> Result<Kind, HashFormatError> {
+    let phc = Phc::new(s).map_err(|e| HashFormatError::new(format!("invalid argon2 PHC string: {e}")))?;
+    let algorithm = Algorithm::new(phc.algorithm.as_str())
+        .map_err(|e| HashFormatError::new(format!("invalid argon2 algorithm: {e}")))?;
+    let version = match phc.version {
+        Some(v) => Version::try_from(v).map_err(|e| HashFormatError::new(format!("invalid argon2 version: {e}")))?,
+        None => Version::default(),
+    };
+    let params = Params::try_from(&phc).map_err(|e| HashFormatError::new(format!("invalid argon2 parameters: {e}")))?;
+    if phc.salt.is_none() || phc.hash.is_none() {
+        return Err(HashFormatError::new("argon2 PHC string lacks a salt or a hash"));
+    }
+    let work = u64::from(params.m_cost()) * u64::from(params.t_cost());
+    if params.m_cost() > MAX_ARGON2_M_KIB || work > MAX_ARGON2_WORK {
+        return Err(HashFormatError::new(format!(
+            "argon2 cost too high (m={} KiB, t={}; at most m={MAX_ARGON2_M_KIB} and m×t={MAX_ARGON2_WORK})",
+            params.m_cost(),
+            params.t_cost()
+        )));
+    }
+    Ok(Kind::Argon2 {
+        phc,
+        algorithm,
+        version,
+        params,
+    })
+}
+
+fn parse_bcrypt(s: &str) -> Result<Kind, HashFormatError> {
+    let parts =
+        bcrypt::HashParts::from_str(s).map_err(|e| HashFormatError::new(format!("invalid bcrypt hash: {e}")))?;
+    let cost = parts.get_cost();
+    if !(MIN_BCRYPT_COST..=MAX_BCRYPT_COST).contains(&cost) {
+        return Err(HashFormatError::new(format!(
+            "bcrypt cost {cost} out of range ({MIN_BCRYPT_COST}..={MAX_BCRYPT_COST})"
+        )));
+    }
+    Ok(Kind::Bcrypt { cost })
+}
+
+fn parse_pbkdf2(s: &str) -> Result<Kind, HashFormatError> {
+    let phc = Phc::new(s).map_err(|e| {
+        HashFormatError::new(format!(
+            "invalid PBKDF2 PHC string ($pbkdf2-sha256$i=<rounds>[,l=<length>]$<salt>$<hash>): {e}"
+        ))
+    })?;
+    let algorithm = pbkdf2::Algorithm::try_from(phc.algorithm.as_str())
+        .map_err(|e| HashFormatError::new(format!("invalid PBKDF2 algorithm: {e}")))?;
+    let params = pbkdf2::Params::try_from(&phc)
+        .map_err(|e| HashFormatError::new(format!("invalid PBKDF2 parameters (i >= 1000, l <= 64): {e}")))?;
+    if phc.salt.is_none() || phc.hash.is_none() {
+        return Err(HashFormatError::new("PBKDF2 PHC string lacks a salt or a hash"));
+    }
+    if params.rounds() > MAX_PBKDF2_ROUNDS {
+        return Err(HashFormatError::new(format!(
+            "PBKDF2 iteration count {} too high (at most {MAX_PBKDF2_ROUNDS})",
+            params.rounds()
+        )));
+    }
+    Ok(Kind::Pbkdf2 { phc, algorithm, params })
+}
+
+/// `<base64 salt>$<base64 digest>`, after the `$sha256$` prefix.
+fn parse_sha256(rest: &str) -> Result<Kind, HashFormatError> {
+    let Some((salt, digest)) = rest.split_once('$') else {
+        return Err(HashFormatError::new(
+            "salted sha256 hash must be $sha256$<base64 salt>$<base64 digest>",
+        ));
+    };
+    let salt = SHA256_B64
+        .decode(salt)
+        .map_err(|_| HashFormatError::new("salted sha256 hash: the salt is not valid base64"))?;
+    let digest = SHA256_B64
+        .decode(digest)
+        .map_err(|_| HashFormatError::new("salted sha256 hash: the digest is not valid base64"))?;
+    let digest: [u8; 32] = digest
+        .try_into()
+        .map_err(|_| HashFormatError::new("salted sha256 hash: the digest is not 32 bytes"))?;
+    Ok(Kind::SaltedSha256 { salt, digest })
+}

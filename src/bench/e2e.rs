@@ -1,0 +1,190 @@
+//! The bench against the real server, in process on a loopback port: the load tool's own
+//! counting (loss, duplicates, QoS 2 filtering, reconnection) checked on runs whose right
+//! answer is known.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use unigate_mqtt::{ProtocolVersion, QoS};
+
+use super::client::SessionSpec;
+use super::load::{self, DropPlan, LoadPlan, SubPlan, Summary};
+use super::publisher::PubPlan;
+use super::{clock, idle, CommonArgs, IdleArgs};
+use crate::config::Config;
+use crate::server::{self, RunningServer, StartOptions};
+
+fn start_server() -> anyhow::Result<(RunningServer, SocketAddr)> {
+    let text = "workers = 2\nsys_interval = \"0s\"\n[[listeners]]\nname = \"mqtt\"\nprotocol = \"mqtt\"\n\
+                bind = \"127.0.0.1:0\"\n";
+    let config = Config::parse(text, "bench test", Vec::new())?;
+    let running = server::start(config, [127, 0, 0, 1].into(), StartOptions::default())?;
+    let addr = running
+        .addr("mqtt")
+        .ok_or_else(|| anyhow::anyhow!("no mqtt listener"))?;
+    Ok((running, addr))
+}
+
+fn session(client_id: &str) -> SessionSpec {
+    SessionSpec {
+        client_id: client_id.to_owned(),
+        clean_start: true,
+        session_expiry: 0,
+        keep_alive: 60,
+    }
+}
+
+fn publisher(index: u32, topic: &str, qos: QoS, rate: f64) -> PubPlan {
+    PubPlan {
+        index,
+        topic: topic.to_owned(),
+        qos,
+        size: 32,
+        rate,
+        phase: 0.0,
+        count: None,
+        duration: None,
+        inflight: 16,
+        drain: Duration::from_secs(5),
+    }
+}
+
+fn plan(addr: SocketAddr, version: ProtocolVersion) -> LoadPlan {
+    LoadPlan {
+        addr,
+        version,
+        threads: 2,
+        publishers: Vec::new(),
+        subscribers: Vec::new(),
+        drain: Duration::from_secs(5),
+        quiet: Duration::from_secs(1),
+    }
+}
+
+fn run(plan: LoadPlan) -> anyhow::Result<Summary> {
+    clock::init();
+    let summary = load::run(plan)?;
+    assert!(summary.errors.is_empty(), "client errors: {:?}", summary.errors);
+    Ok(summary)
+}
+
+#[test]
+fn fan_in_qos1_delivers_every_message_once() -> anyhow::Result<()> {
+    let (server, addr) = start_server()?;
+    let mut p = plan(addr, ProtocolVersion::V5);
+    for i in 0..4 {
+        let mut pubp = publisher(i, &format!("bench/t1/{i}"), QoS::AtLeastOnce, 0.0);
+        pubp.count = Some(2_000);
+        p.publishers.push((session(&format!("t1-pub-{i}")), pubp));
+    }
+    p.subscribers.push(SubPlan {
+        session: session("t1-sub"),
+        filter: "bench/t1/#".to_owned(),
+        qos: QoS::AtLeastOnce,
+        drop: None,
+    });
+    let s = run(p)?;
+    assert_eq!((s.sent, s.acked, s.expected), (8_000, 8_000, 8_000));
+    assert_eq!(s.received, 8_000);
+    assert_eq!(
+        (s.delivery.lost, s.delivery.duplicated, s.delivery.reordered),
+        (0, 0, 0)
+    );
+    assert_eq!(s.latency.count(), 8_000);
+    server.stop()
+}
+
+#[test]
+fn fan_out_paced_mqtt311_reaches_every_subscriber() -> anyhow::Result<()> {
+    let (server, addr) = start_server()?;
+    let mut p = plan(addr, ProtocolVersion::V3_1_1);
+    let mut pubp = publisher(0, "bench/t2/out", QoS::AtMostOnce, 2_000.0);
+    pubp.count = Some(400);
+    p.publishers.push((session("t2-pub"), pubp));
+    for i in 0..3 {
+        p.subscribers.push(SubPlan {
+            session: session(&format!("t2-sub-{i}")),
+            filter: "bench/t2/out".to_owned(),
+            qos: QoS::AtMostOnce,
+            drop: None,
+        });
+    }
+    let s = run(p)?;
+    assert_eq!((s.sent, s.expected, s.received), (400, 1_200, 1_200));
+    assert_eq!(s.delivery.lost, 0);
+    // 400 messages at 2000/s: about 0.2 s, not as fast as possible.
+    assert!(s.publish_secs >= 0.15, "paced run took {} s", s.publish_secs);
+    server.stop()
+}
+
+/// A persistent subscriber that goes silent, drops its socket and comes back.
+fn reconnect_plan(addr: SocketAddr, version: ProtocolVersion, qos: QoS, tag: &str) -> LoadPlan {
+    let mut p = plan(addr, version);
+    let mut pubp = publisher(0, &format!("bench/{tag}/r"), qos, 500.0);
+    pubp.duration = Some(Duration::from_millis(1_500));
+    p.publishers.push((session(&format!("{tag}-pub")), pubp));
+    p.subscribers.push(SubPlan {
+        session: SessionSpec {
+            client_id: format!("{tag}-persistent"),
+            clean_start: version.is_v5(),
+            session_expiry: 60,
+            keep_alive: 60,
+        },
+        filter: format!("bench/{tag}/#"),
+        qos,
+        drop: Some(DropPlan {
+            after: Duration::from_millis(500),
+            silent: Duration::from_millis(100),
+            down: Duration::from_millis(300),
+        }),
+    });
+    p
+}
+
+#[test]
+fn reconnect_qos1_loses_nothing_and_redelivers_the_unacknowledged() -> anyhow::Result<()> {
+    let (server, addr) = start_server()?;
+    for version in [ProtocolVersion::V5, ProtocolVersion::V3_1_1] {
+        let s = run(reconnect_plan(addr, version, QoS::AtLeastOnce, "t3"))?;
+        let r = s.reconnections.first().copied();
+        assert!(r.is_some_and(|r| r.session_present), "{version}: {r:?}");
+        assert_eq!(s.delivery.lost, 0, "{version}");
+        // Messages read during the silent 100 ms were never acknowledged: QoS 1 sends them again.
+        assert!(s.delivery.duplicated > 0, "{version}: no redelivery");
+        assert_eq!(s.delivery.unique, s.acked, "{version}");
+    }
+    server.stop()
+}
+
+#[test]
+fn reconnect_qos2_delivers_exactly_once() -> anyhow::Result<()> {
+    let (server, addr) = start_server()?;
+    let s = run(reconnect_plan(addr, ProtocolVersion::V5, QoS::ExactlyOnce, "t4"))?;
+    assert_eq!((s.delivery.lost, s.delivery.duplicated), (0, 0));
+    assert!(s.qos2_resent > 0, "the server did not resend unreleased QoS 2 messages");
+    assert_eq!(s.received, s.acked);
+    server.stop()
+}
+
+#[test]
+fn idle_connections_all_connect() -> anyhow::Result<()> {
+    let (server, addr) = start_server()?;
+    clock::init();
+    let args = IdleArgs {
+        common: CommonArgs {
+            addr: addr.to_string(),
+            mqtt_version: ProtocolVersion::V5,
+            threads: 2,
+        },
+        connections: 200,
+        concurrency: 20,
+        hold: 0.0,
+        keep_alive: 60,
+        server_pid: Some(std::process::id()),
+    };
+    let out = idle::measure(&args)?;
+    assert_eq!((out.connected, out.failed, out.closed), (200, 0, 0));
+    assert_eq!(out.latency.count(), 200);
+    assert!(out.rss_before.is_some() && out.rss_after.is_some());
+    server.stop()
+}

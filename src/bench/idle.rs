@@ -1,0 +1,306 @@
+//! `idle` (alias `connect-rate`): open many connections that CONNECT and then only keep
+//! alive. Reports how fast the server accepted them (CONNACKs per second, and the CONNECT →
+//! CONNACK latency) and, given the server's PID, its resident memory before and after: the
+//! memory an idle connection costs.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use tokio::sync::{watch, Semaphore};
+use unigate_mqtt::{Packet, ProtocolVersion};
+
+use super::client::{Conn, Fill, SessionSpec, IDLE_READ};
+use super::clock;
+use super::report::{latency_line, per_sec, Json};
+use super::runtime;
+use super::stats::Histogram;
+use super::{run_tag, seconds, IdleArgs};
+
+/// How long the server's memory may settle after the last CONNACK before it is read.
+const SETTLE: Duration = Duration::from_secs(1);
+/// Longest wait for all connections to be made or refused.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// Counters every connection task updates.
+#[derive(Default)]
+struct Shared {
+    connected: AtomicU64,
+    failed: AtomicU64,
+    closed_by_server: AtomicU64,
+    last_connack_ns: AtomicU64,
+    first_error: Mutex<Option<String>>,
+}
+
+impl Shared {
+    fn fail(&self, why: String) {
+        self.failed.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut first) = self.first_error.lock() {
+            first.get_or_insert(why);
+        }
+    }
+}
+
+#[derive(Clone)]
+struct Task {
+    addr: SocketAddr,
+    version: ProtocolVersion,
+    keep_alive: u16,
+    gate: Arc<Semaphore>,
+    shared: Arc<Shared>,
+    stop: watch::Receiver<bool>,
+}
+
+/// What an idle run measured.
+#[derive(Debug, Clone)]
+pub(crate) struct IdleOutcome {
+    /// Connections that got a successful CONNACK.
+    pub connected: u64,
+    /// Connections that failed to connect.
+    pub failed: u64,
+    /// Connections the server closed while they were idle.
+    pub closed: u64,
+    /// Seconds from the first CONNECT to the last CONNACK.
+    pub connect_secs: f64,
+    /// CONNECT → CONNACK latency, ns.
+    pub latency: Histogram,
+    /// The server's VmRSS before the first connection, kB.
+    pub rss_before: Option<u64>,
+    /// The server's VmRSS with every connection open, kB.
+    pub rss_after: Option<u64>,
+    /// The first connection error.
+    pub first_error: Option<String>,
+}
+
+/// Opens the connections, holds them, closes them.
+pub(crate) fn measure(a: &IdleArgs) -> anyhow::Result<IdleOutcome> {
+    let addr = a.common.socket_addr()?;
+    let hold = seconds("hold", a.hold)?;
+    let tag = run_tag();
+    let n = u64::from(a.connections);
+    let rss_before = a.server_pid.map(rss_kb).transpose()?;
+
+    let shared = Arc::new(Shared::default());
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let task = Task {
+        addr,
+        version: a.common.mqtt_version,
+        keep_alive: a.keep_alive,
+        gate: Arc::new(Semaphore::new(a.concurrency as usize)),
+        shared: shared.clone(),
+        stop: stop_rx,
+    };
+    let threads = u32::from(a.common.threads).max(1);
+    let start_ns = clock::now_ns();
+    let mut handles = Vec::new();
+    for t in 0..threads {
+        let ids: Vec<u32> = (t..a.connections).step_by(threads as usize).collect();
+        let task = task.clone();
+        let tag = tag.clone();
+        handles.push(runtime::spawn(format!("bench-idle-{t}"), move || async move {
+            let joins: Vec<_> = ids
+                .into_iter()
+                .map(|i| tokio::task::spawn_local(hold_one(format!("ub-{tag}-idle-{i}"), task.clone())))
+                .collect();
+            let mut latency = Histogram::default();
+            for j in joins {
+                if let Some(ns) = j.await? {
+                    latency.record(ns);
+                }
+            }
+            Ok(latency)
+        })?);
+    }
+    drop(task);
+
+    // Wait until every connection is up or has failed.
+    let deadline = Instant::now() + CONNECT_TIMEOUT;
+    loop {
+        let done = shared.connected.load(Ordering::Relaxed) + shared.failed.load(Ordering::Relaxed);
+        if done >= n || Instant::now() >= deadline {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let connected = shared.connected.load(Ordering::Relaxed);
+    let connect_secs = clock::secs_between(start_ns, shared.last_connack_ns.load(Ordering::Relaxed));
+    let settled_at = Instant::now();
+    std::thread::sleep(SETTLE);
+    let rss_after = a.server_pid.map(rss_kb).transpose()?;
+    std::thread::sleep(hold.saturating_sub(settled_at.elapsed()));
+    let _ = stop_tx.send(true);
+    let mut latency = Histogram::default();
+    for h in handles {
+        latency.merge(&runtime::join(h)?);
+    }
+
+    Ok(IdleOutcome {
+        connected,
+        failed: shared.failed.load(Ordering::Relaxed),
+        closed: shared.closed_by_server.load(Ordering::Relaxed),
+        connect_secs,
+        latency,
+        rss_before,
+        rss_after,
+        first_error: shared.first_error.lock().ok().and_then(|e| e.clone()),
+    })
+}
+
+/// Runs the scenario and prints its report.
+pub(crate) fn run(a: IdleArgs) -> anyhow::Result<()> {
+    let IdleOutcome {
+        connected,
+        failed,
+        closed,
+        connect_secs,
+        latency,
+        rss_before,
+        rss_after,
+        first_error,
+    } = measure(&a)?;
+    let n = u64::from(a.connections);
+    let connects_per_s = per_sec(connected, connect_secs);
+    println!(
+        "idle: {} connections, {} handshakes at a time, MQTT {}, server {}",
+        a.connections,
+        a.concurrency,
+        if a.common.mqtt_version.is_v5() { "5" } else { "3.1.1" },
+        a.common.addr
+    );
+    println!(
+        "  connected  {connected} in {connect_secs:.2} s ({connects_per_s:.0} connects/s); failed {failed}; closed by the server while idle {closed}"
+    );
+    println!("  CONNACK    {}", latency_line(&latency));
+    let per_conn = match (rss_before, rss_after) {
+        (Some(before), Some(after)) if connected > 0 => {
+            let bytes = after.saturating_sub(before) as f64 * 1024.0 / connected as f64;
+            println!("  memory     server RSS {before} kB → {after} kB: {bytes:.0} bytes per connection");
+            Some(bytes)
+        }
+        _ => None,
+    };
+    if let Some(e) = &first_error {
+        let hint = if e.contains("Too many open files") {
+            " (raise the limit with `ulimit -n`)"
+        } else {
+            ""
+        };
+        println!("  error      first of {failed}: {e}{hint}");
+    }
+    let json = Json::default()
+        .str("scenario", "idle")
+        .str("addr", &a.common.addr)
+        .str(
+            "mqtt_version",
+            if a.common.mqtt_version.is_v5() { "5" } else { "3.1.1" },
+        )
+        .int("connections", n)
+        .int("connected", connected)
+        .int("failed", failed)
+        .int("closed_by_server", closed)
+        .num("connect_s", connect_secs)
+        .num("connects_per_s", connects_per_s)
+        .int("sent", 0)
+        .int("received", 0)
+        .num("msgs_per_s", 0.0)
+        .latency(&latency)
+        .int("lost", 0)
+        .int("duplicated", 0)
+        .int("reordered", 0);
+    let json = match (rss_before, rss_after) {
+        (Some(b), Some(a)) => json.int("rss_before_kb", b).int("rss_after_kb", a),
+        _ => json.null("rss_before_kb").null("rss_after_kb"),
+    };
+    println!(
+        "{}",
+        json.opt_num("rss_per_conn_bytes", per_conn)
+            .int("errors", failed)
+            .finish()
+    );
+    Ok(())
+}
+
+/// Opens one connection and keeps it alive until the run stops; the CONNECT → CONNACK time
+/// in ns, or `None` if it failed.
+async fn hold_one(client_id: String, task: Task) -> Option<u64> {
+    let spec = SessionSpec {
+        client_id,
+        clean_start: true,
+        session_expiry: 0,
+        keep_alive: task.keep_alive,
+    };
+    let permit = task.gate.acquire().await.ok()?;
+    let started = clock::now_ns();
+    let result = Conn::connect(task.addr, task.version, &spec, IDLE_READ).await;
+    drop(permit);
+    let mut conn = match result {
+        Ok(conn) => conn,
+        Err(e) => {
+            task.shared.fail(format!("{e:#}"));
+            return None;
+        }
+    };
+    let done = clock::now_ns();
+    task.shared.last_connack_ns.fetch_max(done, Ordering::Relaxed);
+    task.shared.connected.fetch_add(1, Ordering::Relaxed);
+
+    let mut stop = task.stop.clone();
+    let every = Duration::from_secs(u64::from(task.keep_alive / 2));
+    let ping = tokio::time::sleep(every);
+    tokio::pin!(ping);
+    let closed = loop {
+        if *stop.borrow_and_update() {
+            break false;
+        }
+        tokio::select! {
+            changed = stop.changed() => {
+                if changed.is_err() {
+                    break false;
+                }
+            }
+            ready = conn.stream.readable() => {
+                if ready.is_err() {
+                    break true;
+                }
+                match conn.try_fill() {
+                    Ok(Fill::Data) => {
+                        // PINGRESP, or a DISCONNECT before the server closes.
+                        while let Ok(Some(packet)) = conn.decode() {
+                            if matches!(packet, Packet::Disconnect(_)) {
+                                break;
+                            }
+                        }
+                    }
+                    Ok(Fill::Empty) => {}
+                    Ok(Fill::Eof) | Err(_) => break true,
+                }
+            }
+            () = &mut ping => {
+                if conn.queue(&Packet::PingReq).is_err() || conn.flush().await.is_err() {
+                    break true;
+                }
+                ping.as_mut().reset(tokio::time::Instant::now() + every);
+            }
+        }
+    };
+    if closed {
+        task.shared.closed_by_server.fetch_add(1, Ordering::Relaxed);
+    } else {
+        conn.disconnect().await;
+    }
+    Some(done - started)
+}
+
+/// The resident set size of process `pid`, kB, from /proc/PID/status.
+fn rss_kb(pid: u32) -> anyhow::Result<u64> {
+    let path = format!("/proc/{pid}/status");
+    let status = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|kb| kb.parse().ok())
+        .with_context(|| format!("no VmRSS line in {path}"))
+}

@@ -1,0 +1,279 @@
+//! The load tool behind `unigate bench`, in the spirit of emqtt-bench: it speaks MQTT itself,
+//! through our own codec over tokio TCP, and reports throughput, end-to-end latency, and
+//! lost / duplicated / reordered messages. It drives any MQTT server (Mosquitto included), so
+//! the same numbers can be taken for unigate and for a reference broker:
+//! `scripts/bench-vs-mosquitto.sh` does that; docs/benchmarks.md explains the scenarios.
+//!
+//! Layout:
+//!
+//! - [`scenarios`] and [`idle`]: one function per scenario: plan, run, report.
+//! - [`load`]: the engine of the message-flow scenarios: client threads and the coordinator.
+//! - [`publisher`], [`subscriber`]: the two client loops; [`client`]: the connection they share.
+//! - [`payload`] (publisher id, sequence number, send time), [`clock`] (one monotonic clock for
+//!   both ends), [`stats`] (latency histogram, sequence tracking), [`report`] (text and JSON),
+//!   [`runtime`] (current-thread runtimes on std threads).
+
+mod client;
+mod clock;
+#[cfg(test)]
+mod e2e;
+mod idle;
+mod load;
+mod payload;
+mod publisher;
+mod report;
+mod runtime;
+mod scenarios;
+mod stats;
+mod subscriber;
+
+use std::net::{SocketAddr, ToSocketAddrs};
+
+use anyhow::Context;
+use unigate_mqtt::{ProtocolVersion, QoS};
+
+/// Arguments of `unigate bench`.
+#[derive(clap::Args, Debug)]
+pub struct BenchArgs {
+    /// The scenario to run.
+    #[command(subcommand)]
+    pub scenario: Scenario,
+}
+
+/// The bench scenarios. Each prints human-readable lines, then one JSON line.
+#[derive(clap::Subcommand, Debug)]
+pub enum Scenario {
+    /// N publishers (bench/<run>/<i>) → one subscriber on the wildcard filter bench/<run>/#.
+    FanIn(FanInArgs),
+    /// One publisher → N subscribers of its topic.
+    FanOut(FanOutArgs),
+    /// A persistent-session subscriber drops its TCP connection mid-stream, reconnects with
+    /// the same client id, and counts lost / duplicated / reordered messages.
+    Reconnect(ReconnectArgs),
+    /// N connections that CONNECT and stay idle: connect rate, and with --server-pid the
+    /// server's memory per connection.
+    #[command(alias = "connect-rate")]
+    Idle(IdleArgs),
+}
+
+/// Options every scenario takes.
+#[derive(clap::Args, Debug, Clone)]
+pub struct CommonArgs {
+    /// Server address, host:port.
+    #[arg(long, default_value = "127.0.0.1:1883")]
+    pub addr: String,
+    /// MQTT version: 3 (meaning 3.1.1) or 5.
+    #[arg(long, default_value = "5", value_parser = parse_version)]
+    pub mqtt_version: ProtocolVersion,
+    /// Bench threads, each a single-threaded runtime; with 2 or more, subscribers and
+    /// publishers run on separate threads.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub threads: u16,
+}
+
+/// Options of the message-flow scenarios.
+#[derive(clap::Args, Debug, Clone)]
+pub struct FlowArgs {
+    /// QoS of publications and subscriptions: 0, 1 or 2.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=2))]
+    pub qos: u8,
+    /// Payload bytes (at least 20: publisher id, sequence number, send time).
+    #[arg(long, default_value_t = 64)]
+    pub size: usize,
+    /// Seconds to publish for (default 10, or no limit with --count).
+    #[arg(long)]
+    pub duration: Option<f64>,
+    /// Total messages to publish, spread over the publishers.
+    #[arg(long)]
+    pub count: Option<u64>,
+    /// Total messages per second, spread over the publishers; 0 for as fast as possible.
+    #[arg(long, default_value_t = 0.0)]
+    pub rate: f64,
+    /// Unacknowledged QoS 1/2 messages per publisher (lowered to the server's Receive Maximum).
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..=32768))]
+    pub inflight: u16,
+    /// Longest wait, in seconds, for acknowledgements and deliveries after publishing ends.
+    #[arg(long, default_value_t = 10.0)]
+    pub drain: f64,
+    /// Also print deliveries and the worst latency per 100 ms, to place stalls in time.
+    #[arg(long)]
+    pub timeline: bool,
+}
+
+/// `unigate bench fan-in`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct FanInArgs {
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub common: CommonArgs,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub flow: FlowArgs,
+    /// Publishers.
+    #[arg(long, default_value_t = 8)]
+    pub publishers: u32,
+}
+
+/// `unigate bench fan-out`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct FanOutArgs {
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub common: CommonArgs,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub flow: FlowArgs,
+    /// Subscribers.
+    #[arg(long, default_value_t = 16)]
+    pub subscribers: u32,
+}
+
+/// `unigate bench reconnect`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct ReconnectArgs {
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub common: CommonArgs,
+    /// QoS: 1 or 2.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=2))]
+    pub qos: u8,
+    /// Payload bytes (at least 20).
+    #[arg(long, default_value_t = 64)]
+    pub size: usize,
+    /// Messages per second.
+    #[arg(long, default_value_t = 1000.0)]
+    pub rate: f64,
+    /// Seconds to publish for.
+    #[arg(long, default_value_t = 6.0)]
+    pub duration: f64,
+    /// Seconds after the start at which the subscriber drops its connection.
+    #[arg(long, default_value_t = 2.0)]
+    pub down_after: f64,
+    /// Seconds before the drop during which the subscriber reads but sends no acknowledgement,
+    /// so that the server holds unacknowledged messages to send again.
+    #[arg(long, default_value_t = 0.1)]
+    pub silent_before_drop: f64,
+    /// Seconds the subscriber stays away.
+    #[arg(long, default_value_t = 2.0)]
+    pub down_for: f64,
+    /// Session Expiry Interval in seconds (MQTT 5; 3.1.1 sessions do not expire).
+    #[arg(long, default_value_t = 300)]
+    pub session_expiry: u32,
+    /// Unacknowledged messages the publisher may have.
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..=32768))]
+    pub inflight: u16,
+    /// Longest wait, in seconds, for deliveries after publishing ends.
+    #[arg(long, default_value_t = 10.0)]
+    pub drain: f64,
+    /// Also print deliveries and the worst latency per 100 ms.
+    #[arg(long)]
+    pub timeline: bool,
+}
+
+/// `unigate bench idle` (alias `connect-rate`).
+#[derive(clap::Args, Debug, Clone)]
+pub struct IdleArgs {
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub common: CommonArgs,
+    /// Connections to open.
+    #[arg(long, default_value_t = 10_000)]
+    pub connections: u32,
+    /// Connections in the middle of their handshake at once.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
+    pub concurrency: u32,
+    /// Seconds to hold the connections open after the last CONNACK.
+    #[arg(long, default_value_t = 3.0)]
+    pub hold: f64,
+    /// Keep alive in seconds; the connections send PINGREQ at half of it.
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u16).range(2..))]
+    pub keep_alive: u16,
+    /// PID of the server, to read its resident memory (VmRSS) before and after.
+    #[arg(long)]
+    pub server_pid: Option<u32>,
+}
+
+/// Runs the load tool.
+pub fn run(args: BenchArgs) -> anyhow::Result<()> {
+    clock::init();
+    match args.scenario {
+        Scenario::FanIn(a) => scenarios::fan_in(a),
+        Scenario::FanOut(a) => scenarios::fan_out(a),
+        Scenario::Reconnect(a) => scenarios::reconnect(a),
+        Scenario::Idle(a) => idle::run(a),
+    }
+}
+
+fn parse_version(s: &str) -> Result<ProtocolVersion, String> {
+    match s {
+        "3" | "3.1.1" | "4" | "311" => Ok(ProtocolVersion::V3_1_1),
+        "5" | "5.0" => Ok(ProtocolVersion::V5),
+        other => Err(format!("unknown MQTT version {other:?}: use 3 (3.1.1) or 5")),
+    }
+}
+
+impl CommonArgs {
+    fn socket_addr(&self) -> anyhow::Result<SocketAddr> {
+        self.addr
+            .to_socket_addrs()
+            .with_context(|| format!("resolving {}", self.addr))?
+            .next()
+            .with_context(|| format!("{} resolves to no address", self.addr))
+    }
+}
+
+fn qos_of(level: u8) -> anyhow::Result<QoS> {
+    QoS::try_from(level).map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+/// A short random tag that keeps this run's client ids and topics apart from any other run's.
+fn run_tag() -> String {
+    format!("{:08x}", rand::random::<u32>())
+}
+
+/// Seconds from the command line as a `Duration`, refusing negative and absurd values.
+fn seconds(what: &str, secs: f64) -> anyhow::Result<std::time::Duration> {
+    std::time::Duration::try_from_secs_f64(secs)
+        .ok()
+        .filter(|_| secs <= 86_400.0)
+        .with_context(|| format!("--{what} must be between 0 and 86400 seconds, not {secs}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        bench: BenchArgs,
+    }
+
+    #[test]
+    fn parses_scenarios_and_aliases() {
+        let cli = Cli::try_parse_from(["bench", "fan-in", "--qos", "1", "--mqtt-version", "3"]);
+        match cli.map(|c| c.bench.scenario) {
+            Ok(Scenario::FanIn(a)) => {
+                assert_eq!(a.flow.qos, 1);
+                assert_eq!(a.common.mqtt_version, ProtocolVersion::V3_1_1);
+                assert_eq!(a.publishers, 8);
+            }
+            other => panic!("{other:?}"),
+        }
+        let cli = Cli::try_parse_from(["bench", "connect-rate", "--connections", "5"]);
+        assert!(matches!(cli.map(|c| c.bench.scenario), Ok(Scenario::Idle(a)) if a.connections == 5));
+        assert!(Cli::try_parse_from(["bench", "fan-in", "--qos", "3"]).is_err());
+        assert!(Cli::try_parse_from(["bench", "fan-in", "--mqtt-version", "4.5"]).is_err());
+    }
+
+    #[test]
+    fn seconds_refuses_negative() {
+        assert!(seconds("duration", -1.0).is_err());
+        assert!(seconds("duration", f64::NAN).is_err());
+        assert_eq!(
+            seconds("duration", 1.5).ok(),
+            Some(std::time::Duration::from_millis(1500))
+        );
+    }
+}
