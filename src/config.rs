@@ -76,6 +76,10 @@ pub struct Config {
     /// Auth chains and authenticators.
     #[serde(default)]
     pub auth: crate::auth::AuthConfig,
+    /// Authorisation rules. Absent: everything is allowed; present: `no_match` decides what no
+    /// rule matches.
+    #[serde(default)]
+    pub acl: Option<unigate_auth::acl::AclConfig>,
 }
 
 fn default_sys_interval() -> Duration {
@@ -223,6 +227,7 @@ impl Config {
             sys_interval: default_sys_interval(),
             publish_wills_on_shutdown: false,
             auth: crate::auth::AuthConfig::default(),
+            acl: None,
         }
     }
 
@@ -312,6 +317,11 @@ impl Config {
                 if let Err(e) = crate::tls::server_config(tls, &["mqtt"]) {
                     return Err(invalid(format!("listeners[{i}].tls"), &e.to_string()));
                 }
+            }
+        }
+        if let Some(acl) = &self.acl {
+            if let Err(e) = unigate_auth::acl::Acl::from_config(acl) {
+                return Err(invalid("acl".into(), &e.to_string()));
             }
         }
         if self.mqtt.max_qos > 2 {

@@ -111,7 +111,14 @@ impl Drop for ConnectionGuard {
 
 /// Starts the server on its own thread and returns once every listener is bound.
 pub fn start(config: Config, host: std::net::IpAddr, opts: StartOptions) -> anyhow::Result<RunningServer> {
-    let broker = Arc::new(Broker::new(config.mqtt.clone()));
+    let mut core = Broker::new(config.mqtt.clone());
+    if let Some(acl) = &config.acl {
+        core.acl = Some(Arc::new(
+            unigate_auth::acl::Acl::from_config(acl).map_err(|e| anyhow::anyhow!("acl: {e}"))?,
+        ));
+    }
+    core.audit = config.auth.audit;
+    let broker = Arc::new(core);
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
     let core = broker.clone();
@@ -170,7 +177,12 @@ fn run_system(
         for l in config.effective_listeners(host) {
             match bind_per_worker(&l, handles.len()) {
                 Ok((addr, sockets)) => {
-                    bound.push(BoundListener { name: l.name.clone(), protocol: l.protocol, addr, tls: l.tls.is_some() });
+                    bound.push(BoundListener {
+                        name: l.name.clone(),
+                        protocol: l.protocol,
+                        addr,
+                        tls: l.tls.is_some(),
+                    });
                     let chain = match chains.for_listener(l.auth.as_deref()) {
                         Ok(c) => c,
                         Err(e) => {

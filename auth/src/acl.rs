@@ -25,11 +25,12 @@
 //! that a per-token ACL can fall through to the configured one, and [`Acl::check`] answers the
 //! `no_match` permission (deny unless configured otherwise).
 //!
-//! **Actions.** `publish` rules apply to publishes, `subscribe` rules to subscriptions,
-//! `retained` rules to retained reads (each retained message a new subscription would deliver is
-//! checked on its own, as [`Request::RetainedRead`]), and `all` rules to all three. A `subscribe`
-//! rule does *not* grant retained reads: a subscriber allowed only by `subscribe` rules receives
-//! live messages but no retained ones unless an `all` or `retained` rule allows them too.
+//! **Actions.** `publish` rules apply to publishes, `subscribe` rules to subscriptions and to
+//! retained reads (each retained message a new subscription would deliver is checked on its own,
+//! as [`Request::RetainedRead`]), `retained` rules to retained reads only, and `all` rules to all
+//! three. So a client allowed to subscribe receives the retained messages it subscribed to (what
+//! Mosquitto's `read` does, and what operators expect), and a `retained` rule placed before it
+//! can carve out exceptions (e.g. deny retained reads under `a/private/#`).
 //!
 //! **Placeholders.** `${clientid}`, `${username}` and `${cert_cn}` in a template are replaced by
 //! the subject's values on every request. A template applies to nothing, and so its rule does not
@@ -161,7 +162,7 @@ impl Action {
             (self, request),
             (Action::All, _)
                 | (Action::Publish, Request::Publish(_))
-                | (Action::Subscribe, Request::Subscribe(_))
+                | (Action::Subscribe, Request::Subscribe(_) | Request::RetainedRead(_))
                 | (Action::RetainedRead, Request::RetainedRead(_))
         )
     }
@@ -666,7 +667,7 @@ mod tests {
             )
         };
         assert_eq!(kinds(Action::Publish), (true, false, false));
-        assert_eq!(kinds(Action::Subscribe), (false, true, false));
+        assert_eq!(kinds(Action::Subscribe), (false, true, true));
         assert_eq!(kinds(Action::RetainedRead), (false, false, true));
         assert_eq!(kinds(Action::All), (true, true, true));
     }

@@ -70,9 +70,9 @@ fn design_example_parses_and_means_what_it_says() {
         .is_allowed());
     // `#` does not cover `$SYS` (MQTT 5 §4.7.2), so the monitor needs a rule naming it.
     assert!(!acl.check(&monitor, Request::Subscribe(&f("$SYS/#"))).is_allowed());
-    // A `subscribe` rule does not grant retained reads (only `all` and `retained` rules do).
+    // A `subscribe` rule grants the retained reads of what it allows to subscribe to.
     let verdict = acl.check(&monitor, Request::RetainedRead(&t("devices/c1/temp")));
-    assert_eq!((verdict.permission, verdict.rule), (Permission::Deny, None));
+    assert_eq!((verdict.permission, verdict.rule), (Permission::Allow, Some(1)));
 }
 
 #[test]

@@ -38,6 +38,8 @@ pub struct Metrics {
     pub protocol_errors: AtomicU64,
     /// Wills published.
     pub wills_published: AtomicU64,
+    /// Publishes, subscriptions and retained reads refused by the ACL.
+    pub acl_denied: AtomicU64,
 }
 
 impl Metrics {

@@ -93,6 +93,10 @@ pub struct Detached {
 pub struct Broker {
     /// MQTT settings.
     pub settings: MqttConfig,
+    /// The configured ACL (None: everything allowed).
+    pub acl: Option<Arc<unigate_auth::acl::Acl>>,
+    /// Log every authorisation decision.
+    pub audit: bool,
     /// Counters.
     pub metrics: Metrics,
     subs: RwLock<SubscriptionIndex<u64, SubEntry>>,
@@ -125,6 +129,8 @@ impl Broker {
     pub fn new(settings: MqttConfig) -> Broker {
         Broker {
             settings,
+            acl: None,
+            audit: false,
             metrics: Metrics::default(),
             subs: RwLock::new(SubscriptionIndex::new()),
             retained: RwLock::new(RetainedIndex::new()),
@@ -331,9 +337,19 @@ impl Broker {
         existed
     }
 
-    /// Queues the retained messages matching a new subscription for `session`.
-    pub fn deliver_retained(&self, session: &Session, filter: &TopicFilter, opts: SubOptions) {
+    /// Queues the retained messages matching a new subscription for `session`, those that
+    /// `may_read` allows (the ACL's retained-read check).
+    pub fn deliver_retained(
+        &self,
+        session: &Session,
+        filter: &TopicFilter,
+        opts: SubOptions,
+        may_read: impl Fn(&Topic) -> bool,
+    ) {
         for msg in self.retained_matching(filter) {
+            if !may_read(&msg.topic) {
+                continue;
+            }
             let qos = msg.qos.min(opts.qos);
             self.offer(
                 session,

@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
+use unigate_auth::acl::{Request, Subject};
 use unigate_auth::{Credentials, DenyReason, Identity, Outcome, Secret};
 use unigate_mqtt::{
     self as mqtt, AckProperties, ConnAck, ConnAckProperties, Connect, DecodeError, Disconnect, DisconnectProperties,
@@ -478,6 +479,17 @@ impl MqttConn {
             },
             None => None,
         };
+        if let Some(w) = &will {
+            if !authorize(
+                &self.broker,
+                &identity,
+                &client_id,
+                &self.listener.name,
+                Request::Publish(&w.msg.topic),
+            ) {
+                return self.refuse(v, ReasonCode::NOT_AUTHORIZED, "not authorized to publish the will");
+            }
+        }
 
         // Session expiry: 3.1.1 clean session 0 never expires; MQTT 5 asks for a number of seconds.
         let asked = if v.is_v5() {
@@ -668,6 +680,23 @@ impl MqttConn {
             }
             Err(e) => return self.reject_publish(&p, ReasonCode::TOPIC_NAME_INVALID, &e.to_string()),
         };
+        if !self.authorized(Request::Publish(&msg.topic)) {
+            // A denied message never reaches a subscriber. MQTT 3.1.1 cannot be told: it is
+            // dropped (and acknowledged, so the client does not resend it forever).
+            if !v5 {
+                match (p.qos, p.packet_id) {
+                    (mqtt::QoS::AtLeastOnce, Some(pid)) => {
+                        self.write_current(&Packet::PubAck(pub_resp(pid, ReasonCode::SUCCESS)))
+                    }
+                    (mqtt::QoS::ExactlyOnce, Some(pid)) => {
+                        self.write_current(&Packet::PubRec(pub_resp(pid, ReasonCode::SUCCESS)))
+                    }
+                    _ => {}
+                }
+                return Ok(());
+            }
+            return self.reject_publish(&p, ReasonCode::NOT_AUTHORIZED, "not authorized");
+        }
         match (p.qos, p.packet_id) {
             (mqtt::QoS::AtMostOnce, _) => {
                 broker.publish(msg);
@@ -719,6 +748,14 @@ impl MqttConn {
             }
         }
         Ok(())
+    }
+
+    /// Checks a request against the client's ACL (token rules first, then the configured ACL).
+    fn authorized(&self, request: Request<'_>) -> bool {
+        match self.conn.as_ref() {
+            Some(c) => authorize(&self.broker, &c.identity, &c.client_id, &self.listener.name, request),
+            None => false,
+        }
     }
 
     fn origin_of_connected(&self) -> Origin {
@@ -877,6 +914,10 @@ impl MqttConn {
                 }
                 Ok(()) => {}
             }
+            if !self.authorized(Request::Subscribe(&filter)) {
+                codes.push(ReasonCode::NOT_AUTHORIZED);
+                continue;
+            }
             let granted = tr::qos_in(o.qos).min(broker.max_qos());
             let opts = SubOptions {
                 qos: granted,
@@ -903,7 +944,9 @@ impl MqttConn {
         });
         self.write_current(&ack);
         for (filter, opts) in retained {
-            broker.deliver_retained(&session, &filter, opts);
+            broker.deliver_retained(&session, &filter, opts, |topic| {
+                self.authorized(Request::RetainedRead(topic))
+            });
         }
         self.drain();
         Ok(())
@@ -1121,4 +1164,36 @@ fn pub_resp(packet_id: PacketId, reason_code: ReasonCode) -> PubResp {
         reason_code,
         properties: AckProperties::default(),
     }
+}
+
+/// The ACL decision for one request: rules carried by the identity (a token's `acl` claim)
+/// first, then the configured ACL; no configured ACL allows everything. Denials are counted,
+/// and every decision is logged when auditing is on.
+fn authorize(broker: &Broker, identity: &Identity, client_id: &str, listener: &str, request: Request<'_>) -> bool {
+    let subject = Subject::from_identity(identity, client_id, listener);
+    let from_token = identity.acl.as_ref().and_then(|acl| acl.check_rules(&subject, request));
+    let (allowed, source, rule) = match (from_token, &broker.acl) {
+        (Some(v), _) => (v.is_allowed(), "token", v.rule),
+        (None, Some(acl)) => {
+            let v = acl.check(&subject, request);
+            (v.is_allowed(), "acl", v.rule)
+        }
+        (None, None) => (true, "none", None),
+    };
+    if !allowed {
+        Metrics::add(&broker.metrics.acl_denied, 1);
+    }
+    if broker.audit {
+        let (action, topic) = match request {
+            Request::Publish(t) => ("publish", t.as_str()),
+            Request::Subscribe(f) => ("subscribe", f.as_str()),
+            Request::RetainedRead(t) => ("retained", t.as_str()),
+        };
+        tracing::info!(
+            target: "unigate::audit",
+            event = "authz", listener, client_id, username = identity.username.as_deref().unwrap_or(""),
+            action, topic, source, rule = ?rule, result = if allowed { "allow" } else { "deny" }
+        );
+    }
+    allowed
 }

@@ -12,6 +12,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod acl;
 mod flow;
 mod interop;
 mod limits;
