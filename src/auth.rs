@@ -182,10 +182,10 @@ impl AuthRuntime {
 }
 
 /// What a listener's connections need to authenticate.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct ListenerAuth {
-    /// The chain.
-    pub chain: Arc<Chain>,
+    /// The chain; replaced on reload (SIGHUP), read once per CONNECT.
+    chain: parking_lot::RwLock<Arc<Chain>>,
     /// Where to run it.
     pub runtime: tokio::runtime::Handle,
     /// How long it may take.
@@ -195,10 +195,30 @@ pub struct ListenerAuth {
 }
 
 impl ListenerAuth {
+    /// Settings for a listener using `chain`.
+    pub fn new(chain: Arc<Chain>, runtime: tokio::runtime::Handle, timeout: Duration, audit: bool) -> ListenerAuth {
+        ListenerAuth {
+            chain: parking_lot::RwLock::new(chain),
+            runtime,
+            timeout,
+            audit,
+        }
+    }
+
+    /// The current chain.
+    pub fn chain(&self) -> Arc<Chain> {
+        self.chain.read().clone()
+    }
+
+    /// Replaces the chain (reload); connections already authenticated are not affected.
+    pub fn set_chain(&self, chain: Arc<Chain>) {
+        *self.chain.write() = chain;
+    }
+
     /// Runs the chain on the auth runtime under the timeout. The returned future may be awaited
     /// on any runtime.
     pub fn run(&self, creds: Credentials) -> impl std::future::Future<Output = Outcome> + 'static {
-        let chain = self.chain.clone();
+        let chain = self.chain();
         let timeout = self.timeout;
         let audit = self.audit;
         let task = self.runtime.spawn(async move {

@@ -81,7 +81,14 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         None => Config::parse("", "<defaults>", env_vars())?,
     };
     let defaults = config.listeners.is_empty();
-    let running = server::start(config, args.bind, StartOptions { handle_signals: true })?;
+    let running = server::start(
+        config,
+        args.bind,
+        StartOptions {
+            handle_signals: true,
+            config_path: args.config.clone(),
+        },
+    )?;
     for l in &running.listeners {
         let tls = if l.tls { "+tls" } else { "" };
         println!("unigate: listener \"{}\" ({}{tls}) on {}", l.name, l.protocol, l.addr);

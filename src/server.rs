@@ -40,6 +40,8 @@ pub struct BoundListener {
 pub struct StartOptions {
     /// Stop gracefully on SIGINT / SIGTERM.
     pub handle_signals: bool,
+    /// The configuration file, re-read on SIGHUP (auth chains, ACL, TLS certificates).
+    pub config_path: Option<std::path::PathBuf>,
 }
 
 /// A running server.
@@ -111,14 +113,9 @@ impl Drop for ConnectionGuard {
 
 /// Starts the server on its own thread and returns once every listener is bound.
 pub fn start(config: Config, host: std::net::IpAddr, opts: StartOptions) -> anyhow::Result<RunningServer> {
-    let mut core = Broker::new(config.mqtt.clone());
-    if let Some(acl) = &config.acl {
-        core.acl = Some(Arc::new(
-            unigate_auth::acl::Acl::from_config(acl).map_err(|e| anyhow::anyhow!("acl: {e}"))?,
-        ));
-    }
-    core.audit = config.auth.audit;
-    let broker = Arc::new(core);
+    let broker = Arc::new(Broker::new(config.mqtt.clone()));
+    broker.set_acl(build_acl(&config)?);
+    broker.set_audit(config.auth.audit);
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
     let core = broker.clone();
@@ -174,6 +171,7 @@ fn run_system(
         let handles: Arc<[ArbiterHandle]> = arbiters.iter().map(|a| a.handle()).collect();
 
         let mut bound = Vec::new();
+        let mut all_settings: Vec<Arc<ListenerSettings>> = Vec::new();
         for l in config.effective_listeners(host) {
             match bind_per_worker(&l, handles.len()) {
                 Ok((addr, sockets)) => {
@@ -207,16 +205,17 @@ fn run_system(
                         None => None,
                     };
                     let settings = Arc::new(ListenerSettings {
-                        tls,
+                        tls: parking_lot::RwLock::new(tls),
                         name: Arc::from(l.name.as_str()),
                         limits: l.limits.clone(),
-                        auth: crate::auth::ListenerAuth {
+                        auth: crate::auth::ListenerAuth::new(
                             chain,
-                            runtime: auth_handle.clone(),
-                            timeout: config.auth.timeout,
-                            audit: config.auth.audit,
-                        },
+                            auth_handle.clone(),
+                            config.auth.timeout,
+                            config.auth.audit,
+                        ),
                     });
+                    all_settings.push(settings.clone());
                     let open = Arc::new(AtomicUsize::new(0));
                     for (socket, worker) in sockets.into_iter().zip(handles.iter()) {
                         let (settings, broker, open) = (settings.clone(), broker.clone(), open.clone());
@@ -238,6 +237,10 @@ fn run_system(
         let _ = ready.send(Ok(bound));
         if !config.sys_interval.is_zero() {
             actix_rt::spawn(sys_loop(broker.clone(), config.sys_interval));
+        }
+        #[cfg(unix)]
+        if let (Some(path), true) = (opts.config_path.clone(), opts.handle_signals) {
+            actix_rt::spawn(reload_on_sighup(path, broker.clone(), all_settings));
         }
 
         wait_for_stop(stop, opts.handle_signals).await;
@@ -461,4 +464,70 @@ pub fn publish_sys(broker: &Broker) {
         };
         broker.publish(msg);
     }
+}
+
+fn build_acl(config: &Config) -> anyhow::Result<Option<Arc<unigate_auth::acl::Acl>>> {
+    match &config.acl {
+        Some(acl) => Ok(Some(Arc::new(
+            unigate_auth::acl::Acl::from_config(acl).map_err(|e| anyhow::anyhow!("acl: {e}"))?,
+        ))),
+        None => Ok(None),
+    }
+}
+
+/// Re-reads the configuration on every SIGHUP and swaps in its auth chains, ACL and TLS
+/// certificates. A file that does not load changes nothing (the error is logged). Listener
+/// addresses and limits need a restart.
+#[cfg(unix)]
+async fn reload_on_sighup(path: std::path::PathBuf, broker: Arc<Broker>, listeners: Vec<Arc<ListenerSettings>>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        tracing::warn!("cannot listen for SIGHUP; reload disabled");
+        return;
+    };
+    while hup.recv().await.is_some() {
+        match reload(&path, &broker, &listeners) {
+            Ok(()) => {
+                tracing::info!(file = %path.display(), "configuration reloaded");
+                println!("unigate: configuration reloaded from {}", path.display());
+            }
+            Err(e) => {
+                tracing::error!(file = %path.display(), "reload failed, keeping the running configuration: {e:#}");
+                println!("unigate: reload failed, keeping the running configuration: {e:#}");
+            }
+        }
+    }
+}
+
+/// Applies the auth chains, ACL, audit switch and TLS material of the file at `path`.
+pub fn reload(path: &std::path::Path, broker: &Broker, listeners: &[Arc<ListenerSettings>]) -> anyhow::Result<()> {
+    let config = Config::load(path, std::env::vars())?;
+    let chains = crate::auth::Chains::build(&config.auth)?;
+    let acl = build_acl(&config)?;
+    // Build everything first, then swap, so that a bad file changes nothing.
+    let mut updates = Vec::new();
+    for settings in listeners {
+        let Some(l) = config.listeners.iter().find(|l| *l.name == *settings.name) else {
+            tracing::warn!(listener = %settings.name, "listener missing from the reloaded file; kept as it was");
+            continue;
+        };
+        let chain = chains.for_listener(l.auth.as_deref())?;
+        let tls = match &l.tls {
+            Some(t) => Some(
+                crate::tls::server_config(t, &["mqtt"]).map_err(|e| anyhow::anyhow!("listener \"{}\": {e}", l.name))?,
+            ),
+            None => None,
+        };
+        if tls.is_some() != settings.tls.read().is_some() {
+            anyhow::bail!("listener \"{}\": turning TLS on or off needs a restart", l.name);
+        }
+        updates.push((settings, chain, tls));
+    }
+    for (settings, chain, tls) in updates {
+        settings.auth.set_chain(chain);
+        *settings.tls.write() = tls;
+    }
+    broker.set_acl(acl);
+    broker.set_audit(config.auth.audit);
+    Ok(())
 }

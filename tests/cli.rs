@@ -109,3 +109,82 @@ fn a_port_in_use_is_one_readable_error() {
     assert!(err.contains("listener \"m\""), "{err}");
     assert!(err.to_lowercase().contains("address"), "{err}");
 }
+
+/// Reads one MQTT packet (small packets only: one-byte remaining length).
+fn read_packet(s: &mut std::net::TcpStream) -> Vec<u8> {
+    let mut head = [0u8; 2];
+    std::io::Read::read_exact(s, &mut head).unwrap();
+    let mut body = vec![0u8; head[1] as usize];
+    std::io::Read::read_exact(s, &mut body).unwrap();
+    let mut p = head.to_vec();
+    p.extend(body);
+    p
+}
+
+/// PUBLISH QoS 1 on `t` with packet id `id` over MQTT 5; returns the PUBACK reason code.
+fn publish_reason(s: &mut std::net::TcpStream, id: u8) -> u8 {
+    s.write_all(&[0x32, 0x07, 0x00, 0x01, b't', 0x00, id, 0x00, b'x'])
+        .unwrap();
+    let ack = read_packet(s);
+    assert_eq!(ack[0], 0x40, "{ack:?}");
+    assert_eq!(ack[3], id);
+    if ack[1] >= 3 {
+        ack[4]
+    } else {
+        0
+    }
+}
+
+#[test]
+fn sighup_reloads_the_acl_and_a_bad_file_changes_nothing() {
+    let open = "sys_interval = \"0s\"\n[[listeners]]\nname = \"m\"\nprotocol = \"mqtt\"\nbind = \"127.0.0.1:0\"\n";
+    let path = write_temp("reload", open);
+    let mut child = Command::new(BIN)
+        .args(["serve", "--config"])
+        .arg(&path)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    let addr = first.rsplit(' ').next().unwrap().to_string();
+    let mut s = std::net::TcpStream::connect(&addr).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10))).unwrap();
+    s.write_all(&[0x10, 0x0d, 0, 4, b'M', b'Q', b'T', b'T', 5, 2, 0, 60, 0, 0, 0])
+        .unwrap();
+    assert_eq!(read_packet(&mut s)[0], 0x20);
+    assert!(publish_reason(&mut s, 1) < 0x80);
+
+    let hup = |child: &std::process::Child| {
+        assert!(Command::new("kill")
+            .arg("-HUP")
+            .arg(child.id().to_string())
+            .status()
+            .unwrap()
+            .success());
+    };
+    std::fs::write(&path, format!("{open}[acl]\nno_match = \"deny\"\n")).unwrap();
+    hup(&child);
+    let line = lines.next().unwrap().unwrap();
+    assert!(line.contains("configuration reloaded"), "{line}");
+    // The same connection is now refused: the ACL applies to live connections too.
+    assert_eq!(publish_reason(&mut s, 2), 0x87);
+
+    std::fs::write(&path, format!("{open}[acl]\nno_match = \"maybe\"\n")).unwrap();
+    hup(&child);
+    let line = lines.next().unwrap().unwrap();
+    assert!(
+        line.contains("reload failed") && line.contains("acl.no_match"),
+        "{line}"
+    );
+    assert_eq!(publish_reason(&mut s, 3), 0x87);
+
+    assert!(Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap()
+        .success());
+    assert!(child.wait().unwrap().success());
+}

@@ -93,10 +93,10 @@ pub struct Detached {
 pub struct Broker {
     /// MQTT settings.
     pub settings: MqttConfig,
-    /// The configured ACL (None: everything allowed).
-    pub acl: Option<Arc<unigate_auth::acl::Acl>>,
+    /// The configured ACL (None: everything allowed); replaced on reload.
+    acl: RwLock<Option<Arc<unigate_auth::acl::Acl>>>,
     /// Log every authorisation decision.
-    pub audit: bool,
+    audit: std::sync::atomic::AtomicBool,
     /// Counters.
     pub metrics: Metrics,
     subs: RwLock<SubscriptionIndex<u64, SubEntry>>,
@@ -129,8 +129,8 @@ impl Broker {
     pub fn new(settings: MqttConfig) -> Broker {
         Broker {
             settings,
-            acl: None,
-            audit: false,
+            acl: RwLock::new(None),
+            audit: AtomicBool::new(false),
             metrics: Metrics::default(),
             subs: RwLock::new(SubscriptionIndex::new()),
             retained: RwLock::new(RetainedIndex::new()),
@@ -140,6 +140,26 @@ impl Broker {
             shutting_down: AtomicBool::new(false),
             started: std::time::Instant::now(),
         }
+    }
+
+    /// The configured ACL, if any.
+    pub fn acl(&self) -> Option<Arc<unigate_auth::acl::Acl>> {
+        self.acl.read().clone()
+    }
+
+    /// Replaces the ACL (start-up and reload).
+    pub fn set_acl(&self, acl: Option<Arc<unigate_auth::acl::Acl>>) {
+        *self.acl.write() = acl;
+    }
+
+    /// Whether authorisation decisions are logged.
+    pub fn audit(&self) -> bool {
+        self.audit.load(Ordering::Relaxed)
+    }
+
+    /// Turns decision logging on or off.
+    pub fn set_audit(&self, on: bool) {
+        self.audit.store(on, Ordering::Relaxed);
     }
 
     /// Time since the broker started.

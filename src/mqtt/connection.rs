@@ -77,9 +77,10 @@ impl Connection {
     ) -> io::Result<Addr<Connection>> {
         let peer = stream.peer_addr()?;
         stream.set_nodelay(true)?;
-        let tls = match &listener.tls {
+        let tls_config = listener.tls.read().clone();
+        let tls = match tls_config {
             Some(config) => Some(Box::new(
-                TlsState::new(config.clone()).map_err(|e| io::Error::other(e.to_string()))?,
+                TlsState::new(config).map_err(|e| io::Error::other(e.to_string()))?,
             )),
             None => None,
         };

@@ -45,8 +45,8 @@ pub struct ListenerSettings {
     pub limits: Limits,
     /// Its auth chain and where to run it.
     pub auth: crate::auth::ListenerAuth,
-    /// TLS, on TLS listeners.
-    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// TLS, on TLS listeners; replaced on reload (new connections use the new certificate).
+    pub tls: parking_lot::RwLock<Option<Arc<rustls::ServerConfig>>>,
 }
 
 /// Why a connection closes.
@@ -402,7 +402,7 @@ impl MqttConn {
                 return self.refuse(v, ReasonCode::QOS_NOT_SUPPORTED, "will QoS above the maximum QoS");
             }
         }
-        let chain = &self.listener.auth.chain;
+        let chain = self.listener.auth.chain();
         if chain.allows_everyone() {
             // No credentials to check: finish at once, without a trip to the auth runtime.
             let identity = Identity::anonymous(c.username.as_deref());
@@ -1172,7 +1172,7 @@ fn pub_resp(packet_id: PacketId, reason_code: ReasonCode) -> PubResp {
 fn authorize(broker: &Broker, identity: &Identity, client_id: &str, listener: &str, request: Request<'_>) -> bool {
     let subject = Subject::from_identity(identity, client_id, listener);
     let from_token = identity.acl.as_ref().and_then(|acl| acl.check_rules(&subject, request));
-    let (allowed, source, rule) = match (from_token, &broker.acl) {
+    let (allowed, source, rule) = match (from_token, broker.acl()) {
         (Some(v), _) => (v.is_allowed(), "token", v.rule),
         (None, Some(acl)) => {
             let v = acl.check(&subject, request);
@@ -1183,7 +1183,7 @@ fn authorize(broker: &Broker, identity: &Identity, client_id: &str, listener: &s
     if !allowed {
         Metrics::add(&broker.metrics.acl_denied, 1);
     }
-    if broker.audit {
+    if broker.audit() {
         let (action, topic) = match request {
             Request::Publish(t) => ("publish", t.as_str()),
             Request::Subscribe(f) => ("subscribe", f.as_str()),
