@@ -95,14 +95,8 @@ fn two_cores(c: &mut Criterion) {
     g.sample_size(10).sampling_mode(SamplingMode::Flat);
     g.warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(5));
-    for cost in [
-        Argon2Cost::DEFAULT,
-        Argon2Cost {
-            m_kib: 19 * 1024,
-            t: 2,
-            p: 1,
-        },
-    ] {
+    for &(m_kib, t) in TWO_CORES {
+        let cost = Argon2Cost { m_kib, t, p: 1 };
         let h = StoredHash::generate(PASSWORD, cost).unwrap();
         // Each thread verifies `iters` times: per verification, the two threads' time / 2.
         g.bench_with_input(BenchmarkId::from_parameter(argon2id(&h)), &h, |b, h| {

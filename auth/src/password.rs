@@ -4,7 +4,7 @@
 //!
 //! ```toml
 //! [users.alice]
-//! hash = "$argon2id$v=19$m=16384,t=2,p=1$<salt>$<hash>"
+//! hash = "$argon2id$v=19$m=24576,t=1,p=1$<salt>$<hash>"
 //! [users."sensor-42"]
 //! hash = "$2b$10$…"
 //! ```
@@ -21,7 +21,7 @@
 //!
 //! | format | example prefix | notes |
 //! | --- | --- | --- |
-//! | argon2id (default), argon2i | `$argon2id$v=19$m=16384,t=2,p=1$` | PHC string; argon2d is refused |
+//! | argon2id (default), argon2i | `$argon2id$v=19$m=24576,t=1,p=1$` | PHC string; argon2d is refused |
 //! | bcrypt | `$2a$`, `$2b$`, `$2y$` | cost 4–16; only the first 72 bytes of a password count |
 //! | PBKDF2 | `$pbkdf2-sha256$i=600000,l=32$` | PHC string: `$pbkdf2-sha256$i=<rounds>[,l=<len>]$<salt>$<hash>`, salt and hash in PHC base64 (standard alphabet, no padding); `l` defaults to 32; rounds 1000–10,000,000; `$pbkdf2-sha512$` too. The passlib / Django modular-crypt forms are not accepted |
 //! | salted SHA-256 | `$sha256$` | `$sha256$<base64 salt>$<base64 digest>`, digest = SHA-256(salt ‖ password): the salt is a **prefix**; base64 standard alphabet, padding optional; the salt may be empty (unsalted tables) |
@@ -32,28 +32,43 @@
 //!
 //! # argon2id cost
 //!
-//! New hashes use [`Argon2Cost::DEFAULT`]: **m = 16 MiB, t = 2, p = 1**. The budget: a
+//! New hashes use [`Argon2Cost::DEFAULT`]: **m = 24 MiB, t = 1, p = 1**. The budget: a
 //! reconnect storm of 10,000 clients must verify within about a minute on the 2-core machines
-//! we target, i.e. at most ~12 ms of one core per verification. Measured here (Rust 1.95,
-//! release, `cargo bench -p unigate-auth --bench password`; 2-core x86_64 with AVX2):
+//! we target, i.e. at most ~12 ms of one core per verification while both cores hash. Measured
+//! on this project's 2-core x86_64 machine (AVX2; Rust 1.95, release; CPU time per verification,
+//! so that other work on the shared machine does not count; `cargo bench -p unigate-auth
+//! --bench password`):
 //!
-//! | argon2id m, t | one verify, 1 core | two at once on 2 cores, per verify |
-//! | --- | --- | --- |
-//! | 12 MiB, 2 | MEASURE | |
-//! | 16 MiB, 2 (chosen) | MEASURE | MEASURE |
-//! | 19 MiB, 2 (OWASP minimum) | MEASURE | |
-//! | 32 MiB, 1 | MEASURE | |
-//! | 46 MiB, 1 (OWASP minimum) | MEASURE | |
+//! | argon2id | 1 core busy | 2 cores busy | 10,000 verifications on 2 cores |
+//! | --- | --- | --- | --- |
+//! | m = 12 MiB, t = 2 | 8.0–8.5 ms | | |
+//! | m = 16 MiB, t = 2 | 11.5–12.2 ms | 13.3–13.9 ms | 67–69 s |
+//! | m = 19 MiB, t = 2 (OWASP minimum) | 13.7–15.0 ms | 18.1–20.3 ms | 90–100 s |
+//! | **m = 24 MiB, t = 1 (default)** | **9.6–9.8 ms** | **10.4–11.7 ms** | **52–58 s** |
+//! | m = 28 MiB, t = 1 | 12.1–12.2 ms | 12.8–13.9 ms | 64–70 s |
+//! | m = 30 MiB, t = 1 | 12.4–12.6 ms | | |
+//! | m = 32 MiB, t = 1 | 32–33 ms (14 ms)¹ | | |
+//! | m = 46 MiB, t = 1 (OWASP minimum) | 48 ms (21 ms)¹ | | |
 //!
-//! For comparison, imported formats: bcrypt cost 10 MEASURE, PBKDF2-SHA256 600,000 rounds
-//! MEASURE, salted SHA-256 MEASURE — a store full of PBKDF2 or bcrypt-12 entries cannot meet the
-//! storm budget, one more reason to re-add users with argon2id.
+//! (Ranges: two runs on the shared machine.)
 //!
-//! Trade-off: the largest cost that fits the budget. OWASP's minimum (19 MiB, t = 2) takes
-//! MEASURE here, over the budget; 16 MiB × 2 passes keeps t = 2 (t = 1 with more memory makes
-//! the data-independent first half-pass the only one) at 84 % of OWASP's memory. Operators who
-//! can afford slower reconnect storms can raise it per store with
-//! [`PasswordStore::with_cost`].
+//! ¹ glibc's malloc always maps blocks of 32 MiB and more afresh, so each such hash also pays
+//! the page faults of new memory; in parentheses, with the heap reused
+//! (`MALLOC_MMAP_THRESHOLD_`). Hence the default stays below 32 MiB.
+//!
+//! Imported formats, same measure, one core: bcrypt cost 10: 58 ms; PBKDF2-SHA256 600,000
+//! rounds: 57 ms; salted SHA-256: 0.1–0.15 µs (no protection against offline guessing). A store
+//! full of bcrypt or PBKDF2 entries cannot meet the storm budget (about 5 minutes for 10,000):
+//! one more reason to re-add such users, which writes argon2id.
+//!
+//! Trade-off: with the time per verification fixed by the budget, what an attacker pays per
+//! guess is memory held for that time, so the budget goes to memory: t = 1 with the largest m
+//! that fits, the shape RFC 9106 §4 recommends first (and OWASP lists as m = 46 MiB, t = 1).
+//! 24 MiB × 1 pass beats 16 MiB × 2 passes: 1.5× the memory an attacker must hold per guess,
+//! for less of our time. It is about half of OWASP's minimum memory: meeting that minimum
+//! would take 90 s or more for the storm. Operators who can afford slower reconnect storms
+//! raise the cost per store with [`PasswordStore::with_cost`]; existing hashes keep verifying
+//! with their own parameters.
 //!
 //! # Authentication
 //!
@@ -66,9 +81,10 @@
 //! - a password over [`MAX_PASSWORD_LEN`] bytes is refused at once (a failure);
 //! - a known user is allowed or denied ([`DenyReason::BadCredentials`], a failure);
 //! - an unknown user is verified against a dummy hash anyway, so that the answer takes as long
-//!   as for a real user, then ignored or denied per `unknown_user`. The dummy is made with the
-//!   cost most common in the store; users whose hashes cost differently (an imported bcrypt
-//!   entry among argon2id ones) remain distinguishable by timing.
+//!   as for a real user, then ignored or denied per `unknown_user` (a denial counts as a
+//!   failure). The dummy is made with the cost most common in the store; users whose hashes
+//!   cost differently (an imported bcrypt entry among argon2id ones) remain distinguishable by
+//!   timing.
 //!
 //! The hashing runs inside the returned future: the server polls it on its auth runtime, off
 //! the connection threads. [`PasswordAuthenticator::reload`] re-reads the file (SIGHUP) and

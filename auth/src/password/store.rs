@@ -4,7 +4,7 @@
 //!
 //! ```toml
 //! [users.alice]
-//! hash = "$argon2id$v=19$m=16384,t=2,p=1$…"
+//! hash = "$argon2id$v=19$m=24576,t=1,p=1$…"
 //! ```
 //!
 //! Comments in the file are not kept when the store is saved.
