@@ -69,6 +69,9 @@ pub enum AuthenticatorConfig {
     /// TLS client certificates (`identity = "cn" | "san_dns" | "san_uri" | "san_email" |
     /// "fingerprint"`, `as_username`, `as_client_id`, `bind_client_id`).
     X509(unigate_auth::x509::X509Config),
+    /// The built-in password store (`file`, `unknown_user = "ignore" | "deny"`, `max_failures`,
+    /// `failure_window`); the file is read at start and on every reload.
+    Password(unigate_auth::password::PasswordConfig),
 }
 
 /// Errors building the auth configuration.
@@ -78,6 +81,14 @@ pub enum AuthSetupError {
     /// A listener or `default_chain` names a chain that does not exist.
     #[error("auth chain \"{0}\" is not defined under [auth.chains]")]
     UnknownChain(String),
+    /// An authenticator cannot be built (e.g. its password file does not load).
+    #[error("authenticator \"{name}\": {message}")]
+    Authenticator {
+        /// The authenticator.
+        name: String,
+        /// What is wrong.
+        message: String,
+    },
     /// A chain names an authenticator that does not exist.
     #[error("auth chain \"{chain}\" names authenticator \"{name}\", which is not defined under [auth.authenticators]")]
     UnknownAuthenticator {
@@ -150,6 +161,12 @@ fn build_authenticator(
 ) -> Result<Arc<dyn unigate_auth::Authenticator>, AuthSetupError> {
     Ok(match config {
         AuthenticatorConfig::X509(c) => Arc::new(unigate_auth::x509::X509Authenticator::new(name, c.clone())),
+        AuthenticatorConfig::Password(c) => Arc::new(
+            unigate_auth::password::PasswordAuthenticator::new(name, c).map_err(|e| AuthSetupError::Authenticator {
+                name: name.to_string(),
+                message: e.to_string(),
+            })?,
+        ),
     })
 }
 

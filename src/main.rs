@@ -28,8 +28,37 @@ enum Command {
         /// The file.
         file: PathBuf,
     },
+    /// Manage a password file: `passwd add FILE USER` (the password is read from the terminal
+    /// twice without echo, or one line from stdin), `passwd remove FILE USER`, `passwd list FILE`.
+    Passwd {
+        #[command(subcommand)]
+        action: PasswdAction,
+    },
     /// Load tool: drive an MQTT server with many clients and report throughput and latency.
     Bench(unigate::bench::BenchArgs),
+}
+
+#[derive(Subcommand)]
+enum PasswdAction {
+    /// Add a user, or change its password (argon2id).
+    Add {
+        /// The password file (created when missing, mode 0600).
+        file: PathBuf,
+        /// The user name.
+        user: String,
+    },
+    /// Remove a user.
+    Remove {
+        /// The password file.
+        file: PathBuf,
+        /// The user name.
+        user: String,
+    },
+    /// List the users.
+    List {
+        /// The password file.
+        file: PathBuf,
+    },
 }
 
 #[derive(clap::Args)]
@@ -60,6 +89,7 @@ fn main() -> ExitCode {
         }),
         Some(Command::Serve(args)) => serve(args),
         Some(Command::CheckConfig { file }) => check_config(&file),
+        Some(Command::Passwd { action }) => passwd(action),
         Some(Command::Bench(args)) => unigate::bench::run(args),
     };
     match result {
@@ -108,6 +138,29 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }
     }
     running.wait()
+}
+
+fn passwd(action: PasswdAction) -> anyhow::Result<()> {
+    use unigate_auth::password::{cli_add, cli_list, cli_remove, read_password};
+    match action {
+        PasswdAction::Add { file, user } => {
+            let password = read_password(true)?;
+            cli_add(&file, &user, &password)?;
+            println!("{}: user \"{user}\" set", file.display());
+        }
+        PasswdAction::Remove { file, user } => {
+            if !cli_remove(&file, &user)? {
+                anyhow::bail!("{}: no user \"{user}\"", file.display());
+            }
+            println!("{}: user \"{user}\" removed", file.display());
+        }
+        PasswdAction::List { file } => {
+            for user in cli_list(&file)? {
+                println!("{user}");
+            }
+        }
+    }
+    Ok(())
 }
 
 fn check_config(file: &std::path::Path) -> anyhow::Result<()> {

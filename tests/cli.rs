@@ -188,3 +188,43 @@ fn sighup_reloads_the_acl_and_a_bad_file_changes_nothing() {
         .success());
     assert!(child.wait().unwrap().success());
 }
+
+#[test]
+fn passwd_adds_lists_and_removes_users_reading_the_password_from_stdin() {
+    let dir = write_temp("passwd", "").parent().unwrap().to_path_buf();
+    let file = dir.join("passwd.toml");
+    let _ = std::fs::remove_file(&file);
+    let run = |args: &[&str], stdin: &str| {
+        let mut child = Command::new(BIN)
+            .arg("passwd")
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let f = file.to_str().unwrap();
+    assert!(run(&["add", f, "alice"], "s3cret-alice\n").status.success());
+    assert!(run(&["add", f, "bob"], "s3cret-bob\n").status.success());
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(text.contains("$argon2id$") && !text.contains("s3cret"), "{text}");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&file).unwrap().permissions().mode() & 0o777, 0o600);
+    }
+    let list = run(&["list", f], "");
+    assert_eq!(
+        String::from_utf8_lossy(&list.stdout).lines().collect::<Vec<_>>(),
+        vec!["alice", "bob"]
+    );
+    assert!(run(&["remove", f, "bob"], "").status.success());
+    let gone = run(&["remove", f, "bob"], "");
+    assert!(!gone.status.success());
+    assert!(String::from_utf8_lossy(&gone.stderr).contains("no user"));
+    let list = run(&["list", f], "");
+    assert_eq!(String::from_utf8_lossy(&list.stdout).trim(), "alice");
+}

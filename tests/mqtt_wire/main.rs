@@ -13,6 +13,7 @@
 mod common;
 
 mod acl;
+mod authn;
 mod flow;
 mod interop;
 mod limits;
