@@ -64,7 +64,10 @@ fn password_chain_accepts_refuses_and_throttles() {
         ReasonCode::NOT_AUTHORIZED
     );
     assert_eq!(connect_code(&server, v5, None, None), ReasonCode::NOT_AUTHORIZED);
-    assert_eq!(connect_code(&server, v5, Some("alice"), Some("third-try")), ReasonCode::BAD_USER_NAME_OR_PASSWORD);
+    assert_eq!(
+        connect_code(&server, v5, Some("alice"), Some("third-try")),
+        ReasonCode::BAD_USER_NAME_OR_PASSWORD
+    );
     // Three failures within the window: even the right password is refused for now.
     assert_eq!(
         connect_code(&server, v5, Some("alice"), Some("wonderland")),

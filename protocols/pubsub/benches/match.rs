@@ -83,9 +83,7 @@ fn bench_match(c: &mut Criterion) {
     // 7 shared groups of its site and by the 10 monitors.
     let hit = topic_for(4242, "temp");
     println!("matches for {hit}: {}", count(&index, &hit));
-    group.bench_function("match_one_topic", |b| {
-        b.iter(|| count(&index, black_box(&hit)))
-    });
+    group.bench_function("match_one_topic", |b| b.iter(|| count(&index, black_box(&hit))));
 
     let miss = Topic::new("plant/7/line/3/speed").unwrap();
     println!("matches for {miss}: {}", count(&index, &miss));
@@ -94,9 +92,7 @@ fn bench_match(c: &mut Criterion) {
     });
 
     let system = Topic::new("$SYS/broker/uptime").unwrap();
-    group.bench_function("match_sys_topic", |b| {
-        b.iter(|| count(&index, black_box(&system)))
-    });
+    group.bench_function("match_sys_topic", |b| b.iter(|| count(&index, black_box(&system))));
 
     // 4096 different topics in turn, so caches do not hold one path.
     let rotating = topics(4096, "temp");

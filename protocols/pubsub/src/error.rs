@@ -16,14 +16,10 @@ pub enum TopicError {
     #[error("[MQTT-4.7.3-1] topic names and topic filters must be at least one character long")]
     Empty,
     /// The string encodes to more than 65535 bytes of UTF-8.
-    #[error(
-        "[MQTT-4.7.3-3] topic names and topic filters must not encode to more than 65535 bytes"
-    )]
+    #[error("[MQTT-4.7.3-3] topic names and topic filters must not encode to more than 65535 bytes")]
     TooLong,
     /// The string contains the null character U+0000.
-    #[error(
-        "[MQTT-4.7.3-2] topic names and topic filters must not include the null character U+0000"
-    )]
+    #[error("[MQTT-4.7.3-2] topic names and topic filters must not include the null character U+0000")]
     ContainsNul,
     /// A topic name (as opposed to a filter) contains `+` or `#`.
     #[error("[MQTT-3.3.2-2] a topic name must not contain wildcard characters ('+' or '#')")]

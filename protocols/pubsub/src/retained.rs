@@ -64,11 +64,7 @@ impl<V> RetainedIndex<V> {
         for level in topic.levels() {
             idx = self.trie.step_or_insert(idx, level);
         }
-        let previous = self
-            .trie
-            .data_mut(idx)
-            .replace((topic.clone(), value))
-            .map(|(_, v)| v);
+        let previous = self.trie.data_mut(idx).replace((topic.clone(), value)).map(|(_, v)| v);
         if previous.is_none() {
             self.len += 1;
         }
@@ -112,9 +108,7 @@ impl<V> RetainedIndex<V> {
     /// Every retained topic and value, in no particular order (for the management API and
     /// snapshots).
     pub fn iter(&self) -> impl Iterator<Item = (&Topic, &V)> + '_ {
-        self.trie
-            .data_iter()
-            .filter_map(|d| d.as_ref().map(|(t, v)| (t, v)))
+        self.trie.data_iter().filter_map(|d| d.as_ref().map(|(t, v)| (t, v)))
     }
 
     /// Calls `f` for each retained topic that `filter` matches (its filter part: the share group
@@ -299,10 +293,7 @@ mod tests {
         assert_eq!(lookup(&index, "sport/tennis"), ["sport/tennis"]);
         assert_eq!(lookup(&index, "nothing/#"), Vec::<String>::new());
         // The share group is ignored.
-        assert_eq!(
-            lookup(&index, "$share/g/sport/+"),
-            ["sport/", "sport/tennis"]
-        );
+        assert_eq!(lookup(&index, "$share/g/sport/+"), ["sport/", "sport/tennis"]);
         assert_eq!(index.iter().count(), 11);
     }
 

@@ -49,9 +49,7 @@ impl<'a, K, V> Match<'a, K, V> {
     pub fn pick_round_robin(&self) -> Option<(&'a K, &'a V)> {
         match *self {
             Match::Direct { key, value } => Some((key, value)),
-            Match::Shared {
-                members, cursor, ..
-            } => {
+            Match::Shared { members, cursor, .. } => {
                 if members.is_empty() {
                     return None;
                 }
@@ -130,10 +128,7 @@ impl<K: Eq + Hash + Clone, V> Entries<K, V> {
 
     fn insert(&mut self, key: K, value: V) -> Option<V> {
         if let Some(i) = self.position(&key) {
-            return self
-                .items
-                .get_mut(i)
-                .map(|(_, v)| std::mem::replace(v, value));
+            return self.items.get_mut(i).map(|(_, v)| std::mem::replace(v, value));
         }
         match &mut self.positions {
             Some(map) => {
@@ -403,12 +398,7 @@ impl<K: Eq + Hash + Clone, V> SubscriptionIndex<K, V> {
         let subs = slot(&self.trie.node(idx).data, multi)?;
         match filter.share_group() {
             None => subs.direct.get(key),
-            Some(name) => subs
-                .shared
-                .iter()
-                .find(|g| &*g.name == name)?
-                .members
-                .get(key),
+            Some(name) => subs.shared.iter().find(|g| &*g.name == name)?.members.get(key),
         }
     }
 
@@ -534,19 +524,13 @@ mod tests {
     fn collect(
         index: &SubscriptionIndex<&'static str, u32>,
         topic: &str,
-    ) -> (
-        Vec<(&'static str, u32)>,
-        Vec<(String, String, Vec<&'static str>)>,
-    ) {
+    ) -> (Vec<(&'static str, u32)>, Vec<(String, String, Vec<&'static str>)>) {
         let mut direct = Vec::new();
         let mut shared = Vec::new();
         index.for_each_match(&t(topic), |m| match m {
             Match::Direct { key, value } => direct.push((*key, *value)),
             Match::Shared {
-                group,
-                filter,
-                members,
-                ..
+                group, filter, members, ..
             } => {
                 let mut keys: Vec<_> = members.iter().map(|(k, _)| *k).collect();
                 keys.sort_unstable();
@@ -627,13 +611,7 @@ mod tests {
         for (i, filter) in filters.iter().enumerate() {
             index.insert(&f(filter), filters[i], 0);
         }
-        let keys = |topic: &str| {
-            collect(&index, topic)
-                .0
-                .into_iter()
-                .map(|(k, _)| k)
-                .collect::<Vec<_>>()
-        };
+        let keys = |topic: &str| collect(&index, topic).0.into_iter().map(|(k, _)| k).collect::<Vec<_>>();
         let expect = |topic: &str, mut want: Vec<&str>| {
             want.sort_unstable();
             assert_eq!(keys(topic), want, "{topic}");
@@ -779,10 +757,7 @@ mod tests {
         let deep = "/".repeat(MAX_TOPIC_LEN);
         let mut index = SubscriptionIndex::new();
         index.insert(&f(&deep), 1u8, 1u8);
-        let plus_deep = format!(
-            "{}/#",
-            "+/".repeat(MAX_TOPIC_LEN / 2 - 1).trim_end_matches('/')
-        );
+        let plus_deep = format!("{}/#", "+/".repeat(MAX_TOPIC_LEN / 2 - 1).trim_end_matches('/'));
         index.insert(&f(&plus_deep), 2, 2);
         let mut n = 0;
         index.for_each_match(&t(&deep), |_| n += 1);

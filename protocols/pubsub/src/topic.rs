@@ -145,10 +145,7 @@ impl TopicFilter {
             None => 0,
             Some(rest) => {
                 let (group, filter) = rest.split_once('/').ok_or(TopicError::InvalidShare)?;
-                if group.is_empty()
-                    || group.bytes().any(|b| b == b'+' || b == b'#')
-                    || filter.is_empty()
-                {
+                if group.is_empty() || group.bytes().any(|b| b == b'+' || b == b'#') || filter.is_empty() {
                     return Err(TopicError::InvalidShare);
                 }
                 SHARE_PREFIX.len() + group.len() + 1
@@ -305,9 +302,7 @@ fn check_filter_levels(filter: &str) -> Result<bool, TopicError> {
         match level {
             "#" if levels.peek().is_some() => return Err(TopicError::InvalidWildcard),
             "#" | "+" => wild = true,
-            _ if level.bytes().any(|b| b == b'+' || b == b'#') => {
-                return Err(TopicError::InvalidWildcard)
-            }
+            _ if level.bytes().any(|b| b == b'+' || b == b'#') => return Err(TopicError::InvalidWildcard),
             _ => {}
         }
     }
@@ -430,27 +425,12 @@ mod tests {
         );
         assert!(TopicFilter::new(&"a".repeat(MAX_TOPIC_LEN)).is_ok());
         // MQTT 5 §4.7.1.2: '#' alone in the last level.
-        for bad in [
-            "sport/tennis#",
-            "sport/tennis/#/ranking",
-            "#/a",
-            "##",
-            "a/#b",
-            "#/",
-        ] {
-            assert_eq!(
-                TopicFilter::new(bad),
-                Err(TopicError::InvalidWildcard),
-                "{bad}"
-            );
+        for bad in ["sport/tennis#", "sport/tennis/#/ranking", "#/a", "##", "a/#b", "#/"] {
+            assert_eq!(TopicFilter::new(bad), Err(TopicError::InvalidWildcard), "{bad}");
         }
         // MQTT 5 §4.7.1.3: '+' alone in its level.
         for bad in ["sport+", "sport/+tennis", "++", "+a/b", "a/b+", "+#"] {
-            assert_eq!(
-                TopicFilter::new(bad),
-                Err(TopicError::InvalidWildcard),
-                "{bad}"
-            );
+            assert_eq!(TopicFilter::new(bad), Err(TopicError::InvalidWildcard), "{bad}");
         }
         for ok in [
             "#",
@@ -515,20 +495,10 @@ mod tests {
             "$share/g+/a",
             "$share/g#/a",
         ] {
-            assert_eq!(
-                TopicFilter::new(bad),
-                Err(TopicError::InvalidShare),
-                "{bad}"
-            );
+            assert_eq!(TopicFilter::new(bad), Err(TopicError::InvalidShare), "{bad}");
         }
-        assert_eq!(
-            TopicFilter::new("$share/g/a/#/b"),
-            Err(TopicError::InvalidWildcard)
-        );
-        assert_eq!(
-            TopicFilter::new("$share/g/a+"),
-            Err(TopicError::InvalidWildcard)
-        );
+        assert_eq!(TopicFilter::new("$share/g/a/#/b"), Err(TopicError::InvalidWildcard));
+        assert_eq!(TopicFilter::new("$share/g/a+"), Err(TopicError::InvalidWildcard));
 
         // Not shared: "$share" needs the slash, and the prefix is case-sensitive.
         for plain in ["$share", "$shared/g/a", "$SHARE/g/a", "a/$share/g/b"] {
@@ -542,9 +512,7 @@ mod tests {
     #[test]
     fn filter_eq_hash_borrow() {
         use std::collections::HashSet;
-        let set: HashSet<TopicFilter> = [f("a/+"), f("$share/g/a/+"), f("a/+")]
-            .into_iter()
-            .collect();
+        let set: HashSet<TopicFilter> = [f("a/+"), f("$share/g/a/+"), f("a/+")].into_iter().collect();
         assert_eq!(set.len(), 2);
         assert!(set.contains("a/+"));
         assert!(set.contains("$share/g/a/+"));
@@ -560,16 +528,8 @@ mod tests {
         let cases: &[(&str, &str, bool)] = &[
             // §4.7.1.2 multi-level wildcard
             ("sport/tennis/player1/#", "sport/tennis/player1", true),
-            (
-                "sport/tennis/player1/#",
-                "sport/tennis/player1/ranking",
-                true,
-            ),
-            (
-                "sport/tennis/player1/#",
-                "sport/tennis/player1/score/wimbledon",
-                true,
-            ),
+            ("sport/tennis/player1/#", "sport/tennis/player1/ranking", true),
+            ("sport/tennis/player1/#", "sport/tennis/player1/score/wimbledon", true),
             ("sport/tennis/player1/#", "sport/tennis/player2", false),
             ("sport/tennis/player1/#", "sport/tennis", false),
             ("sport/#", "sport", true),
@@ -615,16 +575,8 @@ mod tests {
             ("+/+", "a/$x", true),
         ];
         for &(filter, topic, expected) in cases {
-            assert_eq!(
-                matches(filter, topic),
-                expected,
-                "matches({filter:?}, {topic:?})"
-            );
-            assert_eq!(
-                f(filter).matches(&t(topic)),
-                expected,
-                "{filter:?} on {topic:?}"
-            );
+            assert_eq!(matches(filter, topic), expected, "matches({filter:?}, {topic:?})");
+            assert_eq!(f(filter).matches(&t(topic)), expected, "{filter:?} on {topic:?}");
         }
     }
 

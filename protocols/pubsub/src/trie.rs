@@ -198,11 +198,7 @@ impl<T: Default> Trie<T> {
     pub(crate) fn prune(&mut self, mut idx: usize, is_empty: impl Fn(&T) -> bool) {
         while idx != ROOT {
             let node = &mut self.nodes[idx];
-            if node.parent == NONE
-                || !node.children.is_empty()
-                || node.plus.is_some()
-                || !is_empty(&node.data)
-            {
+            if node.parent == NONE || !node.children.is_empty() || node.plus.is_some() || !is_empty(&node.data) {
                 return;
             }
             let parent = node.parent;
@@ -303,11 +299,7 @@ mod tests {
             trie.prune(idx[i], Option::is_none);
             assert_eq!(trie.step(ROOT, name), None);
             for (j, rest) in names.iter().enumerate().skip(i + 1) {
-                assert_eq!(
-                    trie.step(ROOT, rest),
-                    Some(idx[j]),
-                    "{rest} after removing {name}"
-                );
+                assert_eq!(trie.step(ROOT, rest), Some(idx[j]), "{rest} after removing {name}");
             }
         }
         assert!(matches!(trie.node(ROOT).children, Children::Few(_)));

@@ -9,9 +9,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use proptest::prelude::*;
-use unigate_pubsub::{
-    matches, Match, RetainedIndex, SubscriptionIndex, Topic, TopicError, TopicFilter,
-};
+use unigate_pubsub::{matches, Match, RetainedIndex, SubscriptionIndex, Topic, TopicError, TopicFilter};
 
 const LEVELS: &[&str] = &["", "a", "b", "ab", "$", "$SYS"];
 
@@ -28,10 +26,7 @@ fn wide_level() -> impl Strategy<Value = String> {
     prop::sample::select(WIDE_LEVELS).prop_map(str::to_owned)
 }
 
-fn topic_from(
-    level: impl Strategy<Value = String>,
-    max_levels: usize,
-) -> impl Strategy<Value = Topic> {
+fn topic_from(level: impl Strategy<Value = String>, max_levels: usize) -> impl Strategy<Value = Topic> {
     prop::collection::vec(level, 1..=max_levels)
         .prop_map(|levels| levels.join("/"))
         .prop_filter("a topic is not empty", |s| !s.is_empty())
@@ -51,22 +46,18 @@ fn filter_part() -> impl Strategy<Value = String> {
     filter_part_from(level(), 4)
 }
 
-fn filter_part_from(
-    level: impl Strategy<Value = String>,
-    max_levels: usize,
-) -> impl Strategy<Value = String> {
+fn filter_part_from(level: impl Strategy<Value = String>, max_levels: usize) -> impl Strategy<Value = String> {
     let level_or_plus = prop_oneof![3 => level, 1 => Just("+".to_owned())];
-    (
-        prop::collection::vec(level_or_plus, 0..=max_levels),
-        any::<bool>(),
-    )
-        .prop_filter_map("a filter is not empty", |(mut levels, hash)| {
+    (prop::collection::vec(level_or_plus, 0..=max_levels), any::<bool>()).prop_filter_map(
+        "a filter is not empty",
+        |(mut levels, hash)| {
             if hash || levels.is_empty() {
                 levels.push("#".to_owned());
             }
             let s = levels.join("/");
             (!s.is_empty()).then_some(s)
-        })
+        },
+    )
 }
 
 /// A filter, shared (groups `g`, `h`) one time in three.
@@ -79,8 +70,7 @@ fn wide_filter() -> impl Strategy<Value = TopicFilter> {
 }
 
 fn filter_from(part: impl Strategy<Value = String>) -> impl Strategy<Value = TopicFilter> {
-    let group =
-        prop_oneof![2 => Just(None), 1 => prop::sample::select(&["g", "h"][..]).prop_map(Some)];
+    let group = prop_oneof![2 => Just(None), 1 => prop::sample::select(&["g", "h"][..]).prop_map(Some)];
     (group, part).prop_map(|(group, part)| {
         let text = match group {
             Some(g) => format!("$share/{g}/{part}"),
@@ -115,9 +105,10 @@ fn naive_topic_ok(s: &str) -> bool {
 
 fn naive_filter_part_ok(s: &str) -> bool {
     let levels: Vec<&str> = s.split('/').collect();
-    levels.iter().enumerate().all(|(i, l)| {
-        *l == "+" || (*l == "#" && i == levels.len() - 1) || (!l.contains('+') && !l.contains('#'))
-    })
+    levels
+        .iter()
+        .enumerate()
+        .all(|(i, l)| *l == "+" || (*l == "#" && i == levels.len() - 1) || (!l.contains('+') && !l.contains('#')))
 }
 
 fn naive_filter_ok(s: &str) -> bool {
@@ -143,10 +134,7 @@ fn naive_filter_ok(s: &str) -> bool {
 /// Arbitrary strings over the characters that matter, sometimes with the share prefix.
 fn messy_string() -> impl Strategy<Value = String> {
     let prefix = prop_oneof![Just(""), Just("$share/"), Just("$share")];
-    let body = prop::collection::vec(
-        prop::sample::select(&['a', '/', '+', '#', '$', '\0', 'é'][..]),
-        0..8,
-    );
+    let body = prop::collection::vec(prop::sample::select(&['a', '/', '+', '#', '$', '\0', 'é'][..]), 0..8);
     (prefix, body).prop_map(|(p, chars)| format!("{p}{}", chars.into_iter().collect::<String>()))
 }
 
@@ -214,10 +202,7 @@ fn index_matches(index: &SubscriptionIndex<u8, u32>, topic: &Topic) -> (Direct, 
     index.for_each_match(topic, |m| match m {
         Match::Direct { key, value } => direct.push((*key, *value)),
         Match::Shared {
-            group,
-            filter,
-            members,
-            ..
+            group, filter, members, ..
         } => {
             let mut members = members.to_vec();
             members.sort_unstable();
@@ -255,11 +240,7 @@ fn model_matches(model: &[(TopicFilter, u8, u32)], topic: &Topic) -> (Direct, Sh
     (direct, shared)
 }
 
-fn check_subscriptions(
-    filters: &[TopicFilter],
-    topics: &[Topic],
-    ops: Vec<SubOp>,
-) -> Result<(), TestCaseError> {
+fn check_subscriptions(filters: &[TopicFilter], topics: &[Topic], ops: Vec<SubOp>) -> Result<(), TestCaseError> {
     let mut index: SubscriptionIndex<u8, u32> = SubscriptionIndex::new();
     let mut model: Vec<(TopicFilter, u8, u32)> = Vec::new();
     for (step, op) in ops.into_iter().enumerate() {
@@ -382,11 +363,7 @@ fn retained_op() -> impl Strategy<Value = RetainedOp> {
     ]
 }
 
-fn check_retained(
-    topics: &[Topic],
-    filters: &[TopicFilter],
-    ops: Vec<RetainedOp>,
-) -> Result<(), TestCaseError> {
+fn check_retained(topics: &[Topic], filters: &[TopicFilter], ops: Vec<RetainedOp>) -> Result<(), TestCaseError> {
     let mut index: RetainedIndex<u32> = RetainedIndex::new();
     let mut model: HashMap<String, u32> = HashMap::new();
     for (step, op) in ops.into_iter().enumerate() {
@@ -394,10 +371,7 @@ fn check_retained(
         match op {
             RetainedOp::Insert { topic } => {
                 let topic = &topics[topic % topics.len()];
-                prop_assert_eq!(
-                    index.insert(topic, value),
-                    model.insert(topic.to_string(), value)
-                );
+                prop_assert_eq!(index.insert(topic, value), model.insert(topic.to_string(), value));
             }
             RetainedOp::Remove { topic } => {
                 let topic = &topics[topic % topics.len()];
