@@ -265,8 +265,8 @@ impl Chain {
 }
 
 pub mod acl;
-pub mod x509;
 pub mod password;
+pub mod x509;
 
 #[cfg(test)]
 mod tests {
