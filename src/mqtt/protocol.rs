@@ -103,9 +103,12 @@ struct Connected {
     inflight_window: usize,
     client_max_packet: u32,
     client_alias_max: u16,
-    /// Topic aliases set by the client; allocated on first use.
+    /// Topic aliases set by the client; allocated on first use. Boxed on purpose: an empty map
+    /// is 48 bytes in every connection, a `None` box is 8.
+    #[allow(clippy::box_collection)]
     alias_in: Option<Box<HashMap<u16, String>>>,
-    /// Topic aliases we set towards the client; allocated on first use.
+    /// Topic aliases we set towards the client; allocated on first use (boxed, as above).
+    #[allow(clippy::box_collection)]
     alias_out: Option<Box<HashMap<Arc<str>, u16>>>,
     problem_info: bool,
     /// CONNECT carried session expiry 0: DISCONNECT must not raise it [MQTT-3.14.2-2].
