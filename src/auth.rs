@@ -72,6 +72,9 @@ pub enum AuthenticatorConfig {
     /// The built-in password store (`file`, `unknown_user = "ignore" | "deny"`, `max_failures`,
     /// `failure_window`); the file is read at start and on every reload.
     Password(unigate_auth::password::PasswordConfig),
+    /// JSON Web Tokens (`secret` / `secret_file` / `public_key` / `jwks_url`, `algorithms`,
+    /// `leeway`, `claims`, `from`, `username_claim`, `acl_claim`, …; see `unigate_auth::jwt`).
+    Jwt(unigate_auth::jwt::JwtConfig),
 }
 
 /// Errors building the auth configuration.
@@ -167,6 +170,14 @@ fn build_authenticator(
                 message: e.to_string(),
             })?,
         ),
+        AuthenticatorConfig::Jwt(c) => {
+            Arc::new(
+                unigate_auth::jwt::JwtAuthenticator::new(name, c).map_err(|e| AuthSetupError::Authenticator {
+                    name: name.to_string(),
+                    message: e.to_string(),
+                })?,
+            )
+        }
     })
 }
 

@@ -198,6 +198,11 @@ pub struct MqttConfig {
     pub queue_qos0_offline: bool,
     /// What a full queue drops.
     pub queue_drop: QueueDropPolicy,
+    /// Back-pressure: when a connected subscriber's queue reaches this many messages while it
+    /// is still taking them, its publishers stop being read until it has caught up, so that
+    /// acknowledged messages are not dropped under overload. 0 turns it off. A subscriber that
+    /// takes nothing for 500 ms slows nobody down.
+    pub backpressure_queue: usize,
 }
 
 impl Default for MqttConfig {
@@ -213,6 +218,7 @@ impl Default for MqttConfig {
             server_keep_alive: None,
             queue_qos0_offline: false,
             queue_drop: QueueDropPolicy::Oldest,
+            backpressure_queue: 1000,
         }
     }
 }

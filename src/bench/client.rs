@@ -134,7 +134,8 @@ impl Conn {
     }
 
     /// Sends DISCONNECT (normal), flushes, and waits briefly for the server to close, so that
-    /// the server rather than the bench holds the TIME_WAIT state.
+    /// the server rather than the bench holds the TIME_WAIT state. Gives up after 5 s: a server
+    /// that stopped reading must not hold the run up.
     pub(crate) async fn disconnect(mut self) {
         if self
             .queue(&Packet::Disconnect(Disconnect::new(ReasonCode::NORMAL_DISCONNECTION)))
@@ -142,10 +143,10 @@ impl Conn {
         {
             return;
         }
-        if self.flush().await.is_err() {
-            return;
-        }
-        let wait_close = async {
+        let close = async {
+            if self.flush().await.is_err() {
+                return;
+            }
             loop {
                 if self.stream.readable().await.is_err() {
                     return;
@@ -157,7 +158,7 @@ impl Conn {
                 }
             }
         };
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(2), wait_close).await;
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), close).await;
     }
 
     /// Encodes `packet` into the output buffer.

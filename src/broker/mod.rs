@@ -27,7 +27,8 @@ use unigate_pubsub::{Match, Message, QoS, RetainedIndex, SubscriptionIndex, Topi
 use crate::config::MqttConfig;
 pub use metrics::Metrics;
 pub use session::{
-    ClientId, Delivery, Enqueued, KickReason, OutState, QueueLimits, Session, SessionLink, SharedVia, SubOptions,
+    Backpressure, ClientId, Delivery, Enqueued, KickReason, OutState, QueueLimits, Session, SessionLink, SharedVia,
+    SubOptions,
 };
 
 /// Milliseconds since the UNIX epoch (message expiry deadlines are wall-clock, so that they
@@ -197,6 +198,13 @@ impl Broker {
     /// Routes a message to every matching session and stores it if retained. Returns the number
     /// of sessions it was offered to.
     pub fn publish(&self, msg: Message) -> usize {
+        self.publish_from(msg, None).0
+    }
+
+    /// [`Broker::publish`] for a publisher that can be paused: the second value is true when a
+    /// matching session is congested and `publisher` was registered to be resumed when it
+    /// drains (the caller stops reading from that client meanwhile).
+    pub fn publish_from(&self, msg: Message, publisher: Option<&Arc<dyn SessionLink>>) -> (usize, bool) {
         let msg = Arc::new(msg);
         if msg.retain && self.settings.retain_available {
             self.store_retained(&msg);
@@ -204,22 +212,34 @@ impl Broker {
         let targets = self.match_targets(&msg, None);
         if targets.is_empty() {
             Metrics::add(&self.metrics.unrouted, 1);
-            return 0;
+            return (0, false);
         }
         let n = targets.len();
+        let bp = self.backpressure();
+        let mut congested = false;
         for t in targets {
-            self.offer(
-                &t.session,
-                Delivery {
-                    msg: msg.clone(),
-                    qos: t.qos,
-                    retain: t.retain,
-                    sub_ids: t.sub_ids,
-                    shared: t.shared,
-                },
-            );
+            let d = Delivery {
+                msg: msg.clone(),
+                qos: t.qos,
+                retain: t.retain,
+                sub_ids: t.sub_ids,
+                shared: t.shared,
+            };
+            let (outcome, c) = t.session.enqueue_from(d, publisher.map(|p| (p, bp)));
+            congested |= c;
+            if matches!(outcome, Enqueued::QueuedDroppedOld | Enqueued::Dropped) {
+                self.count_drop(&t.session);
+            }
         }
-        n
+        (n, congested)
+    }
+
+    /// The back-pressure settings.
+    pub fn backpressure(&self) -> Backpressure {
+        Backpressure {
+            threshold: self.settings.backpressure_queue,
+            stuck_after: Duration::from_millis(500),
+        }
     }
 
     fn offer(&self, session: &Session, d: Delivery) {
@@ -439,6 +459,8 @@ impl Broker {
             st.queue_qos0_offline = limits.queue_qos0_offline;
             st.wake_pending = false;
             st.drops_in_episode = 0;
+            // A new connection is presumed to be taking messages until it proves otherwise.
+            st.last_progress = Some(std::time::Instant::now());
             st.generation
         };
         session.set_online(true);
@@ -461,8 +483,9 @@ impl Broker {
     /// held for its delay (the caller schedules [`Broker::fire_will`]), or dropped (`None`).
     pub fn detach(&self, session: &Arc<Session>, generation: u64, will: Option<PendingWill>) -> Detached {
         let mut out = Detached::default();
-        let (owned, expiry, shared, ended) = {
+        let (owned, expiry, shared, ended, waiters) = {
             let mut st = session.lock();
+            let waiters = std::mem::take(&mut st.waiters);
             let owned = st.generation == generation && st.attached.as_ref().is_some_and(|a| a.generation == generation);
             if owned {
                 st.attached = None;
@@ -473,8 +496,12 @@ impl Broker {
             } else {
                 Vec::new()
             };
-            (owned, st.expiry_interval, shared, st.ended)
+            (owned, st.expiry_interval, shared, st.ended, waiters)
         };
+        // Publishers paused for this consumer must not wait for a queue nobody drains now.
+        for w in waiters {
+            w.resume();
+        }
         if owned {
             session.set_online(false);
         }

@@ -43,6 +43,9 @@ pub trait SessionLink: Send + Sync {
     fn wake(&self);
     /// Close the connection for `reason`; the session is no longer yours.
     fn kick(&self, reason: KickReason);
+    /// A session this connection published to was congested and has drained: read again
+    /// (see [`SessionState::waiters`]).
+    fn resume(&self) {}
 }
 
 /// Which shared subscription a delivery came through, so that it can be handed to another
@@ -216,6 +219,11 @@ pub struct SessionState {
     pub queue_qos0_offline: bool,
     /// Drops since the last "queue full" log line (logged once per episode).
     pub drops_in_episode: u64,
+    /// Publishers paused because this session's queue is long while its consumer is still
+    /// taking messages; resumed when the queue is short again (back-pressure).
+    pub waiters: Vec<Arc<dyn SessionLink>>,
+    /// When the attached connection last moved messages out of the queue.
+    pub last_progress: Option<std::time::Instant>,
 }
 
 /// What happened to a delivery offered to a session.
@@ -273,6 +281,8 @@ impl Session {
                 drop_policy: limits.drop_policy,
                 queue_qos0_offline: limits.queue_qos0_offline,
                 drops_in_episode: 0,
+                waiters: Vec::new(),
+                last_progress: None,
             }),
         }
     }
@@ -293,13 +303,47 @@ impl Session {
 
     /// Offers a delivery: queues it under the session's limits and wakes the connection.
     pub fn enqueue(&self, d: Delivery) -> Enqueued {
+        self.enqueue_from(d, None).0
+    }
+
+    /// Like [`Session::enqueue`]; when `publisher` is given and the queue is congested (at least
+    /// `bp.threshold` messages while the consumer is still making progress), the publisher is
+    /// registered to be resumed later and the second value is true: it should stop reading.
+    pub fn enqueue_from(
+        &self,
+        d: Delivery,
+        publisher: Option<(&Arc<dyn SessionLink>, Backpressure)>,
+    ) -> (Enqueued, bool) {
         let mut st = self.state.lock();
         let outcome = st.push(d);
         if matches!(outcome, Enqueued::Queued | Enqueued::QueuedDroppedOld) {
             st.wake();
         }
-        outcome
+        let mut congested = false;
+        if let Some((link, bp)) = publisher {
+            if bp.threshold > 0
+                && st.queue.len() >= bp.threshold
+                && st.attached.is_some()
+                && st.is_progressing(bp.stuck_after)
+            {
+                if !st.waiters.iter().any(|w| Arc::ptr_eq(w, link)) {
+                    st.waiters.push(link.clone());
+                }
+                congested = true;
+            }
+        }
+        (outcome, congested)
     }
+}
+
+/// When publishers are slowed down for a congested session.
+#[derive(Debug, Clone, Copy)]
+pub struct Backpressure {
+    /// Queue length from which publishers pause (0: never).
+    pub threshold: usize,
+    /// A consumer that moved nothing for this long is stuck: it slows nobody down (its queue
+    /// fills and drops per policy instead, so one dead client cannot stall the others).
+    pub stuck_after: std::time::Duration,
 }
 
 /// Queue settings given to a session when it is created or attached.
@@ -375,6 +419,19 @@ impl SessionState {
             self.wake_pending = true;
             a.link.wake();
         }
+    }
+
+    /// Whether the consumer moved messages recently.
+    pub fn is_progressing(&self, stuck_after: std::time::Duration) -> bool {
+        self.last_progress.is_some_and(|t| t.elapsed() < stuck_after)
+    }
+
+    /// Takes the paused publishers if the queue is short enough to let them go on.
+    pub fn take_waiters_below(&mut self, low_water: usize) -> Vec<Arc<dyn SessionLink>> {
+        if self.waiters.is_empty() || self.queue.len() > low_water {
+            return Vec::new();
+        }
+        std::mem::take(&mut self.waiters)
     }
 
     /// Removes and returns the queued deliveries that came through shared subscriptions.

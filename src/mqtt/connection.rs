@@ -42,6 +42,15 @@ pub struct Wake;
 #[rtype(result = "()")]
 pub struct Kick(pub KickReason);
 
+/// A congested subscriber caught up: read from this publisher again.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Resume;
+
+/// A paused publisher is resumed after this long even if nobody said so (a safety net: the
+/// subscriber may have gone away between our pause and its drain).
+const PAUSE_LIMIT: Duration = Duration::from_secs(1);
+
 struct Link(Addr<Connection>);
 
 impl SessionLink for Link {
@@ -50,6 +59,9 @@ impl SessionLink for Link {
     }
     fn kick(&self, reason: KickReason) {
         self.0.do_send(Kick(reason));
+    }
+    fn resume(&self) {
+        self.0.do_send(Resume);
     }
 }
 
@@ -61,6 +73,8 @@ pub struct Connection {
     conn: MqttConn,
     read_armed: bool,
     write_armed: bool,
+    /// Not reading: a subscriber this client publishes to is congested (back-pressure).
+    paused: bool,
     closing: Option<Close>,
     timer: Option<SpawnHandle>,
     awaiting_connect: bool,
@@ -91,6 +105,7 @@ impl Connection {
             conn,
             read_armed: false,
             write_armed: false,
+            paused: false,
             closing: None,
             timer: None,
             awaiting_connect: true,
@@ -101,6 +116,7 @@ impl Connection {
 
     fn arm_read(&mut self, ctx: &mut Context<Self>) {
         if self.read_armed
+            || self.paused
             || self.closing.is_some()
             || self.conn.out.len() >= HIGH_WATER
             || self.conn.is_authenticating()
@@ -138,6 +154,7 @@ impl Connection {
                 }
             });
             match step {
+                Ok(()) if self.conn.is_authenticating() || self.conn.is_congested() => break,
                 Ok(()) => {}
                 Err(None) => break,
                 Err(Some(close)) => {
@@ -153,6 +170,10 @@ impl Connection {
         if let Some(creds) = self.conn.take_auth_request() {
             self.authenticate(creds, ctx);
             return;
+        }
+        if self.conn.take_congested() && !self.paused {
+            self.paused = true;
+            ctx.run_later(PAUSE_LIMIT, |act, ctx| act.unpause(ctx));
         }
         if self.awaiting_connect && self.conn.is_connected() {
             self.awaiting_connect = false;
@@ -352,6 +373,35 @@ impl Handler<Wake> for Connection {
     type Result = ();
     fn handle(&mut self, _: Wake, ctx: &mut Context<Self>) {
         self.drain(ctx);
+    }
+}
+
+impl Connection {
+    fn unpause(&mut self, ctx: &mut Context<Self>) {
+        if !self.paused || self.closing.is_some() {
+            return;
+        }
+        self.paused = false;
+        // Packets that arrived behind the congested publish go first.
+        if self.conn.has_buffered_input() {
+            if let Err(close) = self.conn.handle_bytes(&[], Instant::now()) {
+                self.close(close, ctx);
+                return;
+            }
+            if self.conn.take_congested() {
+                self.paused = true;
+                ctx.run_later(PAUSE_LIMIT, |act, ctx| act.unpause(ctx));
+            }
+            self.drain(ctx);
+        }
+        self.arm_read(ctx);
+    }
+}
+
+impl Handler<Resume> for Connection {
+    type Result = ();
+    fn handle(&mut self, _: Resume, ctx: &mut Context<Self>) {
+        self.unpause(ctx);
     }
 }
 

@@ -22,7 +22,7 @@ use unigate_mqtt::{
     self as mqtt, AckProperties, ConnAck, ConnAckProperties, Connect, DecodeError, Disconnect, DisconnectProperties,
     Packet, PacketId, ProtocolVersion, PubResp, Publish, ReasonCode, SubAck, Subscribe, UnsubAck, Unsubscribe,
 };
-use unigate_pubsub::{Origin, Protocol, QoS, TopicFilter};
+use unigate_pubsub::{Message, Origin, Protocol, QoS, TopicFilter};
 use unigate_translators::{mqtt as tr, TranslateError};
 
 use crate::broker::{
@@ -129,6 +129,8 @@ pub struct MqttConn {
     pending: Option<Box<PendingConnect>>,
     /// The TLS client certificate chain (DER, leaf first), on TLS listeners.
     peer_certs: Vec<Vec<u8>>,
+    /// A publish hit a congested subscriber (see [`MqttConn::take_congested`]).
+    congested: bool,
     last_packet: Instant,
     closed: Option<Close>,
 }
@@ -146,6 +148,7 @@ impl MqttConn {
             conn: None,
             pending: None,
             peer_certs: Vec::new(),
+            congested: false,
             last_packet: now,
             closed: None,
         }
@@ -231,9 +234,10 @@ impl MqttConn {
                     Ok(Some((packet, used))) => {
                         pos += used;
                         self.handle_packet(packet, now).map_err(|c| self.fail(c))?;
-                        if self.pending.is_some() {
+                        if self.pending.is_some() || self.congested {
                             // CONNECT waits for the auth chain: later packets wait too (their
-                            // decoding depends on the version CONNECT negotiates).
+                            // decoding depends on the version CONNECT negotiates). And a publish
+                            // that hit a congested subscriber stops reading right here.
                             break;
                         }
                     }
@@ -248,7 +252,7 @@ impl MqttConn {
             self.read_buf.extend_from_slice(data);
             loop {
                 let version = self.version();
-                if self.pending.is_some() {
+                if self.pending.is_some() || self.congested {
                     break;
                 }
                 match mqtt::decode(&mut self.read_buf, version, max) {
@@ -702,10 +706,10 @@ impl MqttConn {
         }
         match (p.qos, p.packet_id) {
             (mqtt::QoS::AtMostOnce, _) => {
-                broker.publish(msg);
+                self.route(msg);
             }
             (mqtt::QoS::AtLeastOnce, Some(pid)) => {
-                let n = broker.publish(msg);
+                let n = self.route(msg);
                 let code = if n == 0 && v5 {
                     ReasonCode::NO_MATCHING_SUBSCRIBERS
                 } else {
@@ -735,7 +739,7 @@ impl MqttConn {
                 };
                 // A retransmitted QoS 2 PUBLISH (same id before PUBREL) is not routed twice.
                 let code = if fresh {
-                    let n = broker.publish(msg);
+                    let n = self.route(msg);
                     if n == 0 && v5 {
                         ReasonCode::NO_MATCHING_SUBSCRIBERS
                     } else {
@@ -751,6 +755,30 @@ impl MqttConn {
             }
         }
         Ok(())
+    }
+
+    /// Routes a message from this client; notes congestion so that the caller pauses reading.
+    fn route(&mut self, msg: Message) -> usize {
+        let (n, congested) = self.broker.publish_from(msg, self.link.as_ref());
+        self.congested |= congested;
+        n
+    }
+
+    /// Whether a publish since the last call hit a congested subscriber (back-pressure: stop
+    /// reading until [`SessionLink::resume`]). Packets behind it wait in the read buffer; feed
+    /// an empty slice to [`MqttConn::handle_bytes`] to go on with them.
+    pub fn take_congested(&mut self) -> bool {
+        std::mem::take(&mut self.congested)
+    }
+
+    /// Whether a publish hit a congested subscriber and input processing stopped.
+    pub fn is_congested(&self) -> bool {
+        self.congested
+    }
+
+    /// Whether undecoded bytes wait in the read buffer.
+    pub fn has_buffered_input(&self) -> bool {
+        !self.read_buf.is_empty()
     }
 
     /// Checks a request against the client's ACL (token rules first, then the configured ACL).
@@ -1062,12 +1090,14 @@ impl MqttConn {
         let now = now_ms();
         let window = c.inflight_window;
         let mut batch: Vec<(Option<u16>, Delivery)> = Vec::new();
+        let resume;
         let more = {
             let mut st = c.session.lock();
             if st.generation != c.generation {
                 return false;
             }
             st.wake_pending = false;
+            let queued_before = st.queue.len();
             while batch.len() < DRAIN_BATCH {
                 let Some(front) = st.queue.front() else { break };
                 if front.msg.is_expired(now) {
@@ -1095,8 +1125,16 @@ impl MqttConn {
             if st.queue.is_empty() {
                 st.drops_in_episode = 0;
             }
+            if st.queue.len() < queued_before || st.last_progress.is_none() {
+                st.last_progress = Some(std::time::Instant::now());
+            }
+            // Publishers paused for us go on once the queue is down to half the threshold.
+            resume = st.take_waiters_below(self.broker.backpressure().threshold / 2);
             batch.len() == DRAIN_BATCH && !st.queue.is_empty()
         };
+        for w in resume {
+            w.resume();
+        }
         let mut dropped = false;
         for (id, d) in &batch {
             dropped |= !self.write_publish(*id, d, false, now);

@@ -111,3 +111,59 @@ fn graceful_stop_sends_0x8b_and_keeps_wills_unpublished() {
     assert_eq!(broker.metrics.wills_published.load(Ordering::Relaxed), 0);
     assert!(broker.retained_matching(&"wills/#".parse().expect("filter")).is_empty());
 }
+
+#[test]
+fn backpressure_keeps_acknowledged_messages_when_a_subscriber_lags() {
+    use unigate_mqtt::{PacketId, PubResp};
+    // A queue of 200 would overflow many times over without back-pressure.
+    let server = TestServer::start_with("[mqtt]\nbackpressure_queue = 50\n", "max_queued_messages = 200");
+    let mut sub_connect = connect_packet(ProtocolVersion::V5, "bp-sub", true);
+    sub_connect.properties.receive_maximum = Some(8);
+    let mut sub = Raw::accepted(server.addr, sub_connect);
+    sub.subscribe("bp/#", QoS::AtLeastOnce);
+    const N: u32 = 3000;
+    let addr = server.addr;
+    // The publisher pipelines everything without waiting, then collects the acknowledgements.
+    let publisher = std::thread::spawn(move || {
+        let mut p = Raw::v5(addr, "bp-pub");
+        let mut bytes = Vec::new();
+        for i in 0..N {
+            let id = (i % 60_000 + 1) as u16;
+            bytes.extend(p.encode(&Packet::Publish(publish(
+                "bp/t",
+                i.to_be_bytes().to_vec(),
+                QoS::AtLeastOnce,
+                id,
+            ))));
+        }
+        p.send_bytes(&bytes);
+        let mut acked = 0;
+        while acked < N {
+            match p.recv() {
+                Packet::PubAck(a) => {
+                    assert!(!a.reason_code.is_error());
+                    acked += 1;
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        acked
+    });
+    // The subscriber takes its time but keeps going: every message, in order.
+    for i in 0..N {
+        let p = sub.recv_publish();
+        assert_eq!(
+            u32::from_be_bytes(p.payload[..4].try_into().expect("4 bytes")),
+            i,
+            "lost or reordered"
+        );
+        if i % 500 == 0 {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let id: PacketId = p.packet_id.expect("QoS 1");
+        sub.send(&Packet::PubAck(PubResp::new(id)));
+    }
+    assert_eq!(publisher.join().expect("publisher"), N);
+    assert_eq!(server.broker().metrics.dropped_queue_full.load(Ordering::Relaxed), 0);
+    server.stop();
+}
