@@ -36,7 +36,8 @@ pub struct AuthConfig {
 }
 
 fn default_timeout() -> Duration {
-    Duration::from_secs(5)
+    // Longer than the JWKS fetch timeout (5 s), so a slow key server is reported as such.
+    Duration::from_secs(10)
 }
 
 /// `[auth.chains.NAME]`.
@@ -271,11 +272,21 @@ impl ListenerAuth {
     }
 }
 
-/// One audit line per authentication; never the password.
+/// A user name as it may be logged: a JWT sent in the user name field (jwt `from =
+/// "username"`) or anything long is not printed.
+fn loggable_username(name: &str) -> &str {
+    if name.len() > 128 || name.split('.').count() == 3 && name.len() > 40 {
+        "<redacted token>"
+    } else {
+        name
+    }
+}
+
+/// One audit line per authentication; never the password or a token.
 fn audit_auth(creds: &Credentials, outcome: &Outcome) {
     let peer = creds.peer.map(|p| p.to_string()).unwrap_or_default();
     let client_id = creds.client_id.as_deref().unwrap_or("");
-    let username = creds.username.as_deref().unwrap_or("");
+    let username = loggable_username(creds.username.as_deref().unwrap_or(""));
     match outcome {
         Outcome::Allowed(id) => tracing::info!(
             target: "unigate::audit",

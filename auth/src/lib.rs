@@ -265,6 +265,7 @@ impl Chain {
 }
 
 pub mod acl;
+pub mod jwt;
 pub mod password;
 pub mod x509;
 
