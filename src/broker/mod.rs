@@ -356,7 +356,10 @@ impl Broker {
             if st.ended {
                 return false;
             }
-            st.subscriptions.insert(filter.clone(), opts).is_none()
+            st.subscriptions
+                .get_or_insert_with(Default::default)
+                .insert(filter.clone(), opts)
+                .is_none()
         };
         let entry = SubEntry {
             session: session.clone(),
@@ -370,7 +373,12 @@ impl Broker {
 
     /// Removes a subscription. Returns whether it existed.
     pub fn unsubscribe(&self, session: &Arc<Session>, filter: &TopicFilter) -> bool {
-        let existed = session.lock().subscriptions.remove(filter).is_some();
+        let existed = session
+            .lock()
+            .subscriptions
+            .as_mut()
+            .and_then(|s| s.remove(filter))
+            .is_some();
         if self.subs.write().remove(filter, &session.serial).is_some() {
             Metrics::gauge(&self.metrics.subscriptions, -1);
         }
@@ -424,7 +432,9 @@ impl Broker {
                 if let Some(prev) = st.attached.take() {
                     prev.link.kick(KickReason::SessionTakenOver);
                 }
-                if clean_start || st.ended {
+                // A session with expiry 0 ends with its connection, which this takeover closes:
+                // it is never resumed, even if that connection's DISCONNECT is still in flight.
+                if clean_start || st.ended || st.expiry_interval == 0 {
                     st.ended = true;
                     drop(st);
                     ended = Some(old);
@@ -577,7 +587,11 @@ impl Broker {
         let (filters, mut orphans) = {
             let mut st = session.lock();
             st.ended = true;
-            let filters: Vec<TopicFilter> = st.subscriptions.drain().map(|(f, _)| f).collect();
+            let filters: Vec<TopicFilter> = st
+                .subscriptions
+                .take()
+                .map(|s| s.into_keys().collect())
+                .unwrap_or_default();
             let mut orphans = st.take_shared();
             orphans.extend(st.inflight.drain_unsent().into_iter().filter(|d| d.shared.is_some()));
             st.queue.clear();

@@ -200,8 +200,10 @@ pub struct SessionState {
     /// Deliveries waiting to be sent.
     pub queue: VecDeque<Delivery>,
     qos0_queued: usize,
-    /// Subscriptions, by filter.
-    pub subscriptions: HashMap<TopicFilter, SubOptions>,
+    /// Subscriptions, by filter; allocated on the first one (boxed: an empty map costs 48
+    /// bytes in every session, publishers-only clients included).
+    #[allow(clippy::box_collection)]
+    pub subscriptions: Option<Box<HashMap<TopicFilter, SubOptions>>>,
     /// Outbound QoS 1/2 window.
     pub inflight: Inflight,
     /// Inbound QoS 2 packet ids received and not yet released (PUBREL); bounded by our
@@ -272,7 +274,7 @@ impl Session {
                 wake_pending: false,
                 queue: VecDeque::new(),
                 qos0_queued: 0,
-                subscriptions: HashMap::new(),
+                subscriptions: None,
                 inflight: Inflight::default(),
                 incoming_qos2: Vec::new(),
                 expiry_interval,

@@ -235,3 +235,15 @@ fn delayed_will_is_cancelled_by_reconnect_and_fired_otherwise() {
     b.fire_will(&a2.session, a2.generation);
     assert_eq!(w.session.lock().queue.len(), 1);
 }
+
+#[test]
+fn a_session_with_expiry_zero_is_not_resumed_by_a_takeover() {
+    let b = broker();
+    let (a, _) = connect(&b, "a", true, 0);
+    b.subscribe(&a.session, &TopicFilter::new("s").unwrap(), opts(QoS::AtLeastOnce));
+    // The first connection's DISCONNECT has not been processed yet when the next one arrives.
+    let (next, _) = connect(&b, "a", false, 300);
+    assert!(!next.present);
+    assert!(!Arc::ptr_eq(&next.session, &a.session));
+    assert_eq!(b.publish(msg("s", QoS::AtLeastOnce, b"x")), 0);
+}

@@ -176,11 +176,7 @@ impl Connection {
             ctx.run_later(PAUSE_LIMIT, |act, ctx| act.unpause(ctx));
         }
         if self.awaiting_connect && self.conn.is_connected() {
-            self.awaiting_connect = false;
-            if let Some(t) = self.timer.take() {
-                ctx.cancel_future(t);
-            }
-            self.rearm_keepalive(ctx);
+            self.on_connected(ctx);
         }
         self.drain(ctx);
         self.arm_read(ctx);
@@ -209,14 +205,26 @@ impl Connection {
 
     fn on_authenticated(&mut self, ctx: &mut Context<Self>) {
         if self.awaiting_connect && self.conn.is_connected() {
-            self.awaiting_connect = false;
-            if let Some(t) = self.timer.take() {
-                ctx.cancel_future(t);
-            }
-            self.rearm_keepalive(ctx);
+            self.on_connected(ctx);
         }
         self.drain(ctx);
         self.arm_read(ctx);
+    }
+
+    /// CONNECT accepted: the connect timer becomes the keep-alive timer. It is only cancelled
+    /// (which costs every connection a spilled handle list in actix) when keep alive must fire
+    /// before it; otherwise it re-arms itself as keep alive when it fires.
+    fn on_connected(&mut self, ctx: &mut Context<Self>) {
+        self.awaiting_connect = false;
+        if let Some(k) = self.conn.keepalive_interval() {
+            // The connect timer is due at most connect_timeout from now.
+            if k < self.conn.connect_timeout() {
+                if let Some(t) = self.timer.take() {
+                    ctx.cancel_future(t);
+                }
+                self.rearm_keepalive(ctx);
+            }
+        }
     }
 
     fn drain(&mut self, ctx: &mut Context<Self>) {
@@ -353,6 +361,8 @@ impl Actor for Connection {
                 tracing::debug!("closing: no CONNECT in time");
                 let close = act.conn.handle_timeout(Close::ConnectTimeout);
                 act.close(close, ctx);
+            } else {
+                act.rearm_keepalive(ctx);
             }
         }));
         self.arm_read(ctx);

@@ -94,7 +94,6 @@ struct PendingConnect {
 struct Connected {
     version: ProtocolVersion,
     client_id: ClientId,
-    username: Option<Arc<str>>,
     identity: Identity,
     session: Arc<Session>,
     generation: u64,
@@ -172,6 +171,12 @@ impl MqttConn {
     /// The listener's settings.
     pub fn listener(&self) -> &Arc<ListenerSettings> {
         &self.listener
+    }
+
+    /// The keep-alive interval after which a silent client is dropped (1.5 × keep alive).
+    pub fn keepalive_interval(&self) -> Option<Duration> {
+        let c = self.conn.as_ref()?;
+        (c.keep_alive > 0).then(|| Duration::from_millis(u64::from(c.keep_alive) * 1500))
     }
 
     /// How long the client has to send CONNECT.
@@ -532,7 +537,6 @@ impl MqttConn {
         let conn = Connected {
             version: v,
             client_id: client_id.clone(),
-            username,
             identity,
             session: att.session.clone(),
             generation: att.generation,
@@ -791,7 +795,7 @@ impl MqttConn {
 
     fn origin_of_connected(&self) -> Origin {
         match self.conn.as_ref() {
-            Some(c) => self.origin(&c.client_id, c.username.clone()),
+            Some(c) => self.origin(&c.client_id, c.identity.username.clone()),
             None => Origin::default(),
         }
     }
