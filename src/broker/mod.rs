@@ -495,7 +495,7 @@ impl Broker {
         let mut out = Detached::default();
         let (owned, expiry, shared, ended, waiters) = {
             let mut st = session.lock();
-            let waiters = std::mem::take(&mut st.waiters);
+            let waiters = st.waiters.take().map(|w| *w).unwrap_or_default();
             let owned = st.generation == generation && st.attached.as_ref().is_some_and(|a| a.generation == generation);
             if owned {
                 st.attached = None;

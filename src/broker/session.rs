@@ -220,10 +220,13 @@ pub struct SessionState {
     /// Whether QoS 0 messages are queued while offline.
     pub queue_qos0_offline: bool,
     /// Drops since the last "queue full" log line (logged once per episode).
-    pub drops_in_episode: u64,
+    pub drops_in_episode: u32,
     /// Publishers paused because this session's queue is long while its consumer is still
     /// taking messages; resumed when the queue is short again (back-pressure).
-    pub waiters: Vec<Arc<dyn SessionLink>>,
+    /// Boxed: present only under congestion, and an empty `Vec` would cost every session 24
+    /// bytes.
+    #[allow(clippy::box_collection)]
+    pub waiters: Option<Box<Vec<Arc<dyn SessionLink>>>>,
     /// When the attached connection last moved messages out of the queue.
     pub last_progress: Option<std::time::Instant>,
 }
@@ -283,7 +286,7 @@ impl Session {
                 drop_policy: limits.drop_policy,
                 queue_qos0_offline: limits.queue_qos0_offline,
                 drops_in_episode: 0,
-                waiters: Vec::new(),
+                waiters: None,
                 last_progress: None,
             }),
         }
@@ -328,8 +331,9 @@ impl Session {
                 && st.attached.is_some()
                 && st.is_progressing(bp.stuck_after)
             {
-                if !st.waiters.iter().any(|w| Arc::ptr_eq(w, link)) {
-                    st.waiters.push(link.clone());
+                let waiters = st.waiters.get_or_insert_with(Default::default);
+                if !waiters.iter().any(|w| Arc::ptr_eq(w, link)) {
+                    waiters.push(link.clone());
                 }
                 congested = true;
             }
@@ -430,10 +434,10 @@ impl SessionState {
 
     /// Takes the paused publishers if the queue is short enough to let them go on.
     pub fn take_waiters_below(&mut self, low_water: usize) -> Vec<Arc<dyn SessionLink>> {
-        if self.waiters.is_empty() || self.queue.len() > low_water {
+        if self.waiters.is_none() || self.queue.len() > low_water {
             return Vec::new();
         }
-        std::mem::take(&mut self.waiters)
+        self.waiters.take().map(|w| *w).unwrap_or_default()
     }
 
     /// Removes and returns the queued deliveries that came through shared subscriptions.

@@ -94,7 +94,9 @@ struct PendingConnect {
 struct Connected {
     version: ProtocolVersion,
     client_id: ClientId,
-    identity: Identity,
+    /// Who the client is; `None` for an anonymous client without a user name (the common
+    /// case on open listeners, which then carries no identity in memory at all).
+    identity: Option<Box<Identity>>,
     session: Arc<Session>,
     generation: u64,
     keep_alive: u16,
@@ -537,7 +539,7 @@ impl MqttConn {
         let conn = Connected {
             version: v,
             client_id: client_id.clone(),
-            identity,
+            identity: (&identity != anonymous_identity()).then(|| Box::new(identity)),
             session: att.session.clone(),
             generation: att.generation,
             keep_alive,
@@ -788,14 +790,14 @@ impl MqttConn {
     /// Checks a request against the client's ACL (token rules first, then the configured ACL).
     fn authorized(&self, request: Request<'_>) -> bool {
         match self.conn.as_ref() {
-            Some(c) => authorize(&self.broker, &c.identity, &c.client_id, &self.listener.name, request),
+            Some(c) => authorize(&self.broker, c.identity(), &c.client_id, &self.listener.name, request),
             None => false,
         }
     }
 
     fn origin_of_connected(&self) -> Origin {
         match self.conn.as_ref() {
-            Some(c) => self.origin(&c.client_id, c.identity.username.clone()),
+            Some(c) => self.origin(&c.client_id, c.identity().username.clone()),
             None => Origin::default(),
         }
     }
@@ -1208,6 +1210,18 @@ fn pub_resp(packet_id: PacketId, reason_code: ReasonCode) -> PubResp {
         packet_id,
         reason_code,
         properties: AckProperties::default(),
+    }
+}
+
+/// The identity of an anonymous client without a user name.
+fn anonymous_identity() -> &'static Identity {
+    static ANONYMOUS: std::sync::OnceLock<Identity> = std::sync::OnceLock::new();
+    ANONYMOUS.get_or_init(|| Identity::anonymous(None))
+}
+
+impl Connected {
+    fn identity(&self) -> &Identity {
+        self.identity.as_deref().unwrap_or_else(|| anonymous_identity())
     }
 }
 
