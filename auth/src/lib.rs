@@ -122,9 +122,12 @@ pub struct Identity {
 impl Identity {
     /// The identity of an anonymous client allowed by a chain's no-match policy.
     pub fn anonymous(username: Option<&str>) -> Identity {
+        // One shared name: anonymous connections are the common case and each allocation
+        // counts towards memory per connection.
+        static ANONYMOUS: std::sync::OnceLock<Arc<str>> = std::sync::OnceLock::new();
         Identity {
             username: username.map(Arc::from),
-            authenticator: Arc::from("anonymous"),
+            authenticator: ANONYMOUS.get_or_init(|| Arc::from("anonymous")).clone(),
             ..Identity::default()
         }
     }

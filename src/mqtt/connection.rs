@@ -85,12 +85,12 @@ impl Connection {
     /// Starts the actor for an accepted socket (on the current arbiter).
     pub fn start(
         stream: TcpStream,
+        peer: std::net::SocketAddr,
         broker: Arc<Broker>,
         listener: Arc<ListenerSettings>,
         guard: ConnectionGuard,
     ) -> io::Result<Addr<Connection>> {
-        let peer = stream.peer_addr()?;
-        stream.set_nodelay(true)?;
+        // TCP_NODELAY and keepalive come from the listening socket (see server::bind_one).
         let tls_config = listener.tls.read().clone();
         let tls = match tls_config {
             Some(config) => Some(Box::new(
