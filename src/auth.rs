@@ -75,7 +75,7 @@ pub enum AuthenticatorConfig {
     Password(unigate_auth::password::PasswordConfig),
     /// JSON Web Tokens (`secret` / `secret_file` / `public_key` / `jwks_url`, `algorithms`,
     /// `leeway`, `claims`, `from`, `username_claim`, `acl_claim`, …; see `unigate_auth::jwt`).
-    Jwt(unigate_auth::jwt::JwtConfig),
+    Jwt(Box<unigate_auth::jwt::JwtConfig>),
 }
 
 /// Errors building the auth configuration.
