@@ -1226,7 +1226,8 @@ impl Connected {
 }
 
 /// The ACL decision for one request: rules carried by the identity (a token's `acl` claim)
-/// first, then the configured ACL; no configured ACL allows everything. Denials are counted,
+/// first, then the configured ACL; with neither, everything is allowed, and with only token
+/// rules, what they do not allow is refused. Denials are counted,
 /// and every decision is logged when auditing is on.
 fn authorize(broker: &Broker, identity: &Identity, client_id: &str, listener: &str, request: Request<'_>) -> bool {
     let subject = Subject::from_identity(identity, client_id, listener);
@@ -1237,6 +1238,9 @@ fn authorize(broker: &Broker, identity: &Identity, client_id: &str, listener: &s
             let v = acl.check(&subject, request);
             (v.is_allowed(), "acl", v.rule)
         }
+        // A token that carries rules is the whole policy when no ACL is configured: what it
+        // does not allow is refused (its rules restrict, they never widen an open broker).
+        (None, None) if identity.acl.is_some() => (false, "token", None),
         (None, None) => (true, "none", None),
     };
     if !allowed {
