@@ -326,9 +326,13 @@ impl Session {
         }
         let mut congested = false;
         if let Some((link, bp)) = publisher {
+            // A client is never paused for its own queue: it would stop reading the very
+            // acknowledgements that drain it.
+            let own = st.attached.as_ref().is_some_and(|a| Arc::ptr_eq(&a.link, link));
             if bp.threshold > 0
                 && st.queue.len() >= bp.threshold
                 && st.attached.is_some()
+                && !own
                 && st.is_progressing(bp.stuck_after)
             {
                 let waiters = st.waiters.get_or_insert_with(Default::default);

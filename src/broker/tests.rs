@@ -247,3 +247,27 @@ fn a_session_with_expiry_zero_is_not_resumed_by_a_takeover() {
     assert!(!Arc::ptr_eq(&next.session, &a.session));
     assert_eq!(b.publish(msg("s", QoS::AtLeastOnce, b"x")), 0);
 }
+
+#[test]
+fn backpressure_pauses_other_publishers_but_never_a_client_for_its_own_queue() {
+    // The test sessions queue at most 100 messages.
+    let b = Broker::new(MqttConfig {
+        backpressure_queue: 50,
+        ..MqttConfig::default()
+    });
+    let (a, own_link) = connect(&b, "a", true, 0);
+    b.subscribe(&a.session, &TopicFilter::new("s").unwrap(), opts(QoS::AtLeastOnce));
+    let own: Arc<dyn SessionLink> = own_link;
+    let other: Arc<dyn SessionLink> = Arc::new(Recorder::default());
+    let threshold = b.backpressure().threshold;
+    for _ in 0..threshold {
+        let (_, congested) = b.publish_from(msg("s", QoS::AtLeastOnce, b"x"), Some(&own));
+        assert!(!congested, "a client was paused for its own queue");
+    }
+    let (_, congested) = b.publish_from(msg("s", QoS::AtLeastOnce, b"x"), Some(&other));
+    assert!(congested);
+    assert_eq!(a.session.lock().waiters.as_ref().map(|w| w.len()), Some(1));
+    // The subscriber going away resumes the paused publisher.
+    b.detach(&a.session, a.generation, None);
+    assert!(a.session.lock().waiters.is_none());
+}
