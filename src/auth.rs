@@ -221,16 +221,25 @@ pub struct ListenerAuth {
     pub timeout: Duration,
     /// Log decisions.
     pub audit: bool,
+    /// Where results are counted.
+    broker: Arc<crate::broker::Broker>,
 }
 
 impl ListenerAuth {
     /// Settings for a listener using `chain`.
-    pub fn new(chain: Arc<Chain>, runtime: tokio::runtime::Handle, timeout: Duration, audit: bool) -> ListenerAuth {
+    pub fn new(
+        chain: Arc<Chain>,
+        runtime: tokio::runtime::Handle,
+        timeout: Duration,
+        audit: bool,
+        broker: Arc<crate::broker::Broker>,
+    ) -> ListenerAuth {
         ListenerAuth {
             chain: parking_lot::RwLock::new(chain),
             runtime,
             timeout,
             audit,
+            broker,
         }
     }
 
@@ -250,6 +259,7 @@ impl ListenerAuth {
         let chain = self.chain();
         let timeout = self.timeout;
         let audit = self.audit;
+        let broker = self.broker.clone();
         let task = self.runtime.spawn(async move {
             let outcome = match tokio::time::timeout(timeout, chain.authenticate(&creds)).await {
                 Ok(o) => o,
@@ -260,6 +270,10 @@ impl ListenerAuth {
             };
             if audit {
                 audit_auth(&creds, &outcome);
+            }
+            match &outcome {
+                Outcome::Allowed(id) => broker.metrics.count_auth(&id.authenticator, true),
+                Outcome::Denied { authenticator, .. } => broker.metrics.count_auth(authenticator, false),
             }
             outcome
         });

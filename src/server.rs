@@ -213,6 +213,7 @@ fn run_system(
                             auth_handle.clone(),
                             config.auth.timeout,
                             config.auth.audit,
+                            broker.clone(),
                         ),
                     });
                     all_settings.push(settings.clone());
@@ -455,6 +456,17 @@ pub fn publish_sys(broker: &Broker) {
             Metrics::read(&m.protocol_errors).to_string(),
         ),
     ];
+    for (authenticator, result, n) in m.auth_counts() {
+        if let Ok(topic) = Topic::new(&format!("$SYS/broker/auth/{authenticator}/{result}")) {
+            let mut msg = Message::new(topic, Bytes::from(n.to_string()));
+            msg.retain = true;
+            msg.origin = Origin {
+                protocol: Some(Protocol::System),
+                ..Origin::default()
+            };
+            broker.publish(msg);
+        }
+    }
     for (topic, value) in stats {
         let Ok(topic) = Topic::new(topic) else {
             continue;

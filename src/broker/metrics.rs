@@ -3,6 +3,8 @@
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
+use dashmap::DashMap;
+
 /// Counters and gauges of the broker.
 #[derive(Debug, Default)]
 pub struct Metrics {
@@ -40,6 +42,9 @@ pub struct Metrics {
     pub wills_published: AtomicU64,
     /// Publishes, subscriptions and retained reads refused by the ACL.
     pub acl_denied: AtomicU64,
+    /// Authentication results by (authenticator, `allow` | `deny`); the authenticator is
+    /// `anonymous` for a chain's no-match allow and `chain` for its no-match deny.
+    pub auth_results: DashMap<(String, &'static str), u64>,
 }
 
 impl Metrics {
@@ -47,6 +52,26 @@ impl Metrics {
     #[inline]
     pub fn add(counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Counts one authentication result.
+    pub fn count_auth(&self, authenticator: &str, allowed: bool) {
+        let result = if allowed { "allow" } else { "deny" };
+        *self
+            .auth_results
+            .entry((authenticator.to_string(), result))
+            .or_insert(0) += 1;
+    }
+
+    /// The authentication counters, sorted.
+    pub fn auth_counts(&self) -> Vec<(String, &'static str, u64)> {
+        let mut v: Vec<_> = self
+            .auth_results
+            .iter()
+            .map(|e| (e.key().0.clone(), e.key().1, *e.value()))
+            .collect();
+        v.sort();
+        v
     }
 
     /// Reads a counter.

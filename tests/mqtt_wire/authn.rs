@@ -82,6 +82,18 @@ fn password_chain_accepts_refuses_and_throttles() {
     let (_, ack) = Raw::connect(server.addr, c);
     assert!(ack.reason_code.is_error());
     assert!(started.elapsed() < std::time::Duration::from_secs(2));
+    // Every decision is counted per authenticator (and `chain` for the no-match policy).
+    let counts = server.broker().metrics.auth_counts();
+    let count = |who: &str, result: &str| {
+        counts
+            .iter()
+            .find(|(a, r, _)| a == who && *r == result)
+            .map(|(_, _, n)| *n)
+            .unwrap_or(0)
+    };
+    assert_eq!(count("pw", "allow"), 1, "{counts:?}");
+    assert_eq!(count("chain", "deny"), 2, "{counts:?}");
+    assert!(count("pw", "deny") >= 4, "{counts:?}");
     server.stop();
     let _ = std::fs::remove_dir_all(dir);
 }
