@@ -76,6 +76,9 @@ pub enum AuthenticatorConfig {
     /// JSON Web Tokens (`secret` / `secret_file` / `public_key` / `jwks_url`, `algorithms`,
     /// `leeway`, `claims`, `from`, `username_claim`, `acl_claim`, …; see `unigate_auth::jwt`).
     Jwt(Box<unigate_auth::jwt::JwtConfig>),
+    /// DTLS pre-shared keys by identity (`file`); the identity becomes the user name. Used by the
+    /// CoAP/LwM2M DTLS listeners' handshakes.
+    Psk(unigate_auth::psk::PskConfig),
 }
 
 /// Errors building the auth configuration.
@@ -171,6 +174,14 @@ fn build_authenticator(
                 message: e.to_string(),
             })?,
         ),
+        AuthenticatorConfig::Psk(c) => {
+            Arc::new(
+                unigate_auth::psk::PskAuthenticator::new(name, c).map_err(|e| AuthSetupError::Authenticator {
+                    name: name.to_string(),
+                    message: e.to_string(),
+                })?,
+            )
+        }
         AuthenticatorConfig::Jwt(c) => {
             Arc::new(
                 unigate_auth::jwt::JwtAuthenticator::new(name, c).map_err(|e| AuthSetupError::Authenticator {

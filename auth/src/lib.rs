@@ -270,6 +270,7 @@ impl Chain {
 pub mod acl;
 pub mod jwt;
 pub mod password;
+pub mod psk;
 pub mod x509;
 
 #[cfg(test)]
