@@ -430,6 +430,7 @@ pub fn publish_sys(broker: &Broker) {
         (
             "$SYS/broker/messages/dropped",
             (Metrics::read(&m.dropped_queue_full)
+                + Metrics::read(&m.dropped_offline_qos0)
                 + Metrics::read(&m.dropped_expired)
                 + Metrics::read(&m.dropped_too_large))
             .to_string(),

@@ -47,6 +47,22 @@ pub struct SubEntry {
     pub session: Arc<Session>,
     /// Its options.
     pub opts: SubOptions,
+    /// For a `$share` subscription, its group and filter, made once here so that routing a
+    /// message to a member clones an `Arc` instead of building the filter again.
+    pub shared: Option<Arc<SharedVia>>,
+}
+
+impl SubEntry {
+    /// The delivery target of `msg` through this subscription.
+    fn target(&self, msg: &Message) -> Target {
+        Target {
+            session: self.session.clone(),
+            qos: msg.qos.min(self.opts.qos),
+            retain: msg.retain && self.opts.retain_as_published,
+            sub_ids: self.opts.sub_id.into_iter().collect(),
+            shared: self.shared.clone(),
+        }
+    }
 }
 
 /// The result of attaching a connection to a session.
@@ -215,7 +231,7 @@ impl Broker {
             return (0, false);
         }
         let n = targets.len();
-        let bp = self.backpressure();
+        let publisher = publisher.map(|p| (p, self.backpressure()));
         let mut congested = false;
         for t in targets {
             let d = Delivery {
@@ -225,11 +241,7 @@ impl Broker {
                 sub_ids: t.sub_ids,
                 shared: t.shared,
             };
-            let (outcome, c) = t.session.enqueue_from(d, publisher.map(|p| (p, bp)));
-            congested |= c;
-            if matches!(outcome, Enqueued::QueuedDroppedOld | Enqueued::Dropped) {
-                self.count_drop(&t.session);
-            }
+            congested |= self.offer_from(&t.session, d, publisher);
         }
         (n, congested)
     }
@@ -243,24 +255,30 @@ impl Broker {
     }
 
     fn offer(&self, session: &Session, d: Delivery) {
-        match session.enqueue(d) {
-            Enqueued::Queued | Enqueued::Ended => {}
-            Enqueued::QueuedDroppedOld | Enqueued::Dropped => self.count_drop(session),
-        }
+        self.offer_from(session, d, None);
     }
 
-    fn count_drop(&self, session: &Session) {
-        Metrics::add(&self.metrics.dropped_queue_full, 1);
-        let mut st = session.lock();
-        if st.attached.is_none() && st.queue.len() < st.max_queued {
-            // Not full: this was an offline QoS 0 message.
-            Metrics::add(&self.metrics.dropped_offline_qos0, 1);
-            return;
+    /// Queues a delivery and counts what was dropped; true when the publisher must pause.
+    fn offer_from(
+        &self,
+        session: &Session,
+        d: Delivery,
+        publisher: Option<(&Arc<dyn SessionLink>, Backpressure)>,
+    ) -> bool {
+        let (outcome, congested) = session.enqueue_from(d, publisher);
+        match outcome {
+            Enqueued::Queued | Enqueued::Ended => {}
+            Enqueued::DroppedOffline => Metrics::add(&self.metrics.dropped_offline_qos0, 1),
+            Enqueued::QueuedDroppedOld | Enqueued::Dropped => {
+                Metrics::add(&self.metrics.dropped_queue_full, 1);
+                let mut st = session.lock();
+                st.drops_in_episode += 1;
+                if st.drops_in_episode == 1 {
+                    tracing::warn!(client_id = %session.client_id, limit = st.max_queued, "session queue full, dropping messages");
+                }
+            }
         }
-        st.drops_in_episode += 1;
-        if st.drops_in_episode == 1 {
-            tracing::warn!(client_id = %session.client_id, limit = st.max_queued, "session queue full, dropping messages");
-        }
+        congested
     }
 
     /// The sessions a message goes to. `exclude` skips one session (shared re-routing).
@@ -274,34 +292,11 @@ impl Broker {
                     if Some(*key) == exclude || (value.opts.no_local && origin == Some(&*value.session.client_id)) {
                         return;
                     }
-                    targets.push(Target {
-                        session: value.session.clone(),
-                        qos: msg.qos.min(value.opts.qos),
-                        retain: msg.retain && value.opts.retain_as_published,
-                        sub_ids: value.opts.sub_id.into_iter().collect(),
-                        shared: None,
-                    });
+                    targets.push(value.target(msg));
                 }
-                Match::Shared {
-                    group,
-                    filter,
-                    members,
-                    cursor,
-                } => {
+                Match::Shared { members, cursor, .. } => {
                     if let Some((_, entry)) = pick_member(members, cursor, exclude) {
-                        let via = TopicFilter::new(&format!("$share/{group}/{filter}")).ok().map(|f| {
-                            Arc::new(SharedVia {
-                                group: Arc::from(group),
-                                filter: f,
-                            })
-                        });
-                        targets.push(Target {
-                            session: entry.session.clone(),
-                            qos: msg.qos.min(entry.opts.qos),
-                            retain: msg.retain && entry.opts.retain_as_published,
-                            sub_ids: entry.opts.sub_id.into_iter().collect(),
-                            shared: via,
-                        });
+                        targets.push(entry.target(msg));
                     }
                 }
             });
@@ -361,9 +356,16 @@ impl Broker {
                 .insert(filter.clone(), opts)
                 .is_none()
         };
+        let shared = filter.share_group().map(|group| {
+            Arc::new(SharedVia {
+                group: Arc::from(group),
+                filter: filter.clone(),
+            })
+        });
         let entry = SubEntry {
             session: session.clone(),
             opts,
+            shared,
         };
         if self.subs.write().insert(filter, session.serial, entry).is_none() {
             Metrics::gauge(&self.metrics.subscriptions, 1);

@@ -238,8 +238,10 @@ pub enum Enqueued {
     Queued,
     /// Queued, and an older message was dropped to make room.
     QueuedDroppedOld,
-    /// Not queued: the queue is full (or QoS 0 for an offline session).
+    /// Not queued: the queue is full.
     Dropped,
+    /// Not queued: QoS 0 for an offline session that does not queue QoS 0.
+    DroppedOffline,
     /// The session has ended.
     Ended,
 }
@@ -374,7 +376,7 @@ impl SessionState {
             return Enqueued::Ended;
         }
         if self.attached.is_none() && d.qos == QoS::AtMostOnce && !self.queue_qos0_offline {
-            return Enqueued::Dropped;
+            return Enqueued::DroppedOffline;
         }
         let mut outcome = Enqueued::Queued;
         if self.queue.len() >= self.max_queued {
@@ -526,7 +528,7 @@ mod tests {
                 queue_qos0_offline: false,
             },
         );
-        assert_eq!(s.enqueue(delivery(QoS::AtMostOnce, 1)), Enqueued::Dropped);
+        assert_eq!(s.enqueue(delivery(QoS::AtMostOnce, 1)), Enqueued::DroppedOffline);
         assert_eq!(s.enqueue(delivery(QoS::AtLeastOnce, 1)), Enqueued::Queued);
     }
 

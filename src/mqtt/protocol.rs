@@ -681,9 +681,9 @@ impl MqttConn {
             }
         };
         let origin = self.origin_of_connected();
-        let levels_ok = topic.split('/').count() <= self.listener.limits.max_topic_levels;
+        let max_levels = self.listener.limits.max_topic_levels;
         let msg = match tr::publish_to_message(&p, &topic, origin, now_ms()) {
-            Ok(m) if levels_ok => m,
+            Ok(m) if Broker::topic_levels_ok(&m.topic, max_levels) => m,
             Ok(_) => return self.reject_publish(&p, ReasonCode::TOPIC_NAME_INVALID, "too many topic levels"),
             Err(TranslateError::PayloadNotUtf8 | TranslateError::InvalidPayloadFormat(_)) => {
                 return self.reject_publish(&p, ReasonCode::PAYLOAD_FORMAT_INVALID, "payload is not UTF-8")
