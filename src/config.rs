@@ -265,9 +265,23 @@ impl Config {
         origin: &str,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Config, ConfigError> {
-        let mut tree: toml::Table = text.parse().map_err(|e: toml::de::Error| ConfigError::Syntax {
-            path: origin.to_string(),
-            message: e.to_string().trim_end().replace('\n', " "),
+        // The parser's own rendering quotes the offending line, which may hold a secret (a JWT
+        // `secret = "…"`): report the position and the message only.
+        let mut tree: toml::Table = text.parse().map_err(|e: toml::de::Error| {
+            let at = e.span().map(|span| {
+                let before = text.get(..span.start).unwrap_or(text);
+                let line = before.matches('\n').count() + 1;
+                let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+                format!("line {line}, column {column}: ")
+            });
+            ConfigError::Syntax {
+                path: origin.to_string(),
+                message: format!(
+                    "{}{}",
+                    at.unwrap_or_default(),
+                    e.message().trim_end().replace('\n', " ")
+                ),
+            }
         })?;
         apply_env(&mut tree, env)?;
         let config: Config =
@@ -447,6 +461,15 @@ mod tests {
         assert!(err.contains("mqtt.max_qos"), "{err}");
         let err = parse("[mqtt]\nmax_qos = 3\n").unwrap_err().to_string();
         assert!(err.contains("mqtt.max_qos"), "{err}");
+    }
+
+    #[test]
+    fn syntax_errors_give_the_position_but_not_the_line() {
+        let err = parse("[auth.authenticators.t]\nkind = \"jwt\"\nsecret = \"hunter2-very-secret\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("line 3"), "{err}");
+        assert!(!err.contains("hunter2"), "{err}");
     }
 
     #[test]
