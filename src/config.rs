@@ -64,6 +64,9 @@ pub struct Config {
     /// MQTT session and feature settings shared by all MQTT listeners.
     #[serde(default)]
     pub mqtt: MqttConfig,
+    /// CoAP gateway settings shared by all CoAP listeners.
+    #[serde(default)]
+    pub coap: crate::coap::CoapConfig,
     /// Number of worker threads for connections; 0 = one per core.
     #[serde(default)]
     pub workers: usize,
@@ -92,12 +95,15 @@ fn default_sys_interval() -> Duration {
 pub enum ListenerProtocol {
     /// MQTT 3.1 / 3.1.1 / 5.0 over TCP.
     Mqtt,
+    /// CoAP over UDP (RFC 7252), the EMQX-compatible pub/sub gateway.
+    Coap,
 }
 
 impl std::fmt::Display for ListenerProtocol {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             ListenerProtocol::Mqtt => f.write_str("mqtt"),
+            ListenerProtocol::Coap => f.write_str("coap"),
         }
     }
 }
@@ -229,6 +235,7 @@ impl Config {
         Config {
             listeners: Vec::new(),
             mqtt: MqttConfig::default(),
+            coap: crate::coap::CoapConfig::default(),
             workers: 0,
             sys_interval: default_sys_interval(),
             publish_wills_on_shutdown: false,
@@ -239,14 +246,24 @@ impl Config {
 
     /// The default listeners, bound to `host` (127.0.0.1 unless `--bind` says otherwise).
     pub fn default_listeners(host: std::net::IpAddr) -> Vec<ListenerConfig> {
-        vec![ListenerConfig {
-            name: "mqtt".into(),
-            protocol: ListenerProtocol::Mqtt,
-            bind: SocketAddr::new(host, 1883),
-            tls: None,
-            auth: None,
-            limits: Limits::default(),
-        }]
+        vec![
+            ListenerConfig {
+                name: "mqtt".into(),
+                protocol: ListenerProtocol::Mqtt,
+                bind: SocketAddr::new(host, 1883),
+                tls: None,
+                auth: None,
+                limits: Limits::default(),
+            },
+            ListenerConfig {
+                name: "coap".into(),
+                protocol: ListenerProtocol::Coap,
+                bind: SocketAddr::new(host, 5683),
+                tls: None,
+                auth: None,
+                limits: Limits::default(),
+            },
+        ]
     }
 
     /// Loads a file, applies `UNIGATE__…` overrides from `env`, and checks it.
@@ -333,6 +350,12 @@ impl Config {
             if let Err(e) = chains.for_listener(l.auth.as_deref()) {
                 return Err(invalid(format!("listeners[{i}].auth"), &e.to_string()));
             }
+            if let (Some(_), ListenerProtocol::Coap) = (&l.tls, l.protocol) {
+                return Err(invalid(
+                    format!("listeners[{i}].tls"),
+                    "CoAP over DTLS is not available yet; remove `tls` from this coap listener",
+                ));
+            }
             if let Some(tls) = &l.tls {
                 if let Err(e) = crate::tls::server_config(tls, &["mqtt"]) {
                     return Err(invalid(format!("listeners[{i}].tls"), &e.to_string()));
@@ -343,6 +366,9 @@ impl Config {
             if let Err(e) = unigate_auth::acl::Acl::from_config(acl) {
                 return Err(invalid("acl".into(), &e.to_string()));
             }
+        }
+        if let Err(e) = self.coap.check() {
+            return Err(invalid(format!("coap.{}", e.0), e.1));
         }
         if self.mqtt.max_qos > 2 {
             return Err(invalid("mqtt.max_qos".into(), "must be 0, 1 or 2"));

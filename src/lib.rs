@@ -20,6 +20,7 @@ pub mod auth;
 pub mod bench;
 pub mod broker;
 pub mod config;
+pub mod coap;
 pub mod mqtt;
 pub mod server;
 pub mod tls;

@@ -173,6 +173,59 @@ fn run_system(
         let mut bound = Vec::new();
         let mut all_settings: Vec<Arc<ListenerSettings>> = Vec::new();
         for l in config.effective_listeners(host) {
+            if l.protocol == ListenerProtocol::Coap {
+                let chain = match chains.for_listener(l.auth.as_deref()) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        let _ = ready.send(Err(anyhow::anyhow!("listener \"{}\": {e}", l.name)));
+                        return Ok(());
+                    }
+                };
+                if chain.allows_everyone() && !l.bind.ip().is_loopback() {
+                    tracing::warn!(
+                        listener = %l.name, bind = %l.bind,
+                        "listener accepts anonymous clients and is bound beyond loopback"
+                    );
+                }
+                let socket = match std::net::UdpSocket::bind(l.bind) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        let _ = ready.send(Err(anyhow::anyhow!("listener \"{}\" on {}: {e}", l.name, l.bind)));
+                        return Ok(());
+                    }
+                };
+                let addr = socket.local_addr().unwrap_or(l.bind);
+                bound.push(BoundListener {
+                    name: l.name.clone(),
+                    protocol: l.protocol,
+                    addr,
+                    tls: false,
+                });
+                let shared = Arc::new(crate::coap::listener::CoapShared {
+                    name: Arc::from(l.name.as_str()),
+                    config: config.coap.clone(),
+                    layer: Arc::new(config.coap.message_layer()),
+                    auth: crate::auth::ListenerAuth::new(
+                        chain,
+                        auth_handle.clone(),
+                        config.auth.timeout,
+                        config.auth.audit,
+                        broker.clone(),
+                    ),
+                    limits: l.limits.clone(),
+                });
+                let core = broker.clone();
+                let started = handles[0].spawn_fn(move || {
+                    if let Err(e) = crate::coap::listener::CoapListener::start_on(socket, shared, core) {
+                        tracing::error!(error = %e, "cannot register coap listener");
+                    }
+                });
+                if !started {
+                    let _ = ready.send(Err(anyhow::anyhow!("listener \"{}\": worker not running", l.name)));
+                    return Ok(());
+                }
+                continue;
+            }
             match bind_per_worker(&l, handles.len()) {
                 Ok((addr, sockets)) => {
                     bound.push(BoundListener {
@@ -413,7 +466,7 @@ async fn sys_loop(broker: Arc<Broker>, every: Duration) {
 pub fn publish_sys(broker: &Broker) {
     let m = &broker.metrics;
     let sum = |a: &[std::sync::atomic::AtomicU64; 3]| a.iter().map(Metrics::read).sum::<u64>();
-    let stats: [(&str, String); 14] = [
+    let mut stats: Vec<(&str, String)> = vec![
         ("$SYS/broker/version", format!("unigate {}", env!("CARGO_PKG_VERSION"))),
         ("$SYS/broker/uptime", format!("{} seconds", broker.uptime().as_secs())),
         (
@@ -457,6 +510,27 @@ pub fn publish_sys(broker: &Broker) {
             Metrics::read(&m.protocol_errors).to_string(),
         ),
     ];
+    stats.extend([
+        ("$SYS/broker/coap/requests", Metrics::read(&m.coap_requests).to_string()),
+        ("$SYS/broker/coap/clients", m.coap_clients.load(Ordering::Relaxed).to_string()),
+        ("$SYS/broker/coap/peers", m.coap_peers.load(Ordering::Relaxed).to_string()),
+        (
+            "$SYS/broker/coap/observations",
+            m.coap_observations.load(Ordering::Relaxed).to_string(),
+        ),
+        (
+            "$SYS/broker/coap/observations/cancelled/deregister",
+            Metrics::read(&m.coap_observe_cancelled[0]).to_string(),
+        ),
+        (
+            "$SYS/broker/coap/observations/cancelled/reset",
+            Metrics::read(&m.coap_observe_cancelled[1]).to_string(),
+        ),
+        (
+            "$SYS/broker/coap/observations/cancelled/timeout",
+            Metrics::read(&m.coap_observe_cancelled[2]).to_string(),
+        ),
+    ]);
     for (authenticator, result, n) in m.auth_counts() {
         if let Ok(topic) = Topic::new(&format!("$SYS/broker/auth/{authenticator}/{result}")) {
             let mut msg = Message::new(topic, Bytes::from(n.to_string()));

@@ -45,6 +45,22 @@ pub struct Metrics {
     /// Authentication results by (authenticator, `allow` | `deny`); the authenticator is
     /// `anonymous` for a chain's no-match allow and `chain` for its no-match deny.
     pub auth_results: DashMap<(String, &'static str), u64>,
+    /// CoAP requests handled (duplicates and block-wise continuations not counted).
+    pub coap_requests: AtomicU64,
+    /// CoAP remote addresses with state now.
+    pub coap_peers: AtomicI64,
+    /// Datagrams from new remote addresses dropped because the listener's limit was reached.
+    pub coap_peers_refused: AtomicU64,
+    /// CoAP clients (sessions) now: connection-mode clients and observers.
+    pub coap_clients: AtomicI64,
+    /// CoAP observations now.
+    pub coap_observations: AtomicI64,
+    /// Observations ended, by why: deregistration (Observe 1), RST, retransmissions exhausted.
+    pub coap_observe_cancelled: [AtomicU64; 3],
+    /// CON notifications never acknowledged (retransmissions exhausted).
+    pub coap_con_timeouts: AtomicU64,
+    /// CoAP datagrams dropped because the socket stayed full.
+    pub coap_send_dropped: AtomicU64,
 }
 
 impl Metrics {

@@ -23,6 +23,8 @@ use dashmap::DashMap;
 use parking_lot::RwLock;
 use smallvec::SmallVec;
 use unigate_pubsub::{Match, Message, QoS, RetainedIndex, SubscriptionIndex, Topic, TopicFilter};
+use unigate_auth::acl::{Request, Subject};
+use unigate_auth::Identity;
 
 use crate::config::MqttConfig;
 pub use metrics::Metrics;
@@ -185,6 +187,11 @@ impl Broker {
     }
 
     /// The highest QoS the broker grants.
+    pub fn settings(&self) -> &MqttConfig {
+        &self.settings
+    }
+
+    /// The highest QoS accepted and granted.
     pub fn max_qos(&self) -> QoS {
         QoS::try_from(self.settings.max_qos).unwrap_or(QoS::ExactlyOnce)
     }
@@ -661,6 +668,42 @@ impl Broker {
         }
     }
 
+    /// The ACL decision for one request: rules carried by the identity (a token's `acl` claim)
+    /// first, then the configured ACL; with neither, everything is allowed, and with only token
+    /// rules, what they do not allow is refused. Denials are counted,
+    /// and every decision is logged when auditing is on.
+    pub fn authorize(&self, identity: &Identity, client_id: &str, listener: &str, request: Request<'_>) -> bool {
+        let subject = Subject::from_identity(identity, client_id, listener);
+        let from_token = identity.acl.as_ref().and_then(|acl| acl.check_rules(&subject, request));
+        let (allowed, source, rule) = match (from_token, self.acl()) {
+            (Some(v), _) => (v.is_allowed(), "token", v.rule),
+            (None, Some(acl)) => {
+                let v = acl.check(&subject, request);
+                (v.is_allowed(), "acl", v.rule)
+            }
+            // A token that carries rules is the whole policy when no ACL is configured: what it
+            // does not allow is refused (its rules restrict, they never widen an open broker).
+            (None, None) if identity.acl.is_some() => (false, "token", None),
+            (None, None) => (true, "none", None),
+        };
+        if !allowed {
+            Metrics::add(&self.metrics.acl_denied, 1);
+        }
+        if self.audit() {
+            let (action, topic) = match request {
+                Request::Publish(t) => ("publish", t.as_str()),
+                Request::Subscribe(f) => ("subscribe", f.as_str()),
+                Request::RetainedRead(t) => ("retained", t.as_str()),
+            };
+            tracing::info!(
+                target: "unigate::audit",
+                event = "authz", listener, client_id, username = identity.username.as_deref().unwrap_or(""),
+                action, topic, source, rule = ?rule, result = if allowed { "allow" } else { "deny" }
+            );
+        }
+        allowed
+    }
+
     /// Checks a topic filter against the broker's features. Returns the MQTT 5 reason to refuse it.
     pub fn check_filter(&self, filter: &TopicFilter) -> Result<(), FilterRefusal> {
         if filter.share_group().is_some() && !self.settings.shared_subscriptions {
@@ -679,11 +722,13 @@ impl Broker {
 }
 
 /// Why a subscription is refused by broker features.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum FilterRefusal {
     /// Shared subscriptions are turned off.
+    #[error("shared subscriptions are not available")]
     SharedNotSupported,
     /// Wildcards are turned off.
+    #[error("wildcard subscriptions are not available")]
     WildcardsNotSupported,
 }
 

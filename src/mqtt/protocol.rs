@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use unigate_auth::acl::{Request, Subject};
+use unigate_auth::acl::Request;
 use unigate_auth::{Credentials, DenyReason, Identity, Outcome, Secret};
 use unigate_mqtt::{
     self as mqtt, AckProperties, ConnAck, ConnAckProperties, Connect, DecodeError, Disconnect, DisconnectProperties,
@@ -494,13 +494,10 @@ impl MqttConn {
             None => None,
         };
         if let Some(w) = &will {
-            if !authorize(
-                &self.broker,
-                &identity,
-                &client_id,
-                &self.listener.name,
-                Request::Publish(&w.msg.topic),
-            ) {
+            if !self
+                .broker
+                .authorize(&identity, &client_id, &self.listener.name, Request::Publish(&w.msg.topic))
+            {
                 return self.refuse(v, ReasonCode::NOT_AUTHORIZED, "not authorized to publish the will");
             }
         }
@@ -790,7 +787,7 @@ impl MqttConn {
     /// Checks a request against the client's ACL (token rules first, then the configured ACL).
     fn authorized(&self, request: Request<'_>) -> bool {
         match self.conn.as_ref() {
-            Some(c) => authorize(&self.broker, c.identity(), &c.client_id, &self.listener.name, request),
+            Some(c) => self.broker.authorize(c.identity(), &c.client_id, &self.listener.name, request),
             None => false,
         }
     }
@@ -1223,40 +1220,4 @@ impl Connected {
     fn identity(&self) -> &Identity {
         self.identity.as_deref().unwrap_or_else(|| anonymous_identity())
     }
-}
-
-/// The ACL decision for one request: rules carried by the identity (a token's `acl` claim)
-/// first, then the configured ACL; with neither, everything is allowed, and with only token
-/// rules, what they do not allow is refused. Denials are counted,
-/// and every decision is logged when auditing is on.
-fn authorize(broker: &Broker, identity: &Identity, client_id: &str, listener: &str, request: Request<'_>) -> bool {
-    let subject = Subject::from_identity(identity, client_id, listener);
-    let from_token = identity.acl.as_ref().and_then(|acl| acl.check_rules(&subject, request));
-    let (allowed, source, rule) = match (from_token, broker.acl()) {
-        (Some(v), _) => (v.is_allowed(), "token", v.rule),
-        (None, Some(acl)) => {
-            let v = acl.check(&subject, request);
-            (v.is_allowed(), "acl", v.rule)
-        }
-        // A token that carries rules is the whole policy when no ACL is configured: what it
-        // does not allow is refused (its rules restrict, they never widen an open broker).
-        (None, None) if identity.acl.is_some() => (false, "token", None),
-        (None, None) => (true, "none", None),
-    };
-    if !allowed {
-        Metrics::add(&broker.metrics.acl_denied, 1);
-    }
-    if broker.audit() {
-        let (action, topic) = match request {
-            Request::Publish(t) => ("publish", t.as_str()),
-            Request::Subscribe(f) => ("subscribe", f.as_str()),
-            Request::RetainedRead(t) => ("retained", t.as_str()),
-        };
-        tracing::info!(
-            target: "unigate::audit",
-            event = "authz", listener, client_id, username = identity.username.as_deref().unwrap_or(""),
-            action, topic, source, rule = ?rule, result = if allowed { "allow" } else { "deny" }
-        );
-    }
-    allowed
 }

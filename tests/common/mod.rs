@@ -1,6 +1,8 @@
 //! Shared helpers for the black-box tests: the real server on a loopback port picked by the OS.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod proc;
+
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -28,6 +30,23 @@ impl TestServer {
             server: Some(server),
             addr,
         }
+    }
+
+    /// Starts a server from a whole configuration text, which must have a listener named
+    /// `mqtt`.
+    pub fn start_text(text: &str) -> TestServer {
+        let config = Config::parse(text, "test", Vec::new()).expect("test config");
+        let server = server::start(config, [127, 0, 0, 1].into(), StartOptions::default()).expect("server starts");
+        let addr = server.addr("mqtt").expect("mqtt listener");
+        TestServer {
+            server: Some(server),
+            addr,
+        }
+    }
+
+    /// The address a listener is bound to.
+    pub fn listener(&self, name: &str) -> SocketAddr {
+        self.server.as_ref().expect("running").addr(name).expect("listener")
     }
 
     /// A server with the defaults.

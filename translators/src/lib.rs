@@ -5,6 +5,7 @@
 //! pass `now_ms`), no state: each is tested on its own. MQTT is the first; CoAP, LwM2M and
 //! HTTP follow the same pattern.
 
+pub mod coap;
 pub mod mqtt;
 
 /// Errors of a translation.

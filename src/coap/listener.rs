@@ -1,0 +1,1199 @@
+//! The CoAP listener actor: one per `protocol = "coap"` listener.
+//!
+//! It owns the UDP socket, a [`Peer`] (the sans-IO message layer) per remote address, and the
+//! CoAP *clients*: a client is a broker session (client id) with its observations, reached
+//! through a [`SessionLink`] like an MQTT connection. Requests are routed to a client by its
+//! client id (and token, in connection mode), never only by address, so a device whose carrier
+//! NAT changes its port keeps its session: the client simply moves to the new address.
+//!
+//! Notifications leave a client's session queue one CON at a time (NSTART = 1, RFC 7252
+//! §4.7): while a CON notification is unacknowledged the rest wait in the queue, which is
+//! bounded and drops its oldest message when full. NON notifications go out as they come,
+//! except that one is sent as CON every `con_notify_interval` to find observers that are gone
+//! (RFC 7641 §4.5).
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use bytes::Bytes;
+use tokio::net::UdpSocket;
+use unigate_auth::acl::Request as AclRequest;
+use unigate_auth::{Credentials, Identity, Outcome, Secret};
+use unigate_coap::coap_lite::{RequestType, ResponseType};
+use unigate_coap::{Event, Notification, Peer, Request, RequestMeta, Response};
+use unigate_pubsub::{Message, Origin, Protocol, QoS, Topic, TopicFilter};
+use unigate_translators::coap as tr;
+
+use super::{CoapConfig, DefaultQos, NotifyTopic, NotifyType};
+use crate::auth::ListenerAuth;
+use crate::broker::metrics::Metrics;
+use crate::broker::session::{ClientId, Delivery, KickReason, QueueLimits, SessionLink, SubOptions};
+use crate::broker::{now_ms, Broker};
+use crate::config::{Limits, QueueDropPolicy};
+
+/// What every actor of one listener shares.
+pub struct CoapShared {
+    /// Listener name (logs, metrics, ACL `${listener}`).
+    pub name: Arc<str>,
+    /// Gateway settings.
+    pub config: CoapConfig,
+    /// Message-layer settings, shared by every peer.
+    pub layer: Arc<unigate_coap::Config>,
+    /// The auth chain.
+    pub auth: ListenerAuth,
+    /// Listener limits (`max_connections` caps remote addresses; `max_topic_levels`).
+    pub limits: Limits,
+}
+
+/// How often retransmission timers are looked at.
+const TICK: Duration = Duration::from_millis(50);
+/// How often heartbeats and idle peers are swept.
+const SWEEP: Duration = Duration::from_secs(1);
+/// Datagrams waiting for the socket to become writable, at most (UDP: beyond it we drop).
+const MAX_SEND_BACKLOG: usize = 4096;
+/// Remembered authentications at most.
+const MAX_AUTH_CACHE: usize = 100_000;
+/// Observe sequence numbers are 24 bits (RFC 7641 §3.4).
+const OBSERVE_MASK: u32 = 0x00FF_FFFF;
+
+/// One remote address.
+struct PeerEntry {
+    peer: Peer,
+    last_seen: Instant,
+    /// The earliest instant this peer is in the timer heap for.
+    scheduled: Option<Instant>,
+}
+
+/// How a client came to be.
+enum Mode {
+    /// Created by a request without a connection: lives while it observes something.
+    Connectionless,
+    /// `POST /mqtt/connection`: lives until `DELETE` or a missed heartbeat.
+    Connected { token: String, deadline: Instant },
+}
+
+/// One observation (RFC 7641) of a client: a subscription whose messages go out as
+/// notifications on the registration's token.
+struct Observation {
+    token: Vec<u8>,
+    filter: TopicFilter,
+    sub_id: u32,
+    /// The URI as registered (the key of Block2 follow-ups).
+    uri: String,
+    seq: u32,
+    last_con: Instant,
+    /// The client asked for this QoS explicitly (`qos` query), which decides CON/NON.
+    qos: QoS,
+}
+
+/// A CoAP client: a broker session and its observations.
+struct Client {
+    session: Arc<crate::broker::session::Session>,
+    generation: u64,
+    identity: Identity,
+    addr: SocketAddr,
+    mode: Mode,
+    observations: Vec<Observation>,
+    next_sub_id: u32,
+    /// CON notifications sent and not yet acknowledged.
+    con_outstanding: u32,
+    /// A CON notification timed out (connection mode): wait for the client to be heard of
+    /// again before sending more.
+    unreachable: bool,
+}
+
+/// A CON notification in flight.
+struct ConInFlight {
+    client_id: ClientId,
+    generation: u64,
+    token: Vec<u8>,
+    /// The delivery, put back in the queue when the notification is not acknowledged and the
+    /// client keeps its session (connection mode). Held by one of a delivery's notifications.
+    delivery: Option<Delivery>,
+}
+
+/// Who sent a request, once authenticated.
+struct Principal {
+    client_id: ClientId,
+    identity: Identity,
+}
+
+/// Why an observation ended (counted).
+#[derive(Debug, Clone, Copy)]
+enum Cancel {
+    Deregister,
+    Reset,
+    Timeout,
+}
+
+/// The listener actor.
+pub struct CoapListener {
+    socket: Rc<UdpSocket>,
+    shared: Arc<CoapShared>,
+    broker: Arc<Broker>,
+    peers: HashMap<SocketAddr, PeerEntry>,
+    clients: HashMap<ClientId, Client>,
+    timers: BinaryHeap<Reverse<(Instant, SocketAddr)>>,
+    con_keys: HashMap<u64, ConInFlight>,
+    next_key: u64,
+    auth_cache: HashMap<[u8; 32], (Identity, Instant)>,
+    seed: u64,
+    send_backlog: VecDeque<(Vec<u8>, SocketAddr)>,
+    flushing: bool,
+    /// Clients heard of again (new address, or unreachable before): drained after the request.
+    pending_drain: Vec<ClientId>,
+}
+
+impl CoapListener {
+    /// Starts the actor on the current arbiter, reading from `socket`.
+    pub fn start_on(socket: std::net::UdpSocket, shared: Arc<CoapShared>, broker: Arc<Broker>) -> std::io::Result<Addr<CoapListener>> {
+        socket.set_nonblocking(true)?;
+        let socket = Rc::new(UdpSocket::from_std(socket)?);
+        Ok(CoapListener::create(move |ctx| {
+            let reader = socket.clone();
+            ctx.add_stream(futures::stream::unfold(
+                (reader, vec![0u8; 65_536]),
+                |(sock, mut buf)| async move {
+                    loop {
+                        match sock.recv_from(&mut buf).await {
+                            Ok((n, from)) => {
+                                let data = buf.get(..n).map(<[u8]>::to_vec).unwrap_or_default();
+                                return Some(((data, from), (sock, buf)));
+                            }
+                            // ICMP port unreachable from an earlier send and the like: not
+                            // this datagram's problem.
+                            Err(e) => tracing::trace!(error = %e, "coap recv error"),
+                        }
+                    }
+                },
+            ));
+            CoapListener {
+                socket,
+                shared,
+                broker,
+                peers: HashMap::new(),
+                clients: HashMap::new(),
+                timers: BinaryHeap::new(),
+                con_keys: HashMap::new(),
+                next_key: 1,
+                auth_cache: HashMap::new(),
+                seed: rand::random(),
+                send_backlog: VecDeque::new(),
+                flushing: false,
+                pending_drain: Vec::new(),
+            }
+        }))
+    }
+
+    // ------------------------------------------------------------------ I/O
+
+    fn send(&mut self, data: Vec<u8>, to: SocketAddr, ctx: &mut Context<Self>) {
+        Metrics::add(&self.broker.metrics.bytes_sent, data.len() as u64);
+        if self.send_backlog.is_empty() {
+            match self.socket.try_send_to(&data, to) {
+                Ok(_) => return,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(e) => {
+                    tracing::trace!(error = %e, peer = %to, "coap send failed");
+                    return;
+                }
+            }
+        }
+        if self.send_backlog.len() >= MAX_SEND_BACKLOG {
+            Metrics::add(&self.broker.metrics.coap_send_dropped, 1);
+            return;
+        }
+        self.send_backlog.push_back((data, to));
+        self.schedule_flush(ctx);
+    }
+
+    fn schedule_flush(&mut self, ctx: &mut Context<Self>) {
+        if self.flushing {
+            return;
+        }
+        self.flushing = true;
+        let socket = self.socket.clone();
+        ctx.spawn(
+            async move { socket.writable().await }
+                .into_actor(self)
+                .map(|_, act, ctx| {
+                    act.flushing = false;
+                    while let Some((data, to)) = act.send_backlog.pop_front() {
+                        match act.socket.try_send_to(&data, to) {
+                            Ok(_) => {}
+                            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                                act.send_backlog.push_front((data, to));
+                                act.schedule_flush(ctx);
+                                return;
+                            }
+                            Err(_) => {}
+                        }
+                    }
+                }),
+        );
+    }
+
+    /// Runs `f` on the peer at `addr` (created if needed) and handles what it produced.
+    fn with_peer(
+        &mut self,
+        addr: SocketAddr,
+        ctx: &mut Context<Self>,
+        f: impl FnOnce(&mut Peer, Instant, &mut Vec<Event>),
+    ) {
+        let now = Instant::now();
+        let mut events = Vec::new();
+        {
+            let seed = self.next_seed();
+            let layer = self.shared.layer.clone();
+            let entry = self.peers.entry(addr).or_insert_with(|| {
+                Metrics::gauge(&self.broker.metrics.coap_peers, 1);
+                PeerEntry {
+                    peer: Peer::new(layer, seed),
+                    last_seen: now,
+                    scheduled: None,
+                }
+            });
+            f(&mut entry.peer, now, &mut events);
+        }
+        self.reschedule(addr);
+        self.dispatch(addr, events, ctx);
+    }
+
+    fn next_seed(&mut self) -> u64 {
+        // splitmix64 step: distinct, unpredictable-enough message ids and tokens per peer.
+        self.seed = self.seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.seed;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    fn reschedule(&mut self, addr: SocketAddr) {
+        let Some(entry) = self.peers.get_mut(&addr) else { return };
+        if let Some(at) = entry.peer.poll_timeout() {
+            if entry.scheduled.is_none_or(|s| at < s) {
+                entry.scheduled = Some(at);
+                self.timers.push(Reverse((at, addr)));
+            }
+        }
+    }
+
+    fn dispatch(&mut self, addr: SocketAddr, events: Vec<Event>, ctx: &mut Context<Self>) {
+        for ev in events {
+            match ev {
+                Event::Transmit(data) => self.send(data, addr, ctx),
+                Event::Request(req) => {
+                    Metrics::add(&self.broker.metrics.coap_requests, 1);
+                    self.on_request(addr, req, None, ctx);
+                }
+                Event::Delivered { key } => self.on_con_done(key, None, ctx),
+                Event::Rejected { key } => self.on_con_done(key, Some(Cancel::Reset), ctx),
+                Event::TimedOut { key } => self.on_con_done(key, Some(Cancel::Timeout), ctx),
+                // Responses to our own requests (LwM2M) and anything newer: not used here.
+                _ => {}
+            }
+        }
+    }
+
+    fn respond(&mut self, addr: SocketAddr, meta: &RequestMeta, resp: Response, ctx: &mut Context<Self>) {
+        self.with_peer(addr, ctx, |peer, now, out| peer.respond(now, meta, resp, out));
+    }
+
+    fn error(&mut self, addr: SocketAddr, meta: &RequestMeta, code: ResponseType, why: &str, ctx: &mut Context<Self>) {
+        let mut resp = Response::new(code);
+        // A diagnostic payload (RFC 7252 §5.5.2): UTF-8 text, no Content-Format.
+        resp.payload = why.as_bytes().to_vec();
+        self.respond(addr, meta, resp, ctx);
+    }
+
+    // ------------------------------------------------------------------ timers
+
+    fn tick(&mut self, ctx: &mut Context<Self>) {
+        let now = Instant::now();
+        while let Some(Reverse((at, addr))) = self.timers.peek().copied() {
+            if at > now {
+                break;
+            }
+            self.timers.pop();
+            let Some(entry) = self.peers.get_mut(&addr) else { continue };
+            if entry.scheduled != Some(at) {
+                continue;
+            }
+            entry.scheduled = None;
+            let mut events = Vec::new();
+            entry.peer.handle_timeout(now, &mut events);
+            self.reschedule(addr);
+            self.dispatch(addr, events, ctx);
+        }
+    }
+
+    fn sweep(&mut self, ctx: &mut Context<Self>) {
+        let now = Instant::now();
+        let expired: Vec<ClientId> = self
+            .clients
+            .iter()
+            .filter(|(_, c)| matches!(c.mode, Mode::Connected { deadline, .. } if deadline <= now))
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in expired {
+            tracing::debug!(listener = %self.shared.name, client_id = %id, "coap heartbeat missed");
+            self.end_client(&id, "heartbeat_timeout", ctx);
+        }
+        // Remote addresses that own nothing and were quiet for long.
+        let idle = self.shared.config.peer_idle_timeout;
+        let owned: std::collections::HashSet<SocketAddr> = self.clients.values().map(|c| c.addr).collect();
+        let before = self.peers.len();
+        self.peers.retain(|addr, e| {
+            owned.contains(addr) || !e.peer.is_quiet() || now.duration_since(e.last_seen) < idle
+        });
+        let removed = before - self.peers.len();
+        if removed > 0 {
+            Metrics::gauge(&self.broker.metrics.coap_peers, -(removed as i64));
+        }
+        if !self.shared.config.auth_cache.is_zero() {
+            self.auth_cache.retain(|_, (_, until)| *until > now);
+        }
+    }
+
+    // ------------------------------------------------------------------ requests
+
+    fn on_request(&mut self, from: SocketAddr, req: Request, authed: Option<Identity>, ctx: &mut Context<Self>) {
+        if self.broker.is_shutting_down() {
+            return self.error(from, &req.meta, ResponseType::ServiceUnavailable, "server shutting down", ctx);
+        }
+        let query = match tr::parse_query(&req.query) {
+            Ok(q) => q,
+            Err(e) => return self.error(from, &req.meta, ResponseType::BadRequest, &e.to_string(), ctx),
+        };
+        match (tr::route(&req.path), req.method) {
+            (tr::Route::WellKnownCore, RequestType::Get) => {
+                let mut resp = Response::new(ResponseType::Content);
+                resp.content_format = Some(40);
+                resp.payload = b"</ps>;rt=\"core.ps\";ct=0,</mqtt/connection>".to_vec();
+                self.respond(from, &req.meta, resp, ctx);
+            }
+            (tr::Route::Connection, RequestType::Post) => self.connect(from, req, query, authed, ctx),
+            (tr::Route::Connection, RequestType::Put) => match self.connected_client(from, &query) {
+                Ok(_) => self.respond(from, &req.meta, Response::new(ResponseType::Changed), ctx),
+                Err((code, why)) => self.error(from, &req.meta, code, why, ctx),
+            },
+            (tr::Route::Connection, RequestType::Delete) => match self.connected_client(from, &query) {
+                Ok(p) => {
+                    self.end_client(&p.client_id, "disconnected", ctx);
+                    self.respond(from, &req.meta, Response::new(ResponseType::Deleted), ctx);
+                }
+                Err((code, why)) => self.error(from, &req.meta, code, why, ctx),
+            },
+            (tr::Route::WellKnownCore | tr::Route::Connection, _) => {
+                self.error(from, &req.meta, ResponseType::MethodNotAllowed, "method not allowed", ctx)
+            }
+            (tr::Route::MissingTopic, _) => {
+                self.error(from, &req.meta, ResponseType::BadRequest, "no topic after /ps", ctx)
+            }
+            (tr::Route::NotFound, _) => self.error(from, &req.meta, ResponseType::NotFound, "not found", ctx),
+            (tr::Route::PubSub(topic), method) => {
+                let principal = match self.principal(from, &req, &query, authed, ctx) {
+                    Some(Ok(p)) => p,
+                    Some(Err((code, why))) => return self.error(from, &req.meta, code, why, ctx),
+                    // Authentication is running; the request comes back when it is done.
+                    None => return,
+                };
+                match (method, req.observe) {
+                    (RequestType::Post | RequestType::Put, _) => self.publish(from, &req, &topic, &query, principal, ctx),
+                    (RequestType::Get, Some(0)) => self.observe(from, &req, &topic, &query, principal, ctx),
+                    (RequestType::Get, Some(1)) => self.unobserve(from, &req, &topic, principal, ctx),
+                    (RequestType::Get, _) => self.read_retained(from, &req, &topic, principal, ctx),
+                    _ => self.error(from, &req.meta, ResponseType::MethodNotAllowed, "method not allowed", ctx),
+                }
+            }
+        }
+    }
+
+    /// Who sent a pub/sub request. `None`: authentication was started and the request will be
+    /// handled again with its result.
+    fn principal(
+        &mut self,
+        from: SocketAddr,
+        req: &Request,
+        query: &tr::Query,
+        authed: Option<Identity>,
+        ctx: &mut Context<Self>,
+    ) -> Option<Result<Principal, (ResponseType, &'static str)>> {
+        if query.token.is_some() || self.shared.config.connection_required {
+            return Some(self.connected_client(from, query));
+        }
+        let client_id: ClientId = match &query.client_id {
+            Some(id) => Arc::from(id.as_str()),
+            None => Arc::from(format!("coap-{from}")),
+        };
+        // A connection-mode client's id cannot be used without its token.
+        if self
+            .clients
+            .get(&client_id)
+            .is_some_and(|c| matches!(c.mode, Mode::Connected { .. }))
+        {
+            return Some(Err((ResponseType::Unauthorized, "client id is connected: token required")));
+        }
+        if let Some(identity) = authed {
+            return Some(Ok(Principal { client_id, identity }));
+        }
+        let chain = self.shared.auth.chain();
+        if chain.allows_everyone() {
+            return Some(Ok(Principal {
+                client_id,
+                identity: Identity::anonymous(query.username.as_deref()),
+            }));
+        }
+        // An observing client already authenticated keeps its identity for its own requests.
+        if let Some(c) = self.clients.get(&client_id) {
+            if c.addr == from && query.password.is_none() {
+                return Some(Ok(Principal {
+                    client_id,
+                    identity: c.identity.clone(),
+                }));
+            }
+        }
+        let key = cache_key(&client_id, query);
+        let now = Instant::now();
+        if let Some((identity, until)) = self.auth_cache.get(&key) {
+            if *until > now {
+                return Some(Ok(Principal {
+                    client_id,
+                    identity: identity.clone(),
+                }));
+            }
+        }
+        self.authenticate(from, req.clone(), client_id, query, Some(key), ctx);
+        None
+    }
+
+    /// Runs the auth chain, then handles `req` again with the identity (or answers 4.01).
+    fn authenticate(
+        &mut self,
+        from: SocketAddr,
+        req: Request,
+        client_id: ClientId,
+        query: &tr::Query,
+        cache: Option<[u8; 32]>,
+        ctx: &mut Context<Self>,
+    ) {
+        let mut creds = Credentials::new(Protocol::Coap, self.shared.name.clone());
+        creds.peer = Some(from);
+        creds.client_id = Some(client_id.to_string());
+        creds.username = query.username.clone();
+        creds.password = query.password.as_ref().map(|p| Secret::new(p.as_bytes().to_vec()));
+        let fut = self.shared.auth.run(creds);
+        ctx.spawn(fut.into_actor(self).map(move |outcome, act, ctx| match outcome {
+            Outcome::Allowed(identity) => {
+                if let Some(key) = cache {
+                    act.remember(key, &identity);
+                }
+                act.on_request(from, req, Some(identity), ctx);
+            }
+            Outcome::Denied { .. } => {
+                act.error(from, &req.meta, ResponseType::Unauthorized, "not authorized", ctx);
+            }
+        }));
+    }
+
+    fn remember(&mut self, key: [u8; 32], identity: &Identity) {
+        let ttl = self.shared.config.auth_cache;
+        if ttl.is_zero() {
+            return;
+        }
+        if self.auth_cache.len() >= MAX_AUTH_CACHE {
+            let now = Instant::now();
+            self.auth_cache.retain(|_, (_, until)| *until > now);
+            if self.auth_cache.len() >= MAX_AUTH_CACHE {
+                self.auth_cache.clear();
+            }
+        }
+        self.auth_cache.insert(key, (identity.clone(), Instant::now() + ttl));
+    }
+
+    /// The connection-mode client named by `clientid` and `token`; it moves to `from` and its
+    /// heartbeat is refreshed (any request counts as one).
+    fn connected_client(
+        &mut self,
+        from: SocketAddr,
+        query: &tr::Query,
+    ) -> Result<Principal, (ResponseType, &'static str)> {
+        let (Some(id), Some(token)) = (&query.client_id, &query.token) else {
+            return Err((ResponseType::Unauthorized, "clientid and token required"));
+        };
+        let heartbeat = self.shared.config.heartbeat;
+        let Some(c) = self.clients.get_mut(id.as_str()) else {
+            return Err((ResponseType::Unauthorized, "no such connection"));
+        };
+        let Mode::Connected { token: ours, deadline } = &mut c.mode else {
+            return Err((ResponseType::Unauthorized, "no such connection"));
+        };
+        if !bool::from(subtle_eq(ours.as_bytes(), token.as_bytes())) {
+            return Err((ResponseType::Unauthorized, "wrong token"));
+        }
+        *deadline = Instant::now() + heartbeat;
+        let client_id = c.session.client_id.clone();
+        let moved = c.addr != from;
+        if moved {
+            tracing::debug!(client_id = %client_id, old = %c.addr, new = %from, "coap client changed address");
+            c.addr = from;
+        }
+        let wake = std::mem::take(&mut c.unreachable) || moved;
+        let principal = Principal {
+            client_id: client_id.clone(),
+            identity: c.identity.clone(),
+        };
+        if wake {
+            // Messages held while the client was unreachable go to its new address.
+            c.session.lock().wake_pending = false;
+            self.pending_drain.push(client_id);
+        }
+        Ok(principal)
+    }
+
+    // ------------------------------------------------------------------ connection mode
+
+    fn connect(&mut self, from: SocketAddr, req: Request, query: tr::Query, authed: Option<Identity>, ctx: &mut Context<Self>) {
+        let Some(id) = query.client_id.clone() else {
+            return self.error(from, &req.meta, ResponseType::BadRequest, "clientid required", ctx);
+        };
+        let client_id: ClientId = Arc::from(id.as_str());
+        let identity = match authed {
+            Some(i) => i,
+            None if self.shared.auth.chain().allows_everyone() => Identity::anonymous(query.username.as_deref()),
+            None => {
+                // Connection requests always run the chain (no cache): they are rare and are
+                // where a changed password must take effect.
+                return self.authenticate(from, req, client_id, &query, None, ctx);
+            }
+        };
+        let token = format!("{}", rand::random::<u64>());
+        let deadline = Instant::now() + self.shared.config.heartbeat;
+        self.attach_client(
+            client_id.clone(),
+            identity,
+            from,
+            Mode::Connected {
+                token: token.clone(),
+                deadline,
+            },
+            ctx,
+        );
+        self.sys_event(&client_id, "connected", None);
+        let mut resp = Response::new(ResponseType::Created);
+        resp.payload = token.into_bytes();
+        self.respond(from, &req.meta, resp, ctx);
+    }
+
+    /// Creates a client on a fresh session (a client with that id, here or on another
+    /// protocol, is taken over).
+    fn attach_client(
+        &mut self,
+        client_id: ClientId,
+        identity: Identity,
+        addr: SocketAddr,
+        mode: Mode,
+        ctx: &mut Context<Self>,
+    ) {
+        if let Some(old) = self.clients.remove(&client_id) {
+            // Taken over here: its subscriptions end with its session in attach below.
+            self.forget_client(&old);
+        }
+        let link = Arc::new(CoapLink {
+            addr: ctx.address(),
+            client_id: client_id.clone(),
+            generation: AtomicU64::new(0),
+        });
+        let limits = QueueLimits {
+            max_queued: self.shared.config.max_queued_notifications,
+            drop_policy: QueueDropPolicy::Oldest,
+            queue_qos0_offline: false,
+        };
+        let a = self.broker.attach(client_id.clone(), true, 0, link.clone(), limits);
+        link.generation.store(a.generation, Ordering::Relaxed);
+        Metrics::gauge(&self.broker.metrics.coap_clients, 1);
+        self.clients.insert(
+            client_id,
+            Client {
+                session: a.session,
+                generation: a.generation,
+                identity,
+                addr,
+                mode,
+                observations: Vec::new(),
+                next_sub_id: 1,
+                con_outstanding: 0,
+                unreachable: false,
+            },
+        );
+    }
+
+    fn forget_client(&mut self, c: &Client) {
+        Metrics::gauge(&self.broker.metrics.coap_clients, -1);
+        Metrics::gauge(&self.broker.metrics.coap_observations, -(c.observations.len() as i64));
+        self.con_keys.retain(|_, k| !(k.client_id == c.session.client_id && k.generation == c.generation));
+    }
+
+    /// Ends a client and its session.
+    fn end_client(&mut self, client_id: &ClientId, reason: &str, _ctx: &mut Context<Self>) {
+        let Some(c) = self.clients.remove(client_id) else { return };
+        self.forget_client(&c);
+        let connected = matches!(c.mode, Mode::Connected { .. });
+        // Expiry 0: the session ends now, its subscriptions with it.
+        self.broker.detach(&c.session, c.generation, None);
+        if connected {
+            self.sys_event(client_id, "disconnected", Some(reason));
+        }
+    }
+
+    /// `$SYS/broker/clients/{clientid}/connected|disconnected`, JSON, for connection-mode
+    /// clients (the "will" of a device that stopped sending heartbeats).
+    fn sys_event(&self, client_id: &str, what: &str, reason: Option<&str>) {
+        let Ok(topic) = Topic::new(&format!("$SYS/broker/clients/{client_id}/{what}")) else {
+            return;
+        };
+        let username = self
+            .clients
+            .get(client_id)
+            .and_then(|c| c.identity.username.as_deref().map(str::to_string));
+        let body = serde_json::json!({
+            "clientid": client_id,
+            "username": username,
+            "protocol": "coap",
+            "listener": &*self.shared.name,
+            "reason": reason,
+            "ts": now_ms(),
+        });
+        let mut msg = Message::new(topic, Bytes::from(body.to_string()));
+        msg.properties.content_type = Some("application/json".into());
+        msg.origin = Origin {
+            protocol: Some(Protocol::System),
+            ..Origin::default()
+        };
+        self.broker.publish(msg);
+    }
+
+    // ------------------------------------------------------------------ pub/sub
+
+    fn publish(
+        &mut self,
+        from: SocketAddr,
+        req: &Request,
+        topic: &str,
+        query: &tr::Query,
+        who: Principal,
+        ctx: &mut Context<Self>,
+    ) {
+        let topic = match tr::topic_name(&self.shared.config.mount_point, topic) {
+            Ok(t) => t,
+            Err(e) => return self.error(from, &req.meta, ResponseType::BadRequest, &format!("invalid topic: {e}"), ctx),
+        };
+        if !Broker::topic_levels_ok(&topic, self.shared.limits.max_topic_levels) {
+            return self.error(from, &req.meta, ResponseType::BadRequest, "too many topic levels", ctx);
+        }
+        if query.retain == Some(true) && !self.broker.settings().retain_available {
+            return self.error(from, &req.meta, ResponseType::BadRequest, "retained messages are not available", ctx);
+        }
+        if !self
+            .broker
+            .authorize(&who.identity, &who.client_id, &self.shared.name, AclRequest::Publish(&topic))
+        {
+            return self.error(from, &req.meta, ResponseType::Forbidden, "not authorized to publish", ctx);
+        }
+        let qos = default_qos(self.shared.config.publish_qos, req.meta.confirmable()).min(self.broker.max_qos());
+        let mut q = query.clone();
+        q.qos = q.qos.map(|x| x.min(self.broker.max_qos()));
+        let origin = Origin {
+            protocol: Some(Protocol::Coap),
+            client_id: Some(who.client_id.clone()),
+            username: who.identity.username.clone(),
+            peer: Some(from),
+            listener: Some(self.shared.name.clone()),
+        };
+        let msg = tr::publish_to_message(
+            topic,
+            Bytes::copy_from_slice(&req.payload),
+            req.content_format,
+            &q,
+            qos,
+            origin,
+            now_ms(),
+        );
+        Metrics::add(&self.broker.metrics.messages_received[msg.qos as usize], 1);
+        Metrics::add(&self.broker.metrics.bytes_received, req.payload.len() as u64);
+        self.broker.publish(msg);
+        self.respond(from, &req.meta, Response::new(ResponseType::Changed), ctx);
+    }
+
+    fn read_retained(&mut self, from: SocketAddr, req: &Request, topic: &str, who: Principal, ctx: &mut Context<Self>) {
+        let topic = match tr::topic_name(&self.shared.config.mount_point, topic) {
+            Ok(t) => t,
+            Err(_) => {
+                return self.error(
+                    from,
+                    &req.meta,
+                    ResponseType::BadRequest,
+                    "a read needs a topic name; observe (Observe: 0) to use wildcards",
+                    ctx,
+                )
+            }
+        };
+        if !self
+            .broker
+            .authorize(&who.identity, &who.client_id, &self.shared.name, AclRequest::RetainedRead(&topic))
+        {
+            return self.error(from, &req.meta, ResponseType::Forbidden, "not authorized to read", ctx);
+        }
+        let Ok(filter) = TopicFilter::new(topic.as_str()) else {
+            return self.error(from, &req.meta, ResponseType::BadRequest, "invalid topic", ctx);
+        };
+        match self.broker.retained_matching(&filter).into_iter().next() {
+            Some(msg) => {
+                let mut resp = Response::new(ResponseType::Content);
+                resp.content_format = msg.properties.content_type.as_deref().and_then(tr::content_format_of);
+                resp.payload = msg.payload.to_vec();
+                self.respond(from, &req.meta, resp, ctx);
+            }
+            None => self.error(from, &req.meta, ResponseType::NotFound, "no retained message", ctx),
+        }
+    }
+
+    fn observe(
+        &mut self,
+        from: SocketAddr,
+        req: &Request,
+        filter: &str,
+        query: &tr::Query,
+        who: Principal,
+        ctx: &mut Context<Self>,
+    ) {
+        let filter = match tr::topic_filter(&self.shared.config.mount_point, filter) {
+            Ok(f) => f,
+            Err(e) => return self.error(from, &req.meta, ResponseType::BadRequest, &format!("invalid topic filter: {e}"), ctx),
+        };
+        if filter.level_count() > self.shared.limits.max_topic_levels {
+            return self.error(from, &req.meta, ResponseType::BadRequest, "too many topic levels", ctx);
+        }
+        if let Err(e) = self.broker.check_filter(&filter) {
+            return self.error(from, &req.meta, ResponseType::BadRequest, &e.to_string(), ctx);
+        }
+        if !self
+            .broker
+            .authorize(&who.identity, &who.client_id, &self.shared.name, AclRequest::Subscribe(&filter))
+        {
+            return self.error(from, &req.meta, ResponseType::Forbidden, "not authorized to subscribe", ctx);
+        }
+        if !self.clients.contains_key(&who.client_id) {
+            self.attach_client(who.client_id.clone(), who.identity.clone(), from, Mode::Connectionless, ctx);
+        }
+        let max_obs = self.shared.config.max_observations;
+        let max_qos = self.broker.max_qos();
+        let qos = query
+            .qos
+            .unwrap_or_else(|| default_qos(self.shared.config.subscribe_qos, req.meta.confirmable()))
+            .min(max_qos);
+        let Some(c) = self.clients.get_mut(&who.client_id) else { return };
+        c.addr = from;
+        let token = req.meta.token().to_vec();
+        let uri = uri_of(req);
+        let now = Instant::now();
+        // Re-registration (same token, or same filter with a new token) replaces the old one.
+        let existing = c
+            .observations
+            .iter()
+            .position(|o| o.token == token || o.filter == filter);
+        let (sub_id, seq, replaced_filter) = match existing {
+            Some(i) => {
+                let o = &mut c.observations[i];
+                let old = (o.filter != filter).then(|| o.filter.clone());
+                o.token = token;
+                o.filter = filter.clone();
+                o.uri = uri;
+                o.qos = qos;
+                o.seq = (o.seq + 1) & OBSERVE_MASK;
+                (o.sub_id, o.seq, old)
+            }
+            None => {
+                if c.observations.len() >= max_obs {
+                    return self.error(from, &req.meta, ResponseType::ServiceUnavailable, "too many observations", ctx);
+                }
+                let sub_id = c.next_sub_id;
+                c.next_sub_id = c.next_sub_id.wrapping_add(1).max(1);
+                c.observations.push(Observation {
+                    token,
+                    filter: filter.clone(),
+                    sub_id,
+                    uri,
+                    seq: 1,
+                    last_con: now,
+                    qos,
+                });
+                Metrics::gauge(&self.broker.metrics.coap_observations, 1);
+                (sub_id, 1, None)
+            }
+        };
+        let session = c.session.clone();
+        if let Some(old) = replaced_filter {
+            self.broker.unsubscribe(&session, &old);
+        }
+        let opts = SubOptions {
+            qos,
+            no_local: query.no_local.unwrap_or(false),
+            retain_as_published: false,
+            sub_id: Some(sub_id),
+        };
+        let is_new = self.broker.subscribe(&session, &filter, opts);
+        let mut resp = Response::new(ResponseType::Content);
+        resp.observe = Some(seq);
+        self.respond(from, &req.meta, resp, ctx);
+        let send_retained = match query.retain_handling.unwrap_or(0) {
+            0 => true,
+            1 => is_new,
+            _ => false,
+        };
+        if send_retained {
+            let (broker, identity, cid, name) = (
+                self.broker.clone(),
+                who.identity.clone(),
+                who.client_id.clone(),
+                self.shared.name.clone(),
+            );
+            self.broker.deliver_retained(&session, &filter, opts, |t| {
+                broker.authorize(&identity, &cid, &name, AclRequest::RetainedRead(t))
+            });
+        }
+    }
+
+    fn unobserve(&mut self, from: SocketAddr, req: &Request, filter: &str, who: Principal, ctx: &mut Context<Self>) {
+        let filter = tr::topic_filter(&self.shared.config.mount_point, filter).ok();
+        let token = req.meta.token();
+        if let Some(c) = self.clients.get_mut(&who.client_id) {
+            let found = c
+                .observations
+                .iter()
+                .position(|o| o.token == token)
+                .or_else(|| c.observations.iter().position(|o| Some(&o.filter) == filter.as_ref()));
+            if let Some(i) = found {
+                self.remove_observation(&who.client_id, i, Cancel::Deregister);
+            }
+        }
+        // RFC 7641 §3.6: a deregistration is a plain GET; it is answered like one.
+        let mut resp = Response::new(ResponseType::Content);
+        resp.payload = Vec::new();
+        self.respond(from, &req.meta, resp, ctx);
+        self.end_if_idle(&who.client_id, ctx);
+    }
+
+    fn remove_observation(&mut self, client_id: &ClientId, index: usize, why: Cancel) {
+        let Some(c) = self.clients.get_mut(client_id) else { return };
+        if index >= c.observations.len() {
+            return;
+        }
+        let o = c.observations.swap_remove(index);
+        let session = c.session.clone();
+        self.broker.unsubscribe(&session, &o.filter);
+        Metrics::gauge(&self.broker.metrics.coap_observations, -1);
+        let counter = match why {
+            Cancel::Deregister => &self.broker.metrics.coap_observe_cancelled[0],
+            Cancel::Reset => &self.broker.metrics.coap_observe_cancelled[1],
+            Cancel::Timeout => &self.broker.metrics.coap_observe_cancelled[2],
+        };
+        Metrics::add(counter, 1);
+        tracing::debug!(client_id = %client_id, filter = %o.filter, reason = ?why, "coap observation removed");
+    }
+
+    /// A connectionless client with nothing left to observe is gone.
+    fn end_if_idle(&mut self, client_id: &ClientId, ctx: &mut Context<Self>) {
+        if self
+            .clients
+            .get(client_id)
+            .is_some_and(|c| matches!(c.mode, Mode::Connectionless) && c.observations.is_empty())
+        {
+            self.end_client(client_id, "no observations", ctx);
+        }
+    }
+
+    // ------------------------------------------------------------------ notifications
+
+    /// Sends what the client's session has queued, one CON at a time.
+    fn drain(&mut self, client_id: &ClientId, ctx: &mut Context<Self>) {
+        let now = Instant::now();
+        let now_wall = now_ms();
+        let cfg = &self.shared.config;
+        let (notify_type, con_every, notify_topic) = (cfg.notify_type, cfg.con_notify_interval, cfg.notify_topic);
+        let mount = cfg.mount_point.clone();
+        loop {
+            let Some(c) = self.clients.get_mut(client_id) else { return };
+            if c.unreachable {
+                return;
+            }
+            let delivery = {
+                let mut st = c.session.lock();
+                if st.generation != c.generation {
+                    return;
+                }
+                st.wake_pending = false;
+                let mut next = None;
+                while let Some(front) = st.queue.front() {
+                    if front.msg.is_expired(now_wall) {
+                        st.pop();
+                        Metrics::add(&self.broker.metrics.dropped_expired, 1);
+                        continue;
+                    }
+                    let con = c
+                        .observations
+                        .iter()
+                        .filter(|o| front.sub_ids.contains(&o.sub_id))
+                        .any(|o| wants_con(notify_type, front.qos.min(o.qos), o.last_con, con_every, now));
+                    if con && c.con_outstanding > 0 {
+                        break;
+                    }
+                    next = st.pop().map(|d| (d, con));
+                    st.last_progress = Some(std::time::Instant::now());
+                    break;
+                }
+                if st.queue.is_empty() {
+                    st.drops_in_episode = 0;
+                }
+                next
+            };
+            let Some((d, con)) = delivery else { return };
+            let addr = c.addr;
+            let generation = c.generation;
+            let mut sends: Vec<Notification> = Vec::new();
+            let mut holder = Some(d.clone());
+            for o in c.observations.iter_mut().filter(|o| d.sub_ids.contains(&o.sub_id)) {
+                o.seq = (o.seq + 1) & OBSERVE_MASK;
+                let mut resp = Response::new(ResponseType::Content);
+                resp.observe = Some(o.seq);
+                resp.content_format = d.msg.properties.content_type.as_deref().and_then(tr::content_format_of);
+                resp.payload = d.msg.payload.to_vec();
+                let show_topic = match notify_topic {
+                    NotifyTopic::Always => true,
+                    NotifyTopic::Wildcard => o.filter.has_wildcards(),
+                    NotifyTopic::Never => false,
+                };
+                if show_topic {
+                    resp.location_path = std::iter::once("ps".to_string())
+                        .chain(tr::unmounted(&mount, d.msg.topic.as_str()).split('/').map(str::to_string))
+                        .collect();
+                }
+                let key = if con {
+                    let key = self.next_key;
+                    self.next_key += 1;
+                    o.last_con = now;
+                    c.con_outstanding += 1;
+                    self.con_keys.insert(
+                        key,
+                        ConInFlight {
+                            client_id: client_id.clone(),
+                            generation,
+                            token: o.token.clone(),
+                            delivery: holder.take(),
+                        },
+                    );
+                    key
+                } else {
+                    0
+                };
+                sends.push(Notification {
+                    token: o.token.clone(),
+                    confirmable: con,
+                    response: resp,
+                    key,
+                    uri: o.uri.clone(),
+                });
+            }
+            let qos_index = if con { 1 } else { 0 };
+            for n in sends {
+                Metrics::add(&self.broker.metrics.messages_sent[qos_index], 1);
+                self.with_peer(addr, ctx, |peer, now, out| {
+                    peer.notify(now, n, out);
+                });
+            }
+        }
+    }
+
+    /// A CON notification ended: acknowledged (`None`), reset or timed out.
+    fn on_con_done(&mut self, key: u64, cancel: Option<Cancel>, ctx: &mut Context<Self>) {
+        let Some(k) = self.con_keys.remove(&key) else { return };
+        let Some(c) = self.clients.get_mut(&k.client_id) else { return };
+        if c.generation != k.generation {
+            return;
+        }
+        c.con_outstanding = c.con_outstanding.saturating_sub(1);
+        if matches!(cancel, Some(Cancel::Timeout)) {
+            Metrics::add(&self.broker.metrics.coap_con_timeouts, 1);
+        }
+        match cancel {
+            None => {}
+            Some(Cancel::Timeout) if matches!(c.mode, Mode::Connected { .. }) => {
+                // The device may be asleep or behind a new NAT mapping: keep its session and
+                // the message, and wait until it is heard of again.
+                c.unreachable = true;
+                if let Some(d) = k.delivery {
+                    c.session.lock().unpop(d);
+                }
+                return;
+            }
+            Some(why) => {
+                if let Some(i) = c.observations.iter().position(|o| o.token == k.token) {
+                    self.remove_observation(&k.client_id, i, why);
+                }
+                self.end_if_idle(&k.client_id, ctx);
+            }
+        }
+        self.drain(&k.client_id, ctx);
+    }
+}
+
+impl Actor for CoapListener {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.run_interval(TICK, |act, ctx| act.tick(ctx));
+        ctx.run_interval(SWEEP, |act, ctx| act.sweep(ctx));
+    }
+}
+
+impl StreamHandler<(Vec<u8>, SocketAddr)> for CoapListener {
+    fn handle(&mut self, (data, from): (Vec<u8>, SocketAddr), ctx: &mut Self::Context) {
+        Metrics::add(&self.broker.metrics.bytes_received, data.len() as u64);
+        if !self.peers.contains_key(&from) && self.peers.len() >= self.shared.limits.max_connections {
+            Metrics::add(&self.broker.metrics.coap_peers_refused, 1);
+            return;
+        }
+        self.with_peer(from, ctx, |peer, now, out| peer.handle_datagram(now, &data, out));
+        if let Some(e) = self.peers.get_mut(&from) {
+            e.last_seen = Instant::now();
+        }
+        for id in std::mem::take(&mut self.pending_drain) {
+            self.drain(&id, ctx);
+        }
+    }
+
+    fn finished(&mut self, _ctx: &mut Self::Context) {
+        // The socket never ends a stream of datagrams; keep running.
+    }
+}
+
+/// New deliveries for a client.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Wake(ClientId, u64);
+
+/// A client's session was taken over or the server stops.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Kick(ClientId, u64, KickReason);
+
+impl Handler<Wake> for CoapListener {
+    type Result = ();
+    fn handle(&mut self, Wake(id, generation): Wake, ctx: &mut Self::Context) {
+        if self.clients.get(&id).is_some_and(|c| c.generation == generation) {
+            self.drain(&id, ctx);
+        }
+    }
+}
+
+impl Handler<Kick> for CoapListener {
+    type Result = ();
+    fn handle(&mut self, Kick(id, generation, reason): Kick, ctx: &mut Self::Context) {
+        if self.clients.get(&id).is_some_and(|c| c.generation == generation) {
+            let why = match reason {
+                KickReason::SessionTakenOver => "taken_over",
+                KickReason::ServerShuttingDown => "shutdown",
+                KickReason::Administrative => "kicked",
+            };
+            if reason == KickReason::SessionTakenOver {
+                // The new owner has the session: just forget ours.
+                if let Some(c) = self.clients.remove(&id) {
+                    self.forget_client(&c);
+                }
+            } else {
+                self.end_client(&id, why, ctx);
+            }
+        }
+    }
+}
+
+/// How the broker reaches a CoAP client.
+struct CoapLink {
+    addr: Addr<CoapListener>,
+    client_id: ClientId,
+    generation: AtomicU64,
+}
+
+impl SessionLink for CoapLink {
+    fn wake(&self) {
+        self.addr
+            .do_send(Wake(self.client_id.clone(), self.generation.load(Ordering::Relaxed)));
+    }
+
+    fn kick(&self, reason: KickReason) {
+        self.addr.do_send(Kick(
+            self.client_id.clone(),
+            self.generation.load(Ordering::Relaxed),
+            reason,
+        ));
+    }
+}
+
+fn default_qos(d: DefaultQos, confirmable: bool) -> QoS {
+    match d {
+        DefaultQos::Coap if confirmable => QoS::AtLeastOnce,
+        DefaultQos::Coap | DefaultQos::Qos0 => QoS::AtMostOnce,
+        DefaultQos::Qos1 => QoS::AtLeastOnce,
+        DefaultQos::Qos2 => QoS::ExactlyOnce,
+    }
+}
+
+fn wants_con(t: NotifyType, qos: QoS, last_con: Instant, every: Duration, now: Instant) -> bool {
+    match t {
+        NotifyType::Con => true,
+        _ if now.duration_since(last_con) >= every => true,
+        NotifyType::Qos => qos != QoS::AtMostOnce,
+        NotifyType::Non => false,
+    }
+}
+
+/// The request URI (path and query) as the client sent it: the key of Block2 follow-ups.
+fn uri_of(req: &Request) -> String {
+    let mut s = String::new();
+    for p in &req.path {
+        s.push('/');
+        s.push_str(p);
+    }
+    for (i, q) in req.query.iter().enumerate() {
+        s.push(if i == 0 { '?' } else { '&' });
+        s.push_str(q);
+    }
+    s
+}
+
+/// The key under which a connectionless client's successful authentication is remembered: a
+/// hash, so the cache holds no password.
+fn cache_key(client_id: &str, q: &tr::Query) -> [u8; 32] {
+    use sha2::Digest;
+    let mut h = sha2::Sha256::new();
+    for part in [
+        client_id,
+        q.username.as_deref().unwrap_or(""),
+        q.password.as_deref().unwrap_or(""),
+    ] {
+        h.update((part.len() as u64).to_be_bytes());
+        h.update(part.as_bytes());
+    }
+    h.finalize().into()
+}
+
+fn subtle_eq(a: &[u8], b: &[u8]) -> subtle::Choice {
+    use subtle::ConstantTimeEq;
+    a.ct_eq(b)
+}
