@@ -347,19 +347,26 @@ impl Config {
         }
         let chains = crate::auth::Chains::build(&self.auth).map_err(|e| invalid("auth".into(), &e.to_string()))?;
         for (i, l) in self.listeners.iter().enumerate() {
-            if let Err(e) = chains.for_listener(l.auth.as_deref()) {
-                return Err(invalid(format!("listeners[{i}].auth"), &e.to_string()));
-            }
-            if let (Some(_), ListenerProtocol::Coap) = (&l.tls, l.protocol) {
-                return Err(invalid(
-                    format!("listeners[{i}].tls"),
-                    "CoAP over DTLS is not available yet; remove `tls` from this coap listener",
-                ));
-            }
-            if let Some(tls) = &l.tls {
-                if let Err(e) = crate::tls::server_config(tls, &["mqtt"]) {
-                    return Err(invalid(format!("listeners[{i}].tls"), &e.to_string()));
+            let chain = match chains.for_listener(l.auth.as_deref()) {
+                Ok(c) => c,
+                Err(e) => return Err(invalid(format!("listeners[{i}].auth"), &e.to_string())),
+            };
+            match (&l.tls, l.protocol) {
+                (Some(tls), ListenerProtocol::Coap) => {
+                    let lookup = chain.has_psk().then(|| {
+                        let none: unigate_dtls::PskLookup = std::sync::Arc::new(|_: &[u8]| None);
+                        none
+                    });
+                    if let Err(e) = crate::coap::dtls::server_config(tls, lookup) {
+                        return Err(invalid(format!("listeners[{i}].tls"), &e.to_string()));
+                    }
                 }
+                (Some(tls), ListenerProtocol::Mqtt) => {
+                    if let Err(e) = crate::tls::server_config(tls, &["mqtt"]) {
+                        return Err(invalid(format!("listeners[{i}].tls"), &e.to_string()));
+                    }
+                }
+                (None, _) => {}
             }
         }
         if let Some(acl) = &self.acl {
@@ -468,7 +475,8 @@ mod tests {
         let c = parse("").unwrap();
         assert!(c.listeners.is_empty());
         let l = c.effective_listeners("127.0.0.1".parse().unwrap());
-        assert_eq!(l[0].bind, "127.0.0.1:1883".parse().unwrap());
+        assert_eq!(l[0].bind, "127.0.0.1:1883".parse::<SocketAddr>().unwrap());
+        assert_eq!((l[1].protocol, l[1].bind.port()), (ListenerProtocol::Coap, 5683));
         assert_eq!(c.mqtt.max_qos, 2);
     }
 
@@ -519,7 +527,7 @@ mod tests {
         ];
         let c = Config::parse(text, "t", env).unwrap();
         assert_eq!(c.mqtt.max_qos, 1);
-        assert_eq!(c.listeners[0].bind, "0.0.0.0:1884".parse().unwrap());
+        assert_eq!(c.listeners[0].bind, "0.0.0.0:1884".parse::<SocketAddr>().unwrap());
         assert_eq!(c.listeners[0].limits.connect_timeout, Duration::from_secs(3));
     }
 

@@ -199,7 +199,7 @@ fn run_system(
                     name: l.name.clone(),
                     protocol: l.protocol,
                     addr,
-                    tls: false,
+                    tls: l.tls.is_some(),
                 });
                 let shared = Arc::new(crate::coap::listener::CoapShared {
                     name: Arc::from(l.name.as_str()),
@@ -213,6 +213,7 @@ fn run_system(
                         broker.clone(),
                     ),
                     limits: l.limits.clone(),
+                    tls: l.tls.clone(),
                 });
                 let core = broker.clone();
                 let started = handles[0].spawn_fn(move || {

@@ -36,10 +36,18 @@ pub enum ClientAuth {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TlsConfig {
-    /// Server certificate chain (PEM, leaf first).
-    pub cert: PathBuf,
-    /// Server private key (PEM: PKCS#8, PKCS#1 or SEC1).
-    pub key: PathBuf,
+    /// Server certificate chain (PEM, leaf first). Required for TLS; for DTLS (coap
+    /// listeners) it enables the ECDHE-ECDSA suites.
+    #[serde(default)]
+    pub cert: Option<PathBuf>,
+    /// Server private key (PEM: PKCS#8, PKCS#1 or SEC1; DTLS needs PKCS#8 ECDSA P-256 or
+    /// Ed25519).
+    #[serde(default)]
+    pub key: Option<PathBuf>,
+    /// DTLS only (coap listeners): pre-shared keys, looked up by identity in the listener's
+    /// auth chain (its `psk` authenticator).
+    #[serde(default)]
+    pub psk: bool,
     /// CA certificates that client certificates must chain to (PEM).
     #[serde(default)]
     pub client_ca: Option<PathBuf>,
@@ -86,6 +94,12 @@ pub enum TlsError {
     /// The key does not belong to the certificate, or rustls refused the material.
     #[error("{0}")]
     Rustls(String),
+    /// TLS needs a certificate and its key.
+    #[error("cert and key are required")]
+    NoCertificate,
+    /// `psk` is a DTLS setting.
+    #[error("psk = true is for DTLS (coap listeners); TLS has no pre-shared keys")]
+    PskNotForTls,
     /// `client_auth` needs `client_ca`.
     #[error("client_auth = \"{0}\" needs client_ca")]
     NoClientCa(&'static str),
@@ -120,7 +134,7 @@ pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError>
     Ok(certs)
 }
 
-fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
+pub(crate) fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
     let data = read(path)?;
     PrivateKeyDer::from_pem_slice(&data).map_err(|e| match e {
         rustls_pki_types::pem::Error::NoItemsFound => TlsError::Empty {
@@ -131,7 +145,7 @@ fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
     })
 }
 
-fn load_crls(paths: &[PathBuf]) -> Result<Vec<CertificateRevocationListDer<'static>>, TlsError> {
+pub(crate) fn load_crls(paths: &[PathBuf]) -> Result<Vec<CertificateRevocationListDer<'static>>, TlsError> {
     let mut out = Vec::new();
     for path in paths {
         let data = read(path)?;
@@ -152,8 +166,14 @@ fn load_crls(paths: &[PathBuf]) -> Result<Vec<CertificateRevocationListDer<'stat
 /// Builds the server configuration of a listener.
 pub fn server_config(tls: &TlsConfig, default_alpn: &[&str]) -> Result<Arc<ServerConfig>, TlsError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let certs = load_certs(&tls.cert)?;
-    let key = load_key(&tls.key)?;
+    if tls.psk {
+        return Err(TlsError::PskNotForTls);
+    }
+    let (Some(cert_path), Some(key_path)) = (&tls.cert, &tls.key) else {
+        return Err(TlsError::NoCertificate);
+    };
+    let certs = load_certs(cert_path)?;
+    let key = load_key(key_path)?;
     let builder = ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .map_err(|e| TlsError::Rustls(e.to_string()))?;
@@ -178,7 +198,7 @@ pub fn server_config(tls: &TlsConfig, default_alpn: &[&str]) -> Result<Arc<Serve
     };
     let mut config = builder
         .with_single_cert(certs, key)
-        .map_err(|e| TlsError::Rustls(format!("{} / {}: {e}", tls.cert.display(), tls.key.display())))?;
+        .map_err(|e| TlsError::Rustls(format!("{} / {}: {e}", cert_path.display(), key_path.display())))?;
     config.alpn_protocols = match &tls.alpn {
         Some(list) => list.iter().map(|p| p.as_bytes().to_vec()).collect(),
         None => default_alpn.iter().map(|p| p.as_bytes().to_vec()).collect(),

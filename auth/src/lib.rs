@@ -184,6 +184,12 @@ pub trait Authenticator: Send + Sync + fmt::Debug {
     /// Decides on `creds`. May do I/O or expensive hashing: the caller runs it off the
     /// connection threads, with a timeout.
     fn authenticate<'a>(&'a self, creds: &'a Credentials) -> BoxFuture<'a, Decision>;
+
+    /// The pre-shared key of a DTLS PSK identity, for the handshake (only the `psk` kind has
+    /// keys). Called synchronously from the handshake: must not block.
+    fn psk_key(&self, _identity: &str) -> Option<Secret> {
+        None
+    }
 }
 
 /// What a chain does when every authenticator ignored the client.
@@ -241,6 +247,16 @@ impl Chain {
     /// Whether it has no authenticators and allows everyone.
     pub fn allows_everyone(&self) -> bool {
         self.authenticators.is_empty() && self.no_match == NoMatch::Allow
+    }
+
+    /// The key of a DTLS PSK identity from the first authenticator that has one.
+    pub fn psk_key(&self, identity: &str) -> Option<Secret> {
+        self.authenticators.iter().find_map(|a| a.psk_key(identity))
+    }
+
+    /// Whether an authenticator can serve DTLS PSK handshakes.
+    pub fn has_psk(&self) -> bool {
+        self.authenticators.iter().any(|a| a.kind() == "psk")
     }
 
     /// Runs the authenticators in order until one allows or denies.

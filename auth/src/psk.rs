@@ -180,6 +180,10 @@ impl Authenticator for PskAuthenticator {
         let d = self.decide(creds);
         Box::pin(async move { d })
     }
+
+    fn psk_key(&self, identity: &str) -> Option<Secret> {
+        self.key(identity).cloned()
+    }
 }
 
 #[cfg(test)]

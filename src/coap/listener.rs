@@ -27,6 +27,7 @@ use unigate_auth::acl::Request as AclRequest;
 use unigate_auth::{Credentials, Identity, Outcome, Secret};
 use unigate_coap::coap_lite::{RequestType, ResponseType};
 use unigate_coap::{Event, Notification, Peer, Request, RequestMeta, Response};
+use unigate_dtls::{DtlsPeer, DtlsServerConfig};
 use unigate_pubsub::{Message, Origin, Protocol, QoS, Topic, TopicFilter};
 use unigate_translators::coap as tr;
 
@@ -49,6 +50,8 @@ pub struct CoapShared {
     pub auth: ListenerAuth,
     /// Listener limits (`max_connections` caps remote addresses; `max_topic_levels`).
     pub limits: Limits,
+    /// DTLS settings; None: plain UDP.
+    pub tls: Option<crate::tls::TlsConfig>,
 }
 
 /// How often retransmission timers are looked at.
@@ -68,7 +71,36 @@ struct PeerEntry {
     last_seen: Instant,
     /// The earliest instant this peer is in the timer heap for.
     scheduled: Option<Instant>,
+    /// The DTLS association, on a DTLS listener.
+    dtls: Option<Box<DtlsState>>,
 }
+
+impl PeerEntry {
+    fn poll_timeout(&self) -> Option<Instant> {
+        let coap = self.peer.poll_timeout();
+        let dtls = self.dtls.as_ref().and_then(|d| d.conn.poll_timeout());
+        match (coap, dtls) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+}
+
+/// A DTLS association and what its handshake proved.
+struct DtlsState {
+    conn: DtlsPeer,
+    /// Set when the handshake's credentials (PSK identity, client certificate) passed the
+    /// auth chain; CoAP requests are read only then.
+    identity: Option<Identity>,
+    established: bool,
+    /// Decrypted datagrams that arrived while the chain was deciding.
+    waiting: Vec<Vec<u8>>,
+}
+
+/// Decrypted datagrams held per peer while its identity is being decided, at most.
+const MAX_WAITING: usize = 16;
+/// DTLS handshakes in progress per listener, at most (a flood of ClientHellos costs state).
+const MAX_HANDSHAKES: usize = 1024;
 
 /// How a client came to be.
 enum Mode {
@@ -148,13 +180,32 @@ pub struct CoapListener {
     flushing: bool,
     /// Clients heard of again (new address, or unreachable before): drained after the request.
     pending_drain: Vec<ClientId>,
+    /// DTLS configuration, on a DTLS listener.
+    dtls: Option<DtlsServerConfig>,
+    /// DTLS peers whose handshake has not completed.
+    handshaking: usize,
 }
 
 impl CoapListener {
     /// Starts the actor on the current arbiter, reading from `socket`.
-    pub fn start_on(socket: std::net::UdpSocket, shared: Arc<CoapShared>, broker: Arc<Broker>) -> std::io::Result<Addr<CoapListener>> {
-        socket.set_nonblocking(true)?;
-        let socket = Rc::new(UdpSocket::from_std(socket)?);
+    pub fn start_on(
+        socket: std::net::UdpSocket,
+        shared: Arc<CoapShared>,
+        broker: Arc<Broker>,
+    ) -> Result<Addr<CoapListener>, crate::tls::TlsError> {
+        let dtls = match &shared.tls {
+            Some(tls) => {
+                let keys = shared.clone();
+                let lookup: unigate_dtls::PskLookup = Arc::new(move |identity: &[u8]| {
+                    let identity = std::str::from_utf8(identity).ok()?;
+                    keys.auth.chain().psk_key(identity).map(|k| k.expose().to_vec())
+                });
+                Some(super::dtls::server_config(tls, Some(lookup))?)
+            }
+            None => None,
+        };
+        socket.set_nonblocking(true).map_err(|e| crate::tls::TlsError::Rustls(e.to_string()))?;
+        let socket = Rc::new(UdpSocket::from_std(socket).map_err(|e| crate::tls::TlsError::Rustls(e.to_string()))?);
         Ok(CoapListener::create(move |ctx| {
             let reader = socket.clone();
             ctx.add_stream(futures::stream::unfold(
@@ -187,6 +238,8 @@ impl CoapListener {
                 send_backlog: VecDeque::new(),
                 flushing: false,
                 pending_drain: Vec::new(),
+                dtls,
+                handshaking: 0,
             }
         }))
     }
@@ -248,6 +301,10 @@ impl CoapListener {
     ) {
         let now = Instant::now();
         let mut events = Vec::new();
+        if self.dtls.is_some() && !self.peers.contains_key(&addr) {
+            // Without its DTLS association nothing can be said to this address.
+            return;
+        }
         {
             let seed = self.next_seed();
             let layer = self.shared.layer.clone();
@@ -257,6 +314,7 @@ impl CoapListener {
                     peer: Peer::new(layer, seed),
                     last_seen: now,
                     scheduled: None,
+                    dtls: None,
                 }
             });
             f(&mut entry.peer, now, &mut events);
@@ -276,7 +334,7 @@ impl CoapListener {
 
     fn reschedule(&mut self, addr: SocketAddr) {
         let Some(entry) = self.peers.get_mut(&addr) else { return };
-        if let Some(at) = entry.peer.poll_timeout() {
+        if let Some(at) = entry.poll_timeout() {
             if entry.scheduled.is_none_or(|s| at < s) {
                 entry.scheduled = Some(at);
                 self.timers.push(Reverse((at, addr)));
@@ -287,7 +345,7 @@ impl CoapListener {
     fn dispatch(&mut self, addr: SocketAddr, events: Vec<Event>, ctx: &mut Context<Self>) {
         for ev in events {
             match ev {
-                Event::Transmit(data) => self.send(data, addr, ctx),
+                Event::Transmit(data) => self.send_coap(data, addr, ctx),
                 Event::Request(req) => {
                     Metrics::add(&self.broker.metrics.coap_requests, 1);
                     self.on_request(addr, req, None, ctx);
@@ -312,6 +370,159 @@ impl CoapListener {
         self.respond(addr, meta, resp, ctx);
     }
 
+    // ------------------------------------------------------------------ DTLS
+
+    /// A CoAP datagram to `to`: encrypted first on a DTLS listener.
+    fn send_coap(&mut self, data: Vec<u8>, to: SocketAddr, ctx: &mut Context<Self>) {
+        if self.dtls.is_none() {
+            return self.send(data, to, ctx);
+        }
+        let mut out = Vec::new();
+        if let Some(d) = self.peers.get_mut(&to).and_then(|e| e.dtls.as_mut()) {
+            if d.conn.send_app_data(&data).is_ok() {
+                while let Some(b) = d.conn.poll_transmit() {
+                    out.push(b);
+                }
+            }
+        }
+        for b in out {
+            self.send(b, to, ctx);
+        }
+    }
+
+    fn dtls_identity(&self, from: SocketAddr) -> Option<Identity> {
+        self.peers
+            .get(&from)
+            .and_then(|e| e.dtls.as_ref())
+            .and_then(|d| d.identity.clone())
+    }
+
+    fn on_dtls_datagram(&mut self, from: SocketAddr, data: &[u8], ctx: &mut Context<Self>) {
+        let now = Instant::now();
+        if !self.peers.contains_key(&from) {
+            if self.handshaking >= MAX_HANDSHAKES {
+                Metrics::add(&self.broker.metrics.coap_peers_refused, 1);
+                return;
+            }
+            let Some(cfg) = &self.dtls else { return };
+            let Ok(conn) = DtlsPeer::new(cfg, from, now) else { return };
+            let seed = self.next_seed();
+            Metrics::gauge(&self.broker.metrics.coap_peers, 1);
+            self.handshaking += 1;
+            self.peers.insert(
+                from,
+                PeerEntry {
+                    peer: Peer::new(self.shared.layer.clone(), seed),
+                    last_seen: now,
+                    scheduled: None,
+                    dtls: Some(Box::new(DtlsState {
+                        conn,
+                        identity: None,
+                        established: false,
+                        waiting: Vec::new(),
+                    })),
+                },
+            );
+        }
+        let Some(entry) = self.peers.get_mut(&from) else { return };
+        let Some(d) = entry.dtls.as_mut() else { return };
+        let result = d.conn.handle_datagram(now, data);
+        let mut out = Vec::new();
+        while let Some(b) = d.conn.poll_transmit() {
+            out.push(b);
+        }
+        let failed = matches!(&result, Err(e) if !matches!(e, unigate_dtls::Error::Dropped(_))) || d.conn.is_closed();
+        let just_established = !d.established && d.conn.is_established();
+        if just_established {
+            d.established = true;
+        }
+        let mut app = Vec::new();
+        while let Some(a) = d.conn.poll_app_data() {
+            if d.identity.is_some() {
+                app.push(a);
+            } else if d.waiting.len() < MAX_WAITING {
+                d.waiting.push(a);
+            }
+        }
+        if d.established {
+            entry.last_seen = now;
+        }
+        for b in out {
+            self.send(b, from, ctx);
+        }
+        if failed {
+            if let Err(e) = &result {
+                tracing::debug!(listener = %self.shared.name, peer = %from, error = %e, "dtls association ended");
+            }
+            return self.remove_peer(from, false, ctx);
+        }
+        if just_established {
+            self.handshaking = self.handshaking.saturating_sub(1);
+            self.authenticate_dtls(from, ctx);
+        }
+        for a in app {
+            self.with_peer(from, ctx, |peer, now, out| peer.handle_datagram(now, &a, out));
+        }
+        self.reschedule(from);
+    }
+
+    /// Runs the auth chain on what the handshake proved (PSK identity, client certificate).
+    fn authenticate_dtls(&mut self, from: SocketAddr, ctx: &mut Context<Self>) {
+        let Some(d) = self.peers.get(&from).and_then(|e| e.dtls.as_ref()) else { return };
+        let mut creds = Credentials::new(Protocol::Coap, self.shared.name.clone());
+        creds.peer = Some(from);
+        if let Some(id) = d.conn.psk_identity() {
+            match String::from_utf8(id) {
+                Ok(id) => creds.psk_identity = Some(id),
+                Err(_) => return self.remove_peer(from, true, ctx),
+            }
+        }
+        creds.peer_certificates = d.conn.peer_certificates().unwrap_or_default();
+        let fut = self.shared.auth.run(creds);
+        ctx.spawn(fut.into_actor(self).map(move |outcome, act, ctx| match outcome {
+            Outcome::Allowed(identity) => {
+                let waiting = match act.peers.get_mut(&from).and_then(|e| e.dtls.as_mut()) {
+                    Some(d) => {
+                        d.identity = Some(identity);
+                        std::mem::take(&mut d.waiting)
+                    }
+                    None => return,
+                };
+                for a in waiting {
+                    act.with_peer(from, ctx, |peer, now, out| peer.handle_datagram(now, &a, out));
+                }
+            }
+            Outcome::Denied { .. } => act.remove_peer(from, true, ctx),
+        }));
+    }
+
+    /// Forgets a remote address; on DTLS, `close` sends close_notify first. Connectionless
+    /// clients there go with it on DTLS (nothing can reach them without their association).
+    fn remove_peer(&mut self, addr: SocketAddr, close: bool, ctx: &mut Context<Self>) {
+        let Some(mut entry) = self.peers.remove(&addr) else { return };
+        Metrics::gauge(&self.broker.metrics.coap_peers, -1);
+        if let Some(d) = entry.dtls.as_mut() {
+            if !d.established {
+                self.handshaking = self.handshaking.saturating_sub(1);
+            }
+            if close && !d.conn.is_closed() {
+                d.conn.close(Instant::now());
+                while let Some(b) = d.conn.poll_transmit() {
+                    self.send(b, addr, ctx);
+                }
+            }
+            let gone: Vec<ClientId> = self
+                .clients
+                .iter()
+                .filter(|(_, c)| c.addr == addr && matches!(c.mode, Mode::Connectionless))
+                .map(|(id, _)| id.clone())
+                .collect();
+            for id in gone {
+                self.end_client(&id, "dtls_closed", ctx);
+            }
+        }
+    }
+
     // ------------------------------------------------------------------ timers
 
     fn tick(&mut self, ctx: &mut Context<Self>) {
@@ -328,6 +539,23 @@ impl CoapListener {
             entry.scheduled = None;
             let mut events = Vec::new();
             entry.peer.handle_timeout(now, &mut events);
+            let mut closed = false;
+            let mut out = Vec::new();
+            if let Some(d) = entry.dtls.as_mut() {
+                if d.conn.poll_timeout().is_some_and(|t| t <= now) {
+                    closed = d.conn.handle_timeout(now).is_err() || d.conn.is_closed();
+                }
+                while let Some(b) = d.conn.poll_transmit() {
+                    out.push(b);
+                }
+            }
+            for b in out {
+                self.send(b, addr, ctx);
+            }
+            if closed {
+                self.remove_peer(addr, false, ctx);
+                continue;
+            }
             self.reschedule(addr);
             self.dispatch(addr, events, ctx);
         }
@@ -348,13 +576,14 @@ impl CoapListener {
         // Remote addresses that own nothing and were quiet for long.
         let idle = self.shared.config.peer_idle_timeout;
         let owned: std::collections::HashSet<SocketAddr> = self.clients.values().map(|c| c.addr).collect();
-        let before = self.peers.len();
-        self.peers.retain(|addr, e| {
-            owned.contains(addr) || !e.peer.is_quiet() || now.duration_since(e.last_seen) < idle
-        });
-        let removed = before - self.peers.len();
-        if removed > 0 {
-            Metrics::gauge(&self.broker.metrics.coap_peers, -(removed as i64));
+        let stale: Vec<SocketAddr> = self
+            .peers
+            .iter()
+            .filter(|(addr, e)| !owned.contains(addr) && e.peer.is_quiet() && now.duration_since(e.last_seen) >= idle)
+            .map(|(addr, _)| *addr)
+            .collect();
+        for addr in stale {
+            self.remove_peer(addr, true, ctx);
         }
         if !self.shared.config.auth_cache.is_zero() {
             self.auth_cache.retain(|_, (_, until)| *until > now);
@@ -428,9 +657,11 @@ impl CoapListener {
         if query.token.is_some() || self.shared.config.connection_required {
             return Some(self.connected_client(from, query));
         }
-        let client_id: ClientId = match &query.client_id {
-            Some(id) => Arc::from(id.as_str()),
-            None => Arc::from(format!("coap-{from}")),
+        let dtls_identity = self.dtls_identity(from);
+        let client_id: ClientId = match (&query.client_id, &dtls_identity) {
+            (Some(id), _) => Arc::from(id.as_str()),
+            (None, Some(Identity { username: Some(u), .. })) => u.clone(),
+            (None, _) => Arc::from(format!("coap-{from}")),
         };
         // A connection-mode client's id cannot be used without its token.
         if self
@@ -440,7 +671,8 @@ impl CoapListener {
         {
             return Some(Err((ResponseType::Unauthorized, "client id is connected: token required")));
         }
-        if let Some(identity) = authed {
+        // The DTLS handshake authenticated the peer: its identity is the client's.
+        if let Some(identity) = authed.or(dtls_identity) {
             return Some(Ok(Principal { client_id, identity }));
         }
         let chain = self.shared.auth.chain();
@@ -564,7 +796,7 @@ impl CoapListener {
             return self.error(from, &req.meta, ResponseType::BadRequest, "clientid required", ctx);
         };
         let client_id: ClientId = Arc::from(id.as_str());
-        let identity = match authed {
+        let identity = match authed.or_else(|| self.dtls_identity(from)) {
             Some(i) => i,
             None if self.shared.auth.chain().allows_everyone() => Identity::anonymous(query.username.as_deref()),
             None => {
@@ -1069,7 +1301,11 @@ impl StreamHandler<(Vec<u8>, SocketAddr)> for CoapListener {
             Metrics::add(&self.broker.metrics.coap_peers_refused, 1);
             return;
         }
-        self.with_peer(from, ctx, |peer, now, out| peer.handle_datagram(now, &data, out));
+        if self.dtls.is_some() {
+            self.on_dtls_datagram(from, &data, ctx);
+        } else {
+            self.with_peer(from, ctx, |peer, now, out| peer.handle_datagram(now, &data, out));
+        }
         if let Some(e) = self.peers.get_mut(&from) {
             e.last_seen = Instant::now();
         }

@@ -5,6 +5,7 @@
 //! EMQX-compatible pub/sub (`/ps/{topic}`), connection mode (`/mqtt/connection`) and observers,
 //! which are broker sessions like any MQTT client's (see [`listener`]).
 
+pub mod dtls;
 pub mod listener;
 
 use std::time::Duration;

@@ -10,4 +10,5 @@ mod common;
 mod util;
 
 mod libcoap;
+mod dtls;
 mod raw;

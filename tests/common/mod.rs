@@ -1,6 +1,7 @@
 //! Shared helpers for the black-box tests: the real server on a loopback port picked by the OS.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod pki;
 pub mod proc;
 
 use std::net::SocketAddr;

@@ -1,7 +1,7 @@
 //! Wire helpers on top of coap-lite: the framing checks coap-lite does not make, Block and
 //! uint option values, tokens, and the 4-byte Empty messages.
 //!
-//! Decoding itself is `coap_lite::Packet::from_bytes`; [`check_framing`] only walks the option
+//! Decoding itself is `coap_lite::Packet::from_bytes`; `check_framing` only walks the option
 //! headers to find where the payload marker is, because coap-lite accepts a version other than
 //! 1 and a payload marker followed by nothing (both message format errors, RFC 7252 §3).
 
@@ -106,7 +106,11 @@ impl BlockOpt {
     /// Decodes an option value of 0..=3 bytes.
     pub fn decode(v: &[u8]) -> Option<BlockOpt> {
         let n = decode_uint(v, 3)?;
-        Some(BlockOpt { num: n >> 4, more: n & 0x8 != 0, szx: (n & 0x7) as u8 })
+        Some(BlockOpt {
+            num: n >> 4,
+            more: n & 0x8 != 0,
+            szx: (n & 0x7) as u8,
+        })
     }
 
     /// Encodes in the fewest bytes (RFC 7959 §2.2).
@@ -159,7 +163,10 @@ pub(crate) fn raw_header(buf: &[u8]) -> Option<RawHeader> {
         2 => MessageType::Acknowledgement,
         _ => MessageType::Reset,
     };
-    Some(RawHeader { mtype, mid: u16::from_be_bytes([hi, lo]) })
+    Some(RawHeader {
+        mtype,
+        mid: u16::from_be_bytes([hi, lo]),
+    })
 }
 
 /// Checks what coap-lite does not (RFC 7252 §3): version 1, token length, option framing, no
@@ -178,12 +185,20 @@ pub(crate) fn check_framing(buf: &[u8]) -> Result<(), FormatError> {
         return Err(FormatError::TokenLength(tkl));
     }
     if code == 0 {
-        return if buf.len() == 4 && tkl == 0 { Ok(()) } else { Err(FormatError::NonEmptyEmpty) };
+        return if buf.len() == 4 && tkl == 0 {
+            Ok(())
+        } else {
+            Err(FormatError::NonEmptyEmpty)
+        };
     }
     let mut rest = buf.get(4 + usize::from(tkl)..).ok_or(FormatError::TruncatedToken)?;
     while let Some((&byte, tail)) = rest.split_first() {
         if byte == 0xFF {
-            return if tail.is_empty() { Err(FormatError::EmptyPayload) } else { Ok(()) };
+            return if tail.is_empty() {
+                Err(FormatError::EmptyPayload)
+            } else {
+                Ok(())
+            };
         }
         rest = tail;
         let (_, r) = option_ext(byte >> 4, rest)?;
@@ -252,14 +267,17 @@ pub(crate) fn encode(packet: &Packet) -> Vec<u8> {
             p.header.message_id = packet.header.message_id;
             p.header.code = MessageClass::Response(coap_lite::ResponseType::InternalServerError);
             p.set_token(packet.get_token().to_vec());
-            p.to_bytes().unwrap_or_else(|_| empty_message(MessageType::Reset, packet.header.message_id))
+            p.to_bytes()
+                .unwrap_or_else(|_| empty_message(MessageType::Reset, packet.header.message_id))
         }
     }
 }
 
 /// FNV-1a, used for ETags derived from the body (the same body gets the same ETag).
 pub(crate) fn fnv1a(data: &[u8]) -> u64 {
-    data.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3))
+    data.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 #[cfg(test)]
@@ -269,11 +287,27 @@ mod tests {
     #[test]
     fn block_roundtrip_and_rfc_examples() {
         // RFC 7959 §2.2: num 0, M 0, szx 0 is the empty string.
-        assert_eq!(BlockOpt { num: 0, more: false, szx: 0 }.encode(), Vec::<u8>::new());
-        let b = BlockOpt { num: 4, more: true, szx: 6 };
+        assert_eq!(
+            BlockOpt {
+                num: 0,
+                more: false,
+                szx: 0
+            }
+            .encode(),
+            Vec::<u8>::new()
+        );
+        let b = BlockOpt {
+            num: 4,
+            more: true,
+            szx: 6,
+        };
         assert_eq!(b.encode(), vec![0x4E]);
         assert_eq!(BlockOpt::decode(&[0x4E]), Some(b));
-        let big = BlockOpt { num: 0xF_FFFF, more: false, szx: 2 };
+        let big = BlockOpt {
+            num: 0xF_FFFF,
+            more: false,
+            szx: 2,
+        };
         assert_eq!(BlockOpt::decode(&big.encode()), Some(big));
         assert_eq!(BlockOpt::decode(&[1, 2, 3, 4]), None);
     }
@@ -291,11 +325,17 @@ mod tests {
         assert_eq!(check_framing(&[0x40, 0x01]), Err(FormatError::TooShort));
         assert_eq!(check_framing(&[0x80, 0x01, 0, 1]), Err(FormatError::Version(2)));
         assert_eq!(check_framing(&[0x49, 0x01, 0, 1]), Err(FormatError::TokenLength(9)));
-        assert_eq!(check_framing(&[0x42, 0x01, 0, 1, 0xAA]), Err(FormatError::TruncatedToken));
+        assert_eq!(
+            check_framing(&[0x42, 0x01, 0, 1, 0xAA]),
+            Err(FormatError::TruncatedToken)
+        );
         assert_eq!(check_framing(&[0x40, 0x01, 0, 1, 0xFF]), Err(FormatError::EmptyPayload));
         assert_eq!(check_framing(&[0x40, 0x01, 0, 1, 0xB3, b'a']), Err(FormatError::Option));
         assert_eq!(check_framing(&[0x40, 0x01, 0, 1, 0xF0]), Err(FormatError::Option));
-        assert_eq!(check_framing(&[0x41, 0x00, 0, 1, 0x01]), Err(FormatError::NonEmptyEmpty));
+        assert_eq!(
+            check_framing(&[0x41, 0x00, 0, 1, 0x01]),
+            Err(FormatError::NonEmptyEmpty)
+        );
         assert_eq!(check_framing(&[0x40, 0x00, 0, 1]), Ok(()));
         assert_eq!(check_framing(&[0x40, 0x01, 0, 1, 0xB1, b'a', 0xFF, b'x']), Ok(()));
     }

@@ -113,14 +113,38 @@ mod tests {
     #[test]
     fn invalid_values_are_refused() {
         let bad = [
-            Config { block_size: 1000, ..Config::default() },
-            Config { block_size: 2048, ..Config::default() },
-            Config { ack_random_factor: 0.5, ..Config::default() },
-            Config { ack_random_factor: f64::NAN, ..Config::default() },
-            Config { ack_timeout: Duration::ZERO, ..Config::default() },
-            Config { max_retransmit: 64, ..Config::default() },
-            Config { max_dedup_entries: 0, ..Config::default() },
-            Config { max_body: 0, ..Config::default() },
+            Config {
+                block_size: 1000,
+                ..Config::default()
+            },
+            Config {
+                block_size: 2048,
+                ..Config::default()
+            },
+            Config {
+                ack_random_factor: 0.5,
+                ..Config::default()
+            },
+            Config {
+                ack_random_factor: f64::NAN,
+                ..Config::default()
+            },
+            Config {
+                ack_timeout: Duration::ZERO,
+                ..Config::default()
+            },
+            Config {
+                max_retransmit: 64,
+                ..Config::default()
+            },
+            Config {
+                max_dedup_entries: 0,
+                ..Config::default()
+            },
+            Config {
+                max_body: 0,
+                ..Config::default()
+            },
         ];
         for c in bad {
             assert!(c.validate().is_err(), "{c:?}");

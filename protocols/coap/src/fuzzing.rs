@@ -60,7 +60,9 @@ pub fn peer_script(data: &[u8]) {
                 let n = Notification {
                     token: vec![arg],
                     confirmable: arg & 1 == 1,
-                    response: Response::new(ResponseType::Content).with_payload(body).with_observe(u32::from(arg)),
+                    response: Response::new(ResponseType::Content)
+                        .with_payload(body)
+                        .with_observe(u32::from(arg)),
                     key,
                     uri: "/obs".into(),
                 };
@@ -87,7 +89,10 @@ fn answer_all(peer: &mut Peer, now: Instant, out: &mut Vec<Event>) {
         i += 1;
         match ev {
             Event::Transmit(bytes) => {
-                assert!(codec::decode(&bytes).is_ok(), "we emitted a malformed datagram: {bytes:02x?}");
+                assert!(
+                    codec::decode(&bytes).is_ok(),
+                    "we emitted a malformed datagram: {bytes:02x?}"
+                );
             }
             Event::Request(req) => {
                 let size = req.payload.len() + req.path.len() * 50;
@@ -111,7 +116,11 @@ pub fn block1_transfer(data: &[u8]) {
     let (&cfg_byte, rest) = data.split_first().unwrap_or((&0, &[]));
     let nctl = usize::from(cfg_byte >> 4).min(rest.len());
     let (ctl, body) = rest.split_at(nctl);
-    let cfg = Config { block_size: 16 << (cfg_byte % 7), max_body: 1 << 20, ..Config::default() };
+    let cfg = Config {
+        block_size: 16 << (cfg_byte % 7),
+        max_body: 1 << 20,
+        ..Config::default()
+    };
     let mut peer = Peer::new(Arc::new(cfg), u64::from(cfg_byte));
     let got = upload(&mut peer, body, |i| ctl.get(i % ctl.len().max(1)).map_or(6, |c| c % 7));
     assert_eq!(got.as_deref(), Some(body), "reassembled body differs");
@@ -156,16 +165,26 @@ pub(crate) fn upload(peer: &mut Peer, body: &[u8], mut szx_at: impl FnMut(usize)
             assert_eq!(r.meta.block1, Some(BlockOpt { num, more: false, szx }));
             let mut resp = Vec::new();
             peer.respond(now, &r.meta, Response::new(ResponseType::Changed), &mut resp);
-            let Some(Event::Transmit(b)) = resp.first() else { panic!("no response") };
+            let Some(Event::Transmit(b)) = resp.first() else {
+                panic!("no response")
+            };
             let p = Packet::from_bytes(b).ok()?;
-            let echo = p.get_first_option(option::BLOCK1.into()).and_then(|v| BlockOpt::decode(v));
-            assert_eq!(echo, Some(BlockOpt { num, more: false, szx }), "final Block1 not echoed");
+            let echo = p
+                .get_first_option(option::BLOCK1.into())
+                .and_then(|v| BlockOpt::decode(v));
+            assert_eq!(
+                echo,
+                Some(BlockOpt { num, more: false, szx }),
+                "final Block1 not echoed"
+            );
             return Some(r.payload);
         }
         let ack = ack?;
         assert!(more, "last block not surfaced: {:?}", ack.header.code);
         assert_eq!(ack.header.code, MessageClass::Response(ResponseType::Continue));
-        let echo = ack.get_first_option(option::BLOCK1.into()).and_then(|v| BlockOpt::decode(v))?;
+        let echo = ack
+            .get_first_option(option::BLOCK1.into())
+            .and_then(|v| BlockOpt::decode(v))?;
         assert_eq!((echo.num, echo.more), (num, true));
         assert!(echo.szx <= szx);
         offset = end;

@@ -65,7 +65,8 @@ pub struct Request {
     pub accept: Option<u16>,
     /// The whole body (Block1 reassembled).
     pub payload: Vec<u8>,
-    /// The (last) packet of the request, for any other option.
+    /// The (last) packet of the request, for any other option. Its payload has been moved
+    /// into [`Request::payload`] (so a large body is not held twice) and is empty here.
     pub packet: Packet,
 }
 

@@ -53,7 +53,12 @@ struct Outgoing {
 
 impl Outgoing {
     fn whole(response: Response) -> Self {
-        Outgoing { response, block2: None, size2: None, size1: None }
+        Outgoing {
+            response,
+            block2: None,
+            size2: None,
+            size1: None,
+        }
     }
 
     fn error(e: &RequestError) -> Self {
@@ -63,7 +68,12 @@ impl Outgoing {
         };
         // A diagnostic payload (RFC 7252 §5.5.2) names the clause.
         let response = Response::new(e.response_code()).with_payload(e.to_string());
-        Outgoing { response, block2: None, size2: None, size1 }
+        Outgoing {
+            response,
+            block2: None,
+            size2: None,
+            size1,
+        }
     }
 }
 
@@ -174,8 +184,10 @@ impl Peer {
     ///
     /// A body larger than the block size goes out as Block2 block 0 (or the block the request
     /// asked for) with Size2 and an ETag, and is cached under the request's URI for follow-ups
-    /// (RFC 7959 §2.4); a block number past the end is answered 4.00. A body larger than
-    /// `max_body` is replaced by 5.00 Internal Server Error.
+    /// (RFC 7959 §2.4); a block number past the end is answered 4.00 (RFC 7959 names no code
+    /// for it). Only GET follow-ups are served from that cache; a follow-up with another
+    /// method (e.g. POST with Block2, RFC 7959 §3.3) reaches the application again. A body
+    /// larger than `max_body` is replaced by 5.00 Internal Server Error.
     pub fn respond(&mut self, now: Instant, req: &RequestMeta, resp: Response, out: &mut Vec<Event>) {
         self.expire(now);
         let mode = match self.dedup.find(req.mid).map(|e| &e.state) {
@@ -184,7 +196,9 @@ impl Peer {
             Some(Seen::Answered(_)) => return,
             _ => Mode::SeparateCon,
         };
-        let outgoing = self.prepare_body(now, resp, req.block2, &req.uri).unwrap_or_else(|e| Outgoing::error(&e));
+        let outgoing = self
+            .prepare_body(now, resp, req.block2, &req.uri)
+            .unwrap_or_else(|e| Outgoing::error(&e));
         let block1 = req.block1.map(|b| BlockOpt { more: false, ..b });
         let packet = response_packet(&outgoing, block1, req.token.as_slice());
         self.emit_response(now, mode, req.mid, packet, out);
@@ -216,7 +230,9 @@ impl Peer {
     pub fn notify(&mut self, now: Instant, n: Notification, out: &mut Vec<Event>) -> u16 {
         self.expire(now);
         let mid = self.next_mid();
-        let outgoing = self.prepare_body(now, n.response, None, &n.uri).unwrap_or_else(|e| Outgoing::error(&e));
+        let outgoing = self
+            .prepare_body(now, n.response, None, &n.uri)
+            .unwrap_or_else(|e| Outgoing::error(&e));
         let mut packet = response_packet(&outgoing, None, &n.token);
         packet.header.message_id = mid;
         if n.confirmable {
@@ -250,7 +266,11 @@ impl Peer {
         let refused = req.method == RequestType::UnKnown
             || self.pending.len() >= MAX_PENDING_REQUESTS
             || (req.confirmable && self.outstanding.len() >= MAX_OUTSTANDING);
-        let bytes = if refused { None } else { request_packet(&req, mid, token).to_bytes().ok() };
+        let bytes = if refused {
+            None
+        } else {
+            request_packet(&req, mid, token).to_bytes().ok()
+        };
         let Some(bytes) = bytes else {
             out.push(Event::TimedOut { key: req.key });
             return token.as_slice().to_vec();
@@ -291,7 +311,13 @@ impl Peer {
         let block2 = self.block2.iter().map(|c| c.expires);
         let pending = self.pending.iter().filter_map(|p| p.expires);
         let non = self.recent_non.iter().map(|r| r.expires);
-        retransmit.chain(dedup).chain(block1).chain(block2).chain(pending).chain(non).min()
+        retransmit
+            .chain(dedup)
+            .chain(block1)
+            .chain(block2)
+            .chain(pending)
+            .chain(non)
+            .min()
     }
 
     /// Retransmits due CONs (timeout doubling each time, RFC 7252 §4.2), reports
@@ -344,9 +370,17 @@ impl Peer {
         use std::mem::size_of;
         self.dedup.heap_size()
             + self.block1.capacity() * size_of::<Block1Transfer>()
-            + self.block1.iter().map(|t| t.body.capacity() + t.uri.capacity()).sum::<usize>()
+            + self
+                .block1
+                .iter()
+                .map(|t| t.body.capacity() + t.uri.capacity())
+                .sum::<usize>()
             + self.block2.capacity() * size_of::<CachedBody>()
-            + self.block2.iter().map(|c| c.uri.capacity() + response_heap(&c.response)).sum::<usize>()
+            + self
+                .block2
+                .iter()
+                .map(|c| c.uri.capacity() + response_heap(&c.response))
+                .sum::<usize>()
             + self.outstanding.capacity() * size_of::<Outstanding>()
             + self.outstanding.iter().map(|o| o.bytes.capacity()).sum::<usize>()
             + self.pending.capacity() * size_of::<PendingExchange>()
@@ -358,13 +392,22 @@ impl Peer {
         let c = &self.cfg;
         assert!(self.dedup.entries.len() <= c.max_dedup_entries.max(1), "dedup over cap");
         assert!(self.block1.len() <= c.max_block1_transfers.max(1), "block1 over cap");
-        assert!(self.block1.iter().all(|t| t.body.len() <= c.max_body), "block1 body over max_body");
+        assert!(
+            self.block1.iter().all(|t| t.body.len() <= c.max_body),
+            "block1 body over max_body"
+        );
         assert!(self.block2.len() <= c.max_block2_cache, "block2 cache over cap");
-        assert!(self.block2.iter().all(|b| b.response.payload.len() <= c.max_body), "cached body over max_body");
+        assert!(
+            self.block2.iter().all(|b| b.response.payload.len() <= c.max_body),
+            "cached body over max_body"
+        );
         assert!(self.outstanding.len() <= MAX_OUTSTANDING, "outstanding over cap");
         assert!(self.pending.len() <= MAX_PENDING_REQUESTS, "pending over cap");
         assert!(self.recent_non.len() <= MAX_RECENT_NON, "recent NON over cap");
-        assert!(self.outstanding.iter().all(|o| o.retransmits <= c.max_retransmit), "too many retransmissions");
+        assert!(
+            self.outstanding.iter().all(|o| o.retransmits <= c.max_retransmit),
+            "too many retransmissions"
+        );
     }
 
     /// Number of remembered inbound message ids.
@@ -384,7 +427,9 @@ impl Peer {
     /// Answers a duplicate CON or drops a duplicate NON (RFC 7252 §4.5). True if `mid` was a
     /// duplicate.
     fn replay_duplicate(&mut self, mid: u16, con: bool, out: &mut Vec<Event>) -> bool {
-        let Some(e) = self.dedup.find_mut(mid) else { return false };
+        let Some(e) = self.dedup.find_mut(mid) else {
+            return false;
+        };
         if con {
             match &mut e.state {
                 // Still with the application: acknowledge so the client stops retransmitting;
@@ -404,7 +449,11 @@ impl Peer {
         let mid = packet.header.message_id;
         let token = Token::new(packet.get_token());
         let expires = later(now, self.cfg.exchange_lifetime);
-        let state = if con { Seen::Pending { acked: false } } else { Seen::Dropped };
+        let state = if con {
+            Seen::Pending { acked: false }
+        } else {
+            Seen::Dropped
+        };
         self.dedup.insert(self.cfg.max_dedup_entries, mid, expires, state);
         let mode = if con { Mode::Piggyback } else { Mode::Non };
         let answer = |peer: &mut Peer, o: Outgoing, block1: Option<BlockOpt>, out: &mut Vec<Event>| {
@@ -436,13 +485,20 @@ impl Peer {
         // A Block2 follow-up for a body we cached is served here (RFC 7959 §2.4).
         if let (RequestType::Get, Some(b2)) = (parsed.method, parsed.block2) {
             if b2.num > 0 {
-                if let Some(o) = self.from_cache(now, &uri, b2) {
+                if let Some(o) = self.serve_cached(now, &uri, b2) {
                     let o = o.unwrap_or_else(|e| Outgoing::error(&e));
                     return answer(self, o, block1, out);
                 }
             }
         }
-        let meta = RequestMeta { mid, token, confirmable: con, block2: parsed.block2, block1, uri };
+        let meta = RequestMeta {
+            mid,
+            token,
+            confirmable: con,
+            block2: parsed.block2,
+            block1,
+            uri,
+        };
         out.push(Event::Request(Request {
             meta,
             method: parsed.method,
@@ -499,11 +555,25 @@ impl Peer {
             // Negotiate down to our preferred size; the client then continues at
             // num = 1024 / new size (RFC 7959 §2.5, Figure 6).
             let szx = b.szx.min(self.cfg.block_szx());
-            self.block1.push(Block1Transfer { method, uri: uri.to_owned(), body: payload, szx, expires });
-            return Ok(Block1Step::Continue(BlockOpt { num: 0, more: true, szx }));
+            self.block1.push(Block1Transfer {
+                method,
+                uri: uri.to_owned(),
+                body: payload,
+                szx,
+                expires,
+            });
+            return Ok(Block1Step::Continue(BlockOpt {
+                num: 0,
+                more: true,
+                szx,
+            }));
         }
-        let Some(i) = idx else { return Err(RequestError::Incomplete(b.num)) };
-        let Some(t) = self.block1.get_mut(i) else { return Err(RequestError::Incomplete(b.num)) };
+        let Some(i) = idx else {
+            return Err(RequestError::Incomplete(b.num));
+        };
+        let Some(t) = self.block1.get_mut(i) else {
+            return Err(RequestError::Incomplete(b.num));
+        };
         if b.szx > t.szx {
             return fail(self, RequestError::BlockSize);
         }
@@ -529,7 +599,7 @@ impl Peer {
     }
 
     /// A Block2 block of a cached body, if one is cached for `uri`.
-    fn from_cache(&mut self, now: Instant, uri: &str, want: BlockOpt) -> Option<Result<Outgoing, RequestError>> {
+    fn serve_cached(&mut self, now: Instant, uri: &str, want: BlockOpt) -> Option<Result<Outgoing, RequestError>> {
         let i = self.block2.iter().position(|c| c.uri == uri)?;
         let mut c = self.block2.remove(i);
         c.expires = later(now, self.cfg.exchange_lifetime);
@@ -542,11 +612,15 @@ impl Peer {
     fn handle_ack(&mut self, now: Instant, packet: Packet, out: &mut Vec<Event>) {
         let mid = packet.header.message_id;
         // An ACK for a message id we are not waiting for is ignored (RFC 7252 §4.2).
-        let Some(i) = self.outstanding.iter().position(|o| o.mid == mid) else { return };
+        let Some(i) = self.outstanding.iter().position(|o| o.mid == mid) else {
+            return;
+        };
         let o = self.outstanding.remove(i);
         out.push(Event::Delivered { key: o.key });
         let Some(token) = o.token else { return };
-        let Some(pi) = self.pending.iter().position(|p| p.token == token) else { return };
+        let Some(pi) = self.pending.iter().position(|p| p.token == token) else {
+            return;
+        };
         if is_response(packet.header.code) && Token::new(packet.get_token()) == token {
             self.deliver_response(pi, packet, out);
         } else if let Some(p) = self.pending.get_mut(pi) {
@@ -631,7 +705,10 @@ impl Peer {
             }
             Mode::SeparateCon => {
                 // Duplicates of the request now get the empty ACK again.
-                self.dedup.set(req_mid, Seen::Answered(empty_message(MessageType::Acknowledgement, req_mid)));
+                self.dedup.set(
+                    req_mid,
+                    Seen::Answered(empty_message(MessageType::Acknowledgement, req_mid)),
+                );
                 let mid = self.next_mid();
                 packet.header.message_id = mid;
                 if self.outstanding.len() >= MAX_OUTSTANDING {
@@ -675,16 +752,36 @@ impl Peer {
                 self.block2.remove(0);
             }
             let expires = later(now, self.cfg.exchange_lifetime);
-            self.block2.push(CachedBody { uri: uri.to_owned(), response: resp, expires });
+            self.block2.push(CachedBody {
+                uri: uri.to_owned(),
+                response: resp,
+                expires,
+            });
         }
         Ok(outgoing)
     }
 
-    fn send_con(&mut self, now: Instant, mid: u16, key: u64, bytes: Vec<u8>, token: Option<Token>, out: &mut Vec<Event>) {
+    fn send_con(
+        &mut self,
+        now: Instant,
+        mid: u16,
+        key: u64,
+        bytes: Vec<u8>,
+        token: Option<Token>,
+        out: &mut Vec<Event>,
+    ) {
         let timeout = self.initial_timeout();
         out.push(Event::Transmit(bytes.clone()));
         let next = later(now, timeout);
-        self.outstanding.push(Outstanding { mid, key, bytes, next, timeout, retransmits: 0, token });
+        self.outstanding.push(Outstanding {
+            mid,
+            key,
+            bytes,
+            next,
+            timeout,
+            retransmits: 0,
+            token,
+        });
     }
 
     fn remember_non(&mut self, now: Instant, mid: u16, key: u64, token: Option<Token>) {
@@ -692,14 +789,23 @@ impl Peer {
             self.recent_non.remove(0);
         }
         let expires = later(now, self.cfg.exchange_lifetime);
-        self.recent_non.push(RecentNon { mid, key, token, expires });
+        self.recent_non.push(RecentNon {
+            mid,
+            key,
+            token,
+            expires,
+        });
     }
 
     /// A random time in [ACK_TIMEOUT, ACK_TIMEOUT * ACK_RANDOM_FACTOR] (RFC 7252 §4.2).
     fn initial_timeout(&mut self) -> Duration {
         let base = self.cfg.ack_timeout;
         let factor = self.cfg.ack_random_factor;
-        let spread = if factor.is_finite() && factor > 1.0 { factor - 1.0 } else { 0.0 };
+        let spread = if factor.is_finite() && factor > 1.0 {
+            factor - 1.0
+        } else {
+            0.0
+        };
         let r = (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
         let extra = Duration::try_from_secs_f64(base.as_secs_f64() * spread * r).unwrap_or(Duration::ZERO);
         base.saturating_add(extra)
@@ -748,10 +854,16 @@ fn later(now: Instant, d: Duration) -> Instant {
 fn slice_block(resp: &Response, num: u32, szx: u8) -> Result<Outgoing, RequestError> {
     let size = 16usize << szx;
     let total = resp.payload.len();
-    let start = (num as usize).checked_mul(size).filter(|s| *s < total).ok_or(RequestError::BlockOutOfRange(num))?;
+    let start = (num as usize)
+        .checked_mul(size)
+        .filter(|s| *s < total)
+        .ok_or(RequestError::BlockOutOfRange(num))?;
     let end = start.saturating_add(size).min(total);
     let chunk = resp.payload.get(start..end).ok_or(RequestError::BlockOutOfRange(num))?;
-    let mut head = Response { payload: Vec::new(), ..Response::new(resp.code) };
+    let mut head = Response {
+        payload: Vec::new(),
+        ..Response::new(resp.code)
+    };
     head.content_format = resp.content_format;
     head.observe = resp.observe;
     head.location_path.clone_from(&resp.location_path);
@@ -761,7 +873,11 @@ fn slice_block(resp: &Response, num: u32, szx: u8) -> Result<Outgoing, RequestEr
     head.payload = chunk.to_vec();
     Ok(Outgoing {
         response: head,
-        block2: Some(BlockOpt { num, more: end < total, szx }),
+        block2: Some(BlockOpt {
+            num,
+            more: end < total,
+            szx,
+        }),
         size2: Some(total),
         size1: None,
     })
@@ -817,7 +933,11 @@ fn response_packet(o: &Outgoing, block1: Option<BlockOpt>, token: &[u8]) -> Pack
 /// A request packet of ours.
 fn request_packet(r: &OutgoingRequest, mid: u16, token: Token) -> Packet {
     let mut p = Packet::new();
-    p.header.set_type(if r.confirmable { MessageType::Confirmable } else { MessageType::NonConfirmable });
+    p.header.set_type(if r.confirmable {
+        MessageType::Confirmable
+    } else {
+        MessageType::NonConfirmable
+    });
     p.header.code = MessageClass::Request(r.method);
     p.header.message_id = mid;
     p.set_token(token.as_slice().to_vec());
@@ -927,5 +1047,8 @@ fn parse_request(packet: &Packet) -> Result<ParsedRequest, RequestError> {
 }
 
 fn strings(values: &std::collections::LinkedList<Vec<u8>>) -> Result<Vec<String>, RequestError> {
-    values.iter().map(|v| String::from_utf8(v.clone()).map_err(|_| RequestError::Utf8)).collect()
+    values
+        .iter()
+        .map(|v| String::from_utf8(v.clone()).map_err(|_| RequestError::Utf8))
+        .collect()
 }

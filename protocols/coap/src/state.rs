@@ -145,6 +145,12 @@ pub(crate) fn retain_vec<T>(v: &mut Vec<T>, keep: impl FnMut(&T) -> bool) {
 pub(crate) fn response_heap(r: &Response) -> usize {
     r.payload.capacity()
         + r.etag.as_ref().map_or(0, Vec::capacity)
-        + r.location_path.iter().map(|s| s.capacity() + std::mem::size_of::<String>()).sum::<usize>()
-        + r.options.iter().map(|(_, v)| v.capacity() + std::mem::size_of::<(u16, Vec<u8>)>()).sum::<usize>()
+        + r.location_path
+            .iter()
+            .map(|s| s.capacity() + std::mem::size_of::<String>())
+            .sum::<usize>()
+        + r.options
+            .iter()
+            .map(|(_, v)| v.capacity() + std::mem::size_of::<(u16, Vec<u8>)>())
+            .sum::<usize>()
 }

@@ -50,7 +50,10 @@ fn block1_out_of_order_is_4_08() {
 
 #[test]
 fn block1_accumulated_too_large_is_4_13_with_size1() {
-    let cfg = Config { max_body: 40, ..Config::default() };
+    let cfg = Config {
+        max_body: 40,
+        ..Config::default()
+    };
     let mut h = Harness::with(cfg);
     h.send(&put_block(1, b(0, true, 0), &[0; 16]));
     h.send(&put_block(2, b(1, true, 0), &[0; 16]));
@@ -62,7 +65,10 @@ fn block1_accumulated_too_large_is_4_13_with_size1() {
 
 #[test]
 fn block1_size1_announcing_too_much_is_4_13() {
-    let cfg = Config { max_body: 1000, ..Config::default() };
+    let cfg = Config {
+        max_body: 1000,
+        ..Config::default()
+    };
     let mut h = Harness::with(cfg);
     let mut p = put_block(1, b(0, true, 0), &[0; 16]);
     p.add_option(option::SIZE1.into(), crate::codec::encode_uint(5000));
@@ -75,7 +81,10 @@ fn block1_size1_announcing_too_much_is_4_13() {
 
 #[test]
 fn plain_request_over_max_body_is_4_13() {
-    let cfg = Config { max_body: 10, ..Config::default() };
+    let cfg = Config {
+        max_body: 10,
+        ..Config::default()
+    };
     let mut h = Harness::with(cfg);
     let mut p = request(MessageType::NonConfirmable, RequestType::Post, 1, &[], &["x"]);
     p.payload = vec![0; 11];
@@ -104,7 +113,10 @@ fn block1_size_may_shrink_but_not_grow() {
 
 #[test]
 fn block1_negotiates_down_to_configured_size() {
-    let cfg = Config { block_size: 32, ..Config::default() };
+    let cfg = Config {
+        block_size: 32,
+        ..Config::default()
+    };
     let mut h = Harness::with(cfg);
     let ack = one_sent(&h.send(&put_block(1, b(0, true, 6), &[9; 1024])));
     assert_eq!(block(&ack, option::BLOCK1), Some(b(0, true, 1)));
@@ -121,7 +133,10 @@ fn block1_non_final_block_of_wrong_size_is_4_00() {
 
 #[test]
 fn block1_transfers_capped_and_expire() {
-    let cfg = Config { max_block1_transfers: 2, ..Config::default() };
+    let cfg = Config {
+        max_block1_transfers: 2,
+        ..Config::default()
+    };
     let mut h = Harness::with(cfg);
     for (i, path) in ["a", "b", "c"].iter().enumerate() {
         let mut p = request(MessageType::Confirmable, RequestType::Put, i as u16, &[], &[path]);
@@ -154,14 +169,23 @@ fn get_block(mid: u16, path: &str, want: BlockOpt) -> Packet {
 
 #[test]
 fn block2_slices_caches_and_serves_follow_ups() {
-    let cfg = Config { block_size: 64, ..Config::default() };
+    let cfg = Config {
+        block_size: 64,
+        ..Config::default()
+    };
     let mut h = Harness::with(cfg);
     let body: Vec<u8> = (0..150u32).map(|i| (i * 7) as u8).collect();
     let req = one_request(h.send(&con_get(1, &["big"])));
-    let p0 = one_sent(&h.respond(&req, Response::default().with_payload(body.clone()).with_content_format(42)));
+    let p0 = one_sent(&h.respond(
+        &req,
+        Response::default().with_payload(body.clone()).with_content_format(42),
+    ));
     assert_eq!(block(&p0, option::BLOCK2), Some(b(0, true, 2)));
     assert_eq!(uint_opt(&p0, option::SIZE2), Some(150));
-    let etag = p0.get_first_option(option::ETAG.into()).cloned().expect("generated ETag");
+    let etag = p0
+        .get_first_option(option::ETAG.into())
+        .cloned()
+        .expect("generated ETag");
     assert_eq!(p0.payload, body[..64]);
     assert_eq!(h.peer.block_state().1, 1);
 
@@ -190,7 +214,11 @@ fn block2_slices_caches_and_serves_follow_ups() {
 
 #[test]
 fn block2_follow_up_without_cache_is_surfaced_and_sliced() {
-    let cfg = Config { block_size: 64, max_block2_cache: 0, ..Config::default() };
+    let cfg = Config {
+        block_size: 64,
+        max_block2_cache: 0,
+        ..Config::default()
+    };
     let mut h = Harness::with(cfg);
     let body = vec![5u8; 100];
     let req = one_request(h.send(&get_block(1, "big", b(1, false, 1))));
@@ -198,7 +226,11 @@ fn block2_follow_up_without_cache_is_surfaced_and_sliced() {
     let p = one_sent(&h.respond(&req, Response::default().with_payload(body.clone()).with_etag(vec![9])));
     assert_eq!(block(&p, option::BLOCK2), Some(b(1, true, 1)));
     assert_eq!(p.payload, body[32..64]);
-    assert_eq!(p.get_first_option(option::ETAG.into()), Some(&vec![9]), "application ETag kept");
+    assert_eq!(
+        p.get_first_option(option::ETAG.into()),
+        Some(&vec![9]),
+        "application ETag kept"
+    );
     assert_eq!(h.peer.block_state().1, 0);
     // Asking past the end of a small body.
     let req = one_request(h.send(&get_block(2, "small", b(1, false, 6))));
@@ -217,7 +249,11 @@ fn block2_num0_with_small_szx_slices_at_that_size() {
 
 #[test]
 fn block2_cache_is_lru_capped() {
-    let cfg = Config { block_size: 16, max_block2_cache: 2, ..Config::default() };
+    let cfg = Config {
+        block_size: 16,
+        max_block2_cache: 2,
+        ..Config::default()
+    };
     let mut h = Harness::with(cfg);
     for (i, path) in ["a", "b", "c"].iter().enumerate() {
         let req = one_request(h.send(&con_get(i as u16, &[path])));
@@ -231,7 +267,10 @@ fn block2_cache_is_lru_capped() {
 
 #[test]
 fn big_notification_goes_in_blocks_and_follow_ups_hit_the_cache() {
-    let cfg = Config { block_size: 32, ..Config::default() };
+    let cfg = Config {
+        block_size: 32,
+        ..Config::default()
+    };
     let mut h = Harness::with(cfg);
     let body: Vec<u8> = (0..70u8).collect();
     let mut out = Vec::new();
@@ -254,7 +293,10 @@ fn big_notification_goes_in_blocks_and_follow_ups_hit_the_cache() {
         assert!(requests(ev.clone()).is_empty());
         let p = one_sent(&ev);
         assert_eq!(p.get_observe_value(), None, "follow-ups carry no Observe");
-        assert_eq!(p.get_first_option(option::ETAG.into()), p0.get_first_option(option::ETAG.into()));
+        assert_eq!(
+            p.get_first_option(option::ETAG.into()),
+            p0.get_first_option(option::ETAG.into())
+        );
         got.extend_from_slice(&p.payload);
     }
     assert_eq!(got, body);

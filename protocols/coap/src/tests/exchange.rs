@@ -38,7 +38,11 @@ fn duplicate_con_in_processing_gets_empty_ack_then_separate_response() {
     let dgram = con_get(8, &["slow"]).to_bytes().unwrap();
     let req = one_request(h.feed(&dgram));
     let dup = h.feed(&dgram);
-    assert_eq!(dup, vec![Event::Transmit(vec![0x60, 0, 0, 8])], "empty ACK for a duplicate in processing");
+    assert_eq!(
+        dup,
+        vec![Event::Transmit(vec![0x60, 0, 0, 8])],
+        "empty ACK for a duplicate in processing"
+    );
     let p = one_sent(&h.respond(&req, Response::default()));
     assert_eq!(p.header.get_type(), MessageType::Confirmable, "separate response");
     assert_ne!(p.header.message_id, 8);
@@ -50,7 +54,9 @@ fn duplicate_con_in_processing_gets_empty_ack_then_separate_response() {
 #[test]
 fn duplicate_non_is_dropped() {
     let mut h = Harness::new();
-    let dgram = request(MessageType::NonConfirmable, RequestType::Get, 9, &[1], &["n"]).to_bytes().unwrap();
+    let dgram = request(MessageType::NonConfirmable, RequestType::Get, 9, &[1], &["n"])
+        .to_bytes()
+        .unwrap();
     let req = one_request(h.feed(&dgram));
     assert!(!req.meta.confirmable());
     assert!(h.feed(&dgram).is_empty());
@@ -70,7 +76,10 @@ fn second_respond_is_ignored() {
 
 #[test]
 fn dedup_is_capped_oldest_first_and_expires() {
-    let cfg = Config { max_dedup_entries: 3, ..Config::default() };
+    let cfg = Config {
+        max_dedup_entries: 3,
+        ..Config::default()
+    };
     let mut h = Harness::with(cfg);
     for mid in 0..5u16 {
         let r = one_request(h.send(&con_get(mid, &["a"])));
@@ -90,7 +99,10 @@ fn dedup_is_capped_oldest_first_and_expires() {
 #[test]
 fn ping_gets_rst() {
     let mut h = Harness::new();
-    assert_eq!(h.feed(&[0x40, 0x00, 0x12, 0x34]), vec![Event::Transmit(vec![0x70, 0x00, 0x12, 0x34])]);
+    assert_eq!(
+        h.feed(&[0x40, 0x00, 0x12, 0x34]),
+        vec![Event::Transmit(vec![0x70, 0x00, 0x12, 0x34])]
+    );
 }
 
 #[test]
@@ -174,7 +186,10 @@ fn proxy_uri_is_5_05() {
     assert_eq!(code(&one_sent(&ev)), resp_code(ResponseType::ProxyingNotSupported));
     let mut p = con_get(31, &[]);
     p.add_option(option::PROXY_SCHEME.into(), b"http".to_vec());
-    assert_eq!(code(&one_sent(&h.send(&p))), resp_code(ResponseType::ProxyingNotSupported));
+    assert_eq!(
+        code(&one_sent(&h.send(&p))),
+        resp_code(ResponseType::ProxyingNotSupported)
+    );
 }
 
 #[test]
@@ -209,14 +224,25 @@ fn separate_response_after_ack_empty_is_con_and_retransmitted() {
     ack.header.set_type(MessageType::Acknowledgement);
     ack.header.code = MessageClass::Empty;
     ack.header.message_id = p.header.message_id;
-    assert_eq!(h.send(&ack), vec![Event::Delivered { key: SEPARATE_RESPONSE_KEY }]);
+    assert_eq!(
+        h.send(&ack),
+        vec![Event::Delivered {
+            key: SEPARATE_RESPONSE_KEY
+        }]
+    );
     assert_eq!(h.peer.outstanding(), 0);
 }
 
 #[test]
 fn separate_response_to_non_request_is_non() {
     let mut h = Harness::new();
-    let req = one_request(h.send(&request(MessageType::NonConfirmable, RequestType::Get, 51, &[5], &["x"])));
+    let req = one_request(h.send(&request(
+        MessageType::NonConfirmable,
+        RequestType::Get,
+        51,
+        &[5],
+        &["x"],
+    )));
     let mut out = Vec::new();
     h.peer.ack_empty(&req.meta, &mut out);
     assert!(out.is_empty());
@@ -229,7 +255,10 @@ fn notification(confirmable: bool, key: u64, body: &[u8]) -> Notification {
     Notification {
         token: vec![0x0B],
         confirmable,
-        response: Response::default().with_payload(body.to_vec()).with_observe(12).with_content_format(0),
+        response: Response::default()
+            .with_payload(body.to_vec())
+            .with_observe(12)
+            .with_content_format(0),
         key,
         uri: "/obs".into(),
     }
@@ -316,12 +345,19 @@ fn send_request_piggybacked_response() {
     assert_eq!(code(&req), MessageClass::Request(RequestType::Get));
     assert_eq!(uint_opt(&req, option::ACCEPT), Some(11542));
     assert!(!h.peer.is_quiet());
-    let mut ack = response_to(&req, MessageType::Acknowledgement, req.header.message_id, ResponseType::Content);
+    let mut ack = response_to(
+        &req,
+        MessageType::Acknowledgement,
+        req.header.message_id,
+        ResponseType::Content,
+    );
     ack.payload = b"42".to_vec();
     let ev = h.send(&ack);
     assert_eq!(ev.len(), 2);
     assert_eq!(ev[0], Event::Delivered { key: 3 });
-    let Event::Response { key: 3, packet } = &ev[1] else { panic!("{ev:?}") };
+    let Event::Response { key: 3, packet } = &ev[1] else {
+        panic!("{ev:?}")
+    };
     assert_eq!(packet.payload, b"42");
     assert!(h.peer.is_quiet());
 }
@@ -400,7 +436,12 @@ fn observation_of_the_peer_keeps_token_until_cancelled() {
     let token = h.peer.send_request(h.now, r, &mut out);
     let req = one_sent(&out);
     assert_eq!(req.get_observe_value(), Some(Ok(0)));
-    let mut ack = response_to(&req, MessageType::Acknowledgement, req.header.message_id, ResponseType::Content);
+    let mut ack = response_to(
+        &req,
+        MessageType::Acknowledgement,
+        req.header.message_id,
+        ResponseType::Content,
+    );
     ack.set_observe_value(1);
     assert_eq!(h.send(&ack).len(), 2);
     for seq in 2..5u16 {
@@ -412,10 +453,17 @@ fn observation_of_the_peer_keeps_token_until_cancelled() {
     h.advance(Duration::from_secs(1000));
     let mut n = response_to(&req, MessageType::Confirmable, 0x2000, ResponseType::Content);
     n.set_observe_value(9);
-    assert!(matches!(&h.send(&n)[..], [Event::Transmit(_), Event::Response { key: 10, .. }]));
+    assert!(matches!(
+        &h.send(&n)[..],
+        [Event::Transmit(_), Event::Response { key: 10, .. }]
+    ));
     assert!(h.peer.cancel_request(&token));
     n.header.message_id = 0x2001;
-    assert_eq!(h.send(&n), vec![Event::Transmit(vec![0x70, 0, 0x20, 0x01])], "cancelled: RST");
+    assert_eq!(
+        h.send(&n),
+        vec![Event::Transmit(vec![0x70, 0, 0x20, 0x01])],
+        "cancelled: RST"
+    );
 }
 
 #[test]
@@ -454,18 +502,30 @@ fn response_options_are_encoded() {
         .with_option(option::BLOCK2, vec![0xFF]);
     let p = one_sent(&h.respond(&req, resp));
     assert_eq!(code(&p), resp_code(ResponseType::Created));
-    let loc: Vec<_> = p.get_option(option::LOCATION_PATH.into()).unwrap().iter().cloned().collect();
+    let loc: Vec<_> = p
+        .get_option(option::LOCATION_PATH.into())
+        .unwrap()
+        .iter()
+        .cloned()
+        .collect();
     assert_eq!(loc, vec![b"rd".to_vec(), b"5".to_vec()]);
     assert_eq!(uint_opt(&p, option::MAX_AGE), Some(60));
     assert_eq!(p.get_first_option(option::ETAG.into()), Some(&vec![1, 2]));
     assert_eq!(uint_opt(&p, option::CONTENT_FORMAT), Some(40));
     assert_eq!(p.get_first_option(2048u16.into()), Some(&vec![7]));
-    assert_eq!(block(&p, option::BLOCK2), None, "managed options are dropped from extras");
+    assert_eq!(
+        block(&p, option::BLOCK2),
+        None,
+        "managed options are dropped from extras"
+    );
 }
 
 #[test]
 fn body_over_max_body_becomes_5_00() {
-    let cfg = Config { max_body: 100, ..Config::default() };
+    let cfg = Config {
+        max_body: 100,
+        ..Config::default()
+    };
     let mut h = Harness::with(cfg);
     let req = one_request(h.send(&con_get(62, &["big"])));
     let p = one_sent(&h.respond(&req, Response::default().with_payload(vec![0; 101])));

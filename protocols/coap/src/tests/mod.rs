@@ -31,7 +31,11 @@ impl Harness {
 
     fn with(cfg: Config) -> Self {
         let t0 = Instant::now();
-        Harness { peer: Peer::new(Arc::new(cfg), 42), t0, now: t0 }
+        Harness {
+            peer: Peer::new(Arc::new(cfg), 42),
+            t0,
+            now: t0,
+        }
     }
 
     fn feed(&mut self, bytes: &[u8]) -> Vec<Event> {
@@ -74,7 +78,13 @@ fn request(t: MessageType, method: RequestType, mid: u16, token: &[u8], path: &[
 }
 
 fn con_get(mid: u16, path: &[&str]) -> Packet {
-    request(MessageType::Confirmable, RequestType::Get, mid, &[0xAB, mid as u8], path)
+    request(
+        MessageType::Confirmable,
+        RequestType::Get,
+        mid,
+        &[0xAB, mid as u8],
+        path,
+    )
 }
 
 fn with_block(mut p: Packet, n: u16, b: BlockOpt) -> Packet {
@@ -121,7 +131,8 @@ fn block(p: &Packet, n: u16) -> Option<BlockOpt> {
 }
 
 fn uint_opt(p: &Packet, n: u16) -> Option<u32> {
-    p.get_first_option(n.into()).and_then(|v| crate::codec::decode_uint(v, 4))
+    p.get_first_option(n.into())
+        .and_then(|v| crate::codec::decode_uint(v, 4))
 }
 
 fn code(p: &Packet) -> MessageClass {
