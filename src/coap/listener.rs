@@ -138,7 +138,12 @@ struct Client {
     /// A CON notification timed out (connection mode): wait for the client to be heard of
     /// again before sending more.
     unreachable: bool,
+    /// Keys and tokens of the last NON notifications (an RST to one cancels its observation).
+    recent_non: VecDeque<(u64, Vec<u8>)>,
 }
+
+/// NON notifications remembered per client for RST matching (the message layer keeps 8).
+const RECENT_NON: usize = 8;
 
 /// A CON notification in flight.
 struct ConInFlight {
@@ -351,6 +356,7 @@ impl CoapListener {
                     self.on_request(addr, req, None, ctx);
                 }
                 Event::Delivered { key } => self.on_con_done(key, None, ctx),
+                Event::Rejected { key } if !self.con_keys.contains_key(&key) => self.on_non_rejected(addr, key, ctx),
                 Event::Rejected { key } => self.on_con_done(key, Some(Cancel::Reset), ctx),
                 Event::TimedOut { key } => self.on_con_done(key, Some(Cancel::Timeout), ctx),
                 // Responses to our own requests (LwM2M) and anything newer: not used here.
@@ -862,6 +868,7 @@ impl CoapListener {
                 next_sub_id: 1,
                 con_outstanding: 0,
                 unreachable: false,
+                recent_non: VecDeque::new(),
             },
         );
     }
@@ -1033,7 +1040,7 @@ impl CoapListener {
         let Some(c) = self.clients.get_mut(&who.client_id) else { return };
         c.addr = from;
         let token = req.meta.token().to_vec();
-        let uri = uri_of(req);
+        let uri = req.meta.uri().to_string();
         let now = Instant::now();
         // Re-registration (same token, or same filter with a new token) replaces the old one.
         let existing = c
@@ -1232,7 +1239,15 @@ impl CoapListener {
                     );
                     key
                 } else {
-                    0
+                    // Remembered briefly: an RST to a NON notification cancels too (RFC 7641
+                    // §3.6); the message layer recognises the last few NON message ids.
+                    let key = self.next_key;
+                    self.next_key += 1;
+                    if c.recent_non.len() >= RECENT_NON {
+                        c.recent_non.pop_front();
+                    }
+                    c.recent_non.push_back((key, o.token.clone()));
+                    key
                 };
                 sends.push(Notification {
                     token: o.token.clone(),
@@ -1249,6 +1264,23 @@ impl CoapListener {
                     peer.notify(now, n, out);
                 });
             }
+        }
+    }
+
+    /// An RST answered a NON notification of a client at `addr`: that observation ends.
+    fn on_non_rejected(&mut self, addr: SocketAddr, key: u64, ctx: &mut Context<Self>) {
+        let found = self.clients.iter_mut().find_map(|(id, c)| {
+            if c.addr != addr {
+                return None;
+            }
+            let i = c.recent_non.iter().position(|(k, _)| *k == key)?;
+            let (_, token) = c.recent_non.remove(i)?;
+            let obs = c.observations.iter().position(|o| o.token == token)?;
+            Some((id.clone(), obs))
+        });
+        if let Some((id, obs)) = found {
+            self.remove_observation(&id, obs, Cancel::Reset);
+            self.end_if_idle(&id, ctx);
         }
     }
 
@@ -1397,20 +1429,6 @@ fn wants_con(t: NotifyType, qos: QoS, last_con: Instant, every: Duration, now: I
         NotifyType::Qos => qos != QoS::AtMostOnce,
         NotifyType::Non => false,
     }
-}
-
-/// The request URI (path and query) as the client sent it: the key of Block2 follow-ups.
-fn uri_of(req: &Request) -> String {
-    let mut s = String::new();
-    for p in &req.path {
-        s.push('/');
-        s.push_str(p);
-    }
-    for (i, q) in req.query.iter().enumerate() {
-        s.push(if i == 0 { '?' } else { '&' });
-        s.push_str(q);
-    }
-    s
 }
 
 /// The key under which a connectionless client's successful authentication is remembered: a

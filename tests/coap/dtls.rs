@@ -117,3 +117,35 @@ async fn client_certificates_are_verified_with_the_crl() {
     sub.assert_silent().await;
     s.stop();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_mode_session_outlives_its_dtls_association_and_port() {
+    // No Connection ID in any Rust DTLS stack: a device whose NAT port changes handshakes again.
+    // Its connection-mode session (client id + token) survives that; every libcoap run below is
+    // a new process, so a new source port and a new DTLS association.
+    let (s, dir) = psk_server("rebind");
+    let mut sub = Mqtt::connect(&s, "sub").await;
+    let psk = ["-u", "dev1", "-k", "secretkey"];
+    let out = coap_client(&[&psk[..], &["-m", "post", "-e", "", &coaps(&s, "/mqtt/connection?clientid=nb7")]].concat());
+    let token = out.iter().map(|l| l.trim()).find(|l| !l.is_empty()).expect("token").to_string();
+
+    let observe_path = coaps(&s, &format!("/ps/dtls/nb7/cmd?c=nb7&t={token}"));
+    let mut first = coap_client_bg(&[&psk[..], &["-m", "get", "-s", "30", "-w", &observe_path]].concat());
+    wait_until("observation registered", || {
+        s.broker().metrics.coap_observations.load(Ordering::Relaxed) == 1
+    })
+    .await;
+    sub.publish("dtls/nb7/cmd", q(1), false, "cmd-1").await;
+    first.wait_for_line("cmd-1");
+    first.kill();
+
+    // From a new port and association: a heartbeat with the token moves the session.
+    coap_client(&[&psk[..], &["-m", "put", "-e", "", &coaps(&s, &format!("/mqtt/connection?c=nb7&t={token}"))]].concat());
+    assert_eq!(s.broker().metrics.coap_clients.load(Ordering::Relaxed), 1, "still one session");
+    // And publishing with the token from yet another one works as the same client.
+    sub.subscribe("dtls/nb7/up", q(1)).await;
+    coap_client(&[&psk[..], &["-m", "post", "-e", "up-1", &coaps(&s, &format!("/ps/dtls/nb7/up?c=nb7&t={token}"))]].concat());
+    assert_eq!(&sub.recv().await.payload[..], b"up-1");
+    let _ = std::fs::remove_dir_all(&dir);
+    s.stop();
+}

@@ -10,5 +10,6 @@ mod common;
 mod util;
 
 mod libcoap;
+mod loss;
 mod dtls;
 mod raw;

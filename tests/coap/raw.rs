@@ -209,3 +209,54 @@ async fn credentials_in_the_query_and_the_acl() {
     let _ = std::fs::remove_dir_all(&dir);
     s.stop();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rst_to_a_non_notification_ends_the_observation() {
+    let s = server("");
+    let obs = || s.broker().metrics.coap_observations.load(Ordering::Relaxed);
+    let mqtt = Mqtt::connect(&s, "pub").await;
+    let mut c = RawCoap::new(&s).await;
+    observe(&mut c, "ps/non?qos=0", b"nn").await;
+    mqtt.publish("non", q(1), false, "first").await;
+    let n = c.recv().await;
+    assert_eq!(n.header.get_type(), MessageType::NonConfirmable, "granted QoS 0: NON");
+    c.send(&empty(MessageType::Reset, n.header.message_id)).await;
+    wait_until("observation removed by RST", || obs() == 0).await;
+    mqtt.publish("non", q(1), false, "second").await;
+    c.assert_silent().await;
+    s.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unacknowledged_notification_is_repeated_with_its_message_id() {
+    let s = server("[coap]\nack_timeout = \"100ms\"\n");
+    let mqtt = Mqtt::connect(&s, "pub").await;
+    let mut c = RawCoap::new(&s).await;
+    observe(&mut c, "ps/rep", b"rr").await;
+    mqtt.publish("rep", q(1), false, "again").await;
+    let first = c.recv().await;
+    // Not acknowledged (the ACK was "lost"): the same message comes again.
+    let second = c.recv().await;
+    assert_eq!(first.to_bytes().unwrap(), second.to_bytes().unwrap());
+    c.send(&empty(MessageType::Acknowledgement, second.header.message_id)).await;
+    mqtt.publish("rep", q(1), false, "then").await;
+    let mut n = c.recv().await;
+    while n.header.message_id == first.header.message_id {
+        n = c.recv().await;
+    }
+    assert_eq!(&n.payload[..], b"then");
+    assert_eq!(s.broker().metrics.coap_con_timeouts.load(Ordering::Relaxed), 0);
+    s.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversize_bodies_get_4_13_with_size1() {
+    let s = server("[coap]\nmax_body = 100\n");
+    let mut c = RawCoap::new(&s).await;
+    let r = c.call(RequestType::Post, "ps/big", &[b'x'; 200]).await;
+    assert_eq!(code(&r), "4.13");
+    let size1 = r.get_first_option(CoapOption::Size1).expect("Size1");
+    assert_eq!(size1.iter().fold(0u32, |a, b| a << 8 | u32::from(*b)), 100);
+    assert_eq!(code(&c.call(RequestType::Post, "ps/big", &[b'x'; 100]).await), "2.04");
+    s.stop();
+}

@@ -239,3 +239,91 @@ pub fn q(n: u8) -> QoS {
         _ => QoS::ExactlyOnce,
     }
 }
+
+/// Which way a datagram goes through a [`Proxy`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dir {
+    /// Client to server.
+    Up,
+    /// Server to client.
+    Down,
+}
+
+/// What a [`Proxy`] does with one datagram.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fate {
+    Pass,
+    Drop,
+    Delay(Duration),
+}
+
+/// A UDP proxy for one client that drops or delays datagrams as `rule` says; `rule` gets the
+/// direction, the datagram's index in that direction (from 0) and its bytes.
+pub struct Proxy {
+    pub addr: SocketAddr,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Proxy {
+    pub async fn start(server: SocketAddr, rule: impl Fn(Dir, usize, &[u8]) -> Fate + Send + Sync + 'static) -> Proxy {
+        let front = std::sync::Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap());
+        let back = std::sync::Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap());
+        back.connect(server).await.unwrap();
+        let addr = front.local_addr().unwrap();
+        let rule = std::sync::Arc::new(rule);
+        let task = tokio::spawn(async move {
+            let mut client: Option<SocketAddr> = None;
+            let (mut up, mut down) = (0usize, 0usize);
+            let mut a = vec![0u8; 70_000];
+            let mut b = vec![0u8; 70_000];
+            loop {
+                tokio::select! {
+                    r = front.recv_from(&mut a) => {
+                        let Ok((n, from)) = r else { break };
+                        client = Some(from);
+                        let data = a[..n].to_vec();
+                        let fate = rule(Dir::Up, up, &data);
+                        up += 1;
+                        forward(fate, back.clone(), data, None);
+                    }
+                    r = back.recv(&mut b) => {
+                        let Ok(n) = r else { break };
+                        let Some(to) = client else { continue };
+                        let data = b[..n].to_vec();
+                        let fate = rule(Dir::Down, down, &data);
+                        down += 1;
+                        forward(fate, front.clone(), data, Some(to));
+                    }
+                }
+            }
+        });
+        Proxy { addr, task }
+    }
+}
+
+fn forward(fate: Fate, sock: std::sync::Arc<UdpSocket>, data: Vec<u8>, to: Option<SocketAddr>) {
+    let send = async move {
+        let _ = match to {
+            Some(to) => sock.send_to(&data, to).await,
+            None => sock.send(&data).await,
+        };
+    };
+    match fate {
+        Fate::Pass => {
+            tokio::spawn(send);
+        }
+        Fate::Drop => {}
+        Fate::Delay(d) => {
+            tokio::spawn(async move {
+                tokio::time::sleep(d).await;
+                send.await;
+            });
+        }
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
