@@ -190,6 +190,26 @@ pub trait Authenticator: Send + Sync + fmt::Debug {
     fn psk_key(&self, _identity: &str) -> Option<Secret> {
         None
     }
+
+    /// SCRAM-SHA-256 verifiers of `username` for MQTT 5 enhanced authentication. `None`: this
+    /// authenticator does not take part in SCRAM. Called synchronously: must not block.
+    fn scram(&self, _username: &str) -> Option<ScramLookup> {
+        None
+    }
+
+    /// How a SCRAM exchange with verifiers from [`Authenticator::scram`] ended (throttling).
+    fn scram_result(&self, _username: &str, _ok: bool) {}
+}
+
+/// What an authenticator knows of a user for SCRAM.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ScramLookup {
+    /// The user and its verifiers.
+    Found(scram::ScramCredentials),
+    /// Unknown here (or known without verifiers): the exchange runs on a decoy and fails.
+    Unknown,
+    /// Too many recent failures: refused at once.
+    Throttled,
 }
 
 /// What a chain does when every authenticator ignored the client.
@@ -254,6 +274,31 @@ impl Chain {
         self.authenticators.iter().find_map(|a| a.psk_key(identity))
     }
 
+    /// The SCRAM verifiers of `username`: the first authenticator that has them, with its name.
+    /// `None` when no authenticator of the chain does SCRAM.
+    pub fn scram(&self, username: &str) -> Option<(Arc<str>, ScramLookup)> {
+        let mut fallback = None;
+        for a in &self.authenticators {
+            match a.scram(username) {
+                Some(found @ ScramLookup::Found(_)) => return Some((Arc::from(a.name()), found)),
+                Some(other) => {
+                    if fallback.is_none() || other == ScramLookup::Throttled {
+                        fallback = Some((Arc::from(a.name()), other));
+                    }
+                }
+                None => {}
+            }
+        }
+        fallback
+    }
+
+    /// Reports how a SCRAM exchange ended to the authenticator that supplied the verifiers.
+    pub fn scram_result(&self, authenticator: &str, username: &str, ok: bool) {
+        if let Some(a) = self.authenticators.iter().find(|a| a.name() == authenticator) {
+            a.scram_result(username, ok);
+        }
+    }
+
     /// Whether an authenticator can serve DTLS PSK handshakes.
     pub fn has_psk(&self) -> bool {
         self.authenticators.iter().any(|a| a.kind() == "psk")
@@ -287,6 +332,7 @@ pub mod acl;
 pub mod jwt;
 pub mod password;
 pub mod psk;
+pub mod scram;
 pub mod x509;
 
 #[cfg(test)]

@@ -394,4 +394,23 @@ impl Authenticator for PasswordAuthenticator {
         // The hash runs when the future is polled, i.e. on the server's auth runtime.
         Box::pin(async move { self.decide(creds) })
     }
+
+    fn scram(&self, username: &str) -> Option<crate::ScramLookup> {
+        if self.throttle.is_throttled(username, self.clock.now()) {
+            return Some(crate::ScramLookup::Throttled);
+        }
+        let loaded = Arc::clone(&self.loaded.read());
+        Some(match loaded.store.scram(username) {
+            Some(c) => crate::ScramLookup::Found(c.clone()),
+            None => crate::ScramLookup::Unknown,
+        })
+    }
+
+    fn scram_result(&self, username: &str, ok: bool) {
+        if ok {
+            self.throttle.record_success(username);
+        } else {
+            self.throttle.record_failure(username, self.clock.now());
+        }
+    }
 }

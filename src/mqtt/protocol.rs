@@ -89,6 +89,16 @@ struct PendingConnect {
     client_id: ClientId,
     assigned: Option<String>,
     credentials: Option<Credentials>,
+    /// An enhanced-authentication (SCRAM) exchange waiting for the client's AUTH.
+    scram: Option<ScramPending>,
+}
+
+/// A SCRAM-SHA-256 exchange between the server's first message and the client's final one.
+struct ScramPending {
+    exchange: unigate_auth::scram::ServerExchange,
+    username: String,
+    /// The authenticator whose verifiers are used (`None`: a decoy, the user is unknown).
+    authenticator: Option<Arc<str>>,
 }
 
 struct Connected {
@@ -216,7 +226,12 @@ impl MqttConn {
     }
 
     fn version(&self) -> Option<ProtocolVersion> {
-        self.conn.as_ref().map(|c| c.version)
+        match (&self.conn, &self.pending) {
+            (Some(c), _) => Some(c.version),
+            // During enhanced authentication the client's AUTH is decoded as its CONNECT said.
+            (None, Some(p)) => Some(p.connect.protocol),
+            (None, None) => None,
+        }
     }
 
     fn is_v5(&self) -> bool {
@@ -241,7 +256,7 @@ impl MqttConn {
                     Ok(Some((packet, used))) => {
                         pos += used;
                         self.handle_packet(packet, now).map_err(|c| self.fail(c))?;
-                        if self.pending.is_some() || self.congested {
+                        if self.is_authenticating() || self.congested {
                             // CONNECT waits for the auth chain: later packets wait too (their
                             // decoding depends on the version CONNECT negotiates). And a publish
                             // that hit a congested subscriber stops reading right here.
@@ -259,7 +274,7 @@ impl MqttConn {
             self.read_buf.extend_from_slice(data);
             loop {
                 let version = self.version();
-                if self.pending.is_some() || self.congested {
+                if self.is_authenticating() || self.congested {
                     break;
                 }
                 match mqtt::decode(&mut self.read_buf, version, max) {
@@ -311,7 +326,13 @@ impl MqttConn {
     fn handle_packet(&mut self, packet: Packet, now: Instant) -> Result<(), Close> {
         self.last_packet = now;
         if !self.is_connected() {
+            let scram = self.pending.as_ref().is_some_and(|p| p.scram.is_some());
             return match packet {
+                Packet::Auth(a) if scram => self.on_enhanced_auth(a),
+                Packet::Connect(_) if self.pending.is_some() => {
+                    Metrics::add(&self.broker.metrics.protocol_errors, 1);
+                    Err(Close::Violation(ReasonCode::PROTOCOL_ERROR))
+                }
                 Packet::Connect(c) => self.on_connect(*c),
                 other => {
                     Metrics::add(&self.broker.metrics.protocol_errors, 1);
@@ -379,13 +400,6 @@ impl MqttConn {
     fn on_connect(&mut self, c: Connect) -> Result<(), Close> {
         let v = c.protocol;
         let settings = &self.broker.settings;
-        if c.properties.authentication_method.is_some() {
-            return self.refuse(
-                v,
-                ReasonCode::BAD_AUTHENTICATION_METHOD,
-                "enhanced authentication is not supported",
-            );
-        }
         let mut assigned = None;
         let client_id: ClientId = if c.client_id.is_empty() {
             if !v.is_v5() && !c.clean_start {
@@ -416,11 +430,14 @@ impl MqttConn {
                 return self.refuse(v, ReasonCode::QOS_NOT_SUPPORTED, "will QoS above the maximum QoS");
             }
         }
+        if c.properties.authentication_method.is_some() {
+            return self.start_enhanced_auth(c, client_id, assigned);
+        }
         let chain = self.listener.auth.chain();
         if chain.allows_everyone() {
             // No credentials to check: finish at once, without a trip to the auth runtime.
             let identity = Identity::anonymous(c.username.as_deref());
-            return self.finish_connect(c, client_id, assigned, identity);
+            return self.finish_connect(c, client_id, assigned, identity, None);
         }
         let mut credentials = Credentials::new(Protocol::Mqtt, self.listener.name.clone());
         credentials.peer = Some(self.peer);
@@ -433,8 +450,102 @@ impl MqttConn {
             client_id,
             assigned,
             credentials: Some(credentials),
+            scram: None,
         }));
         Ok(())
+    }
+
+    /// MQTT 5 enhanced authentication (§4.12): SCRAM-SHA-256 against the verifiers of the
+    /// chain's password store. The client-first message is in CONNECT; the server-first goes
+    /// out in AUTH (0x18); the client's AUTH carries its proof; CONNACK carries the server's
+    /// signature. Other methods are refused with 0x8C.
+    fn start_enhanced_auth(&mut self, c: Connect, client_id: ClientId, assigned: Option<String>) -> Result<(), Close> {
+        use unigate_auth::scram;
+        let v = c.protocol;
+        let method = c.properties.authentication_method.clone().unwrap_or_default();
+        if method != scram::MECHANISM {
+            return self.refuse(
+                v,
+                ReasonCode::BAD_AUTHENTICATION_METHOD,
+                "unsupported authentication method (SCRAM-SHA-256 is supported)",
+            );
+        }
+        let chain = self.listener.auth.chain();
+        let first = match c.properties.authentication_data.as_deref().map(scram::parse_client_first) {
+            Some(Ok(f)) => f,
+            Some(Err(e)) => return self.refuse(v, ReasonCode::NOT_AUTHORIZED, &e.to_string()),
+            None => return self.refuse(v, ReasonCode::NOT_AUTHORIZED, "SCRAM needs the client-first message"),
+        };
+        let (authenticator, creds) = match chain.scram(&first.username) {
+            None => {
+                return self.refuse(
+                    v,
+                    ReasonCode::BAD_AUTHENTICATION_METHOD,
+                    "this listener's auth chain has no SCRAM verifiers",
+                )
+            }
+            Some((_, unigate_auth::ScramLookup::Throttled)) => {
+                return self.refuse(v, ReasonCode::NOT_AUTHORIZED, "too many failed attempts")
+            }
+            Some((name, unigate_auth::ScramLookup::Found(creds))) => (Some(name), creds),
+            Some((_, unigate_auth::ScramLookup::Unknown)) => (None, scram::ScramCredentials::decoy(&first.username)),
+        };
+        let (exchange, server_first) = scram::ServerExchange::start(&first, creds, &scram::server_nonce());
+        let mut auth = unigate_mqtt::Auth::new(ReasonCode::CONTINUE_AUTHENTICATION);
+        auth.properties.authentication_method = Some(method);
+        auth.properties.authentication_data = Some(bytes::Bytes::from(server_first));
+        self.write(&Packet::Auth(auth), v);
+        self.pending = Some(Box::new(PendingConnect {
+            connect: c,
+            client_id,
+            assigned,
+            credentials: None,
+            scram: Some(ScramPending {
+                exchange,
+                username: first.username,
+                authenticator,
+            }),
+        }));
+        Ok(())
+    }
+
+    /// The client's AUTH during a SCRAM exchange: its proof decides the CONNECT.
+    fn on_enhanced_auth(&mut self, a: unigate_mqtt::Auth) -> Result<(), Close> {
+        let Some(mut p) = self.pending.take() else {
+            return Err(Close::Violation(ReasonCode::PROTOCOL_ERROR));
+        };
+        let Some(sp) = p.scram.take() else {
+            return Err(Close::Violation(ReasonCode::PROTOCOL_ERROR));
+        };
+        let v = p.connect.protocol;
+        let method = p.connect.properties.authentication_method.clone();
+        if a.reason_code != ReasonCode::CONTINUE_AUTHENTICATION || a.properties.authentication_method != method {
+            return self.refuse(v, ReasonCode::PROTOCOL_ERROR, "[MQTT-4.12.0-5] AUTH must continue with the same method");
+        }
+        let data = a.properties.authentication_data.unwrap_or_default();
+        let chain = self.listener.auth.chain();
+        match (sp.exchange.finish(&data), &sp.authenticator) {
+            (Ok(server_final), Some(name)) => {
+                chain.scram_result(name, &sp.username, true);
+                self.broker.metrics.count_auth(name, true);
+                let identity = Identity {
+                    username: Some(Arc::from(sp.username.as_str())),
+                    authenticator: name.clone(),
+                    ..Identity::default()
+                };
+                let reply = (method.unwrap_or_default(), bytes::Bytes::from(server_final));
+                self.finish_connect(p.connect, p.client_id, p.assigned, identity, Some(reply))
+            }
+            (result, name) => {
+                if let Some(name) = name {
+                    chain.scram_result(name, &sp.username, false);
+                }
+                self.broker.metrics.count_auth(name.as_deref().unwrap_or("chain"), false);
+                let why = result.err().map(|e| e.to_string()).unwrap_or_else(|| "SCRAM proof does not verify".into());
+                tracing::debug!(peer = %self.peer, user = %sp.username, reason = %why, "SCRAM authentication failed");
+                self.refuse(v, ReasonCode::NOT_AUTHORIZED, "authentication failed")
+            }
+        }
     }
 
     /// Credentials to check, once per CONNECT: the caller runs the listener's chain on them and
@@ -445,7 +556,8 @@ impl MqttConn {
 
     /// Whether a CONNECT is waiting for the auth chain.
     pub fn is_authenticating(&self) -> bool {
-        self.pending.is_some()
+        // During a SCRAM exchange the connection reads on: the client's AUTH is next.
+        self.pending.as_ref().is_some_and(|p| p.scram.is_none())
     }
 
     /// The auth chain answered: finish or refuse the pending CONNECT.
@@ -453,7 +565,7 @@ impl MqttConn {
         let Some(p) = self.pending.take() else { return Ok(()) };
         let v = p.connect.protocol;
         let r = match outcome {
-            Outcome::Allowed(identity) => self.finish_connect(p.connect, p.client_id, p.assigned, identity),
+            Outcome::Allowed(identity) => self.finish_connect(p.connect, p.client_id, p.assigned, identity, None),
             Outcome::Denied { reason, .. } => {
                 let code = match reason {
                     DenyReason::BadCredentials | DenyReason::Expired => ReasonCode::BAD_USER_NAME_OR_PASSWORD,
@@ -472,6 +584,7 @@ impl MqttConn {
         client_id: ClientId,
         assigned: Option<String>,
         identity: Identity,
+        auth_reply: Option<(String, bytes::Bytes)>,
     ) -> Result<(), Close> {
         let v = c.protocol;
         let settings = &self.broker.settings;
@@ -557,6 +670,10 @@ impl MqttConn {
             props.maximum_packet_size = Some(limits.max_packet_size);
             props.topic_alias_maximum = Some(settings.topic_alias_maximum);
             props.assigned_client_identifier = assigned;
+            if let Some((method, data)) = auth_reply {
+                props.authentication_method = Some(method);
+                props.authentication_data = Some(data);
+            }
             if settings.max_qos < 2 {
                 props.maximum_qos = Some(tr::qos_out(self.broker.max_qos()));
             }

@@ -114,7 +114,7 @@ impl fmt::Display for HashFormat {
 pub struct HashFormatError(String);
 
 impl HashFormatError {
-    fn new(reason: impl Into<String>) -> HashFormatError {
+    pub(crate) fn new(reason: impl Into<String>) -> HashFormatError {
         HashFormatError(reason.into())
     }
 }

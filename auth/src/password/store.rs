@@ -5,7 +5,11 @@
 //! ```toml
 //! [users.alice]
 //! hash = "$argon2id$v=19$m=24576,t=1,p=1$…"
+//! scram = "SCRAM-SHA-256$4096:…$…:…"   # optional: MQTT 5 enhanced authentication
 //! ```
+//!
+//! `scram` holds SCRAM-SHA-256 verifiers (see [`crate::scram`]); `add` writes both. Imported
+//! hashes have none, and their users cannot use SCRAM until they are added again.
 //!
 //! Comments in the file are not kept when the store is saved.
 
@@ -18,6 +22,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::hash::{Argon2Cost, StoredHash};
+use crate::scram::ScramCredentials;
 use super::PasswordError;
 use crate::Secret;
 
@@ -38,6 +43,8 @@ struct FileRepr {
 #[serde(deny_unknown_fields)]
 struct UserRepr {
     hash: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    scram: Option<String>,
 }
 
 /// Users and their password hashes, as in one password file.
@@ -45,6 +52,7 @@ struct UserRepr {
 pub struct PasswordStore {
     path: PathBuf,
     users: BTreeMap<String, StoredHash>,
+    scram: BTreeMap<String, ScramCredentials>,
     cost: Argon2Cost,
 }
 
@@ -78,6 +86,7 @@ impl PasswordStore {
         PasswordStore {
             path: path.into(),
             users: BTreeMap::new(),
+            scram: BTreeMap::new(),
             cost: Argon2Cost::DEFAULT,
         }
     }
@@ -100,9 +109,24 @@ impl PasswordStore {
             message: e.message().to_owned(),
         })?;
         let mut users = BTreeMap::new();
+        let mut scram = BTreeMap::new();
         for (user, entry) in repr.users {
             if let Err(reason) = check_username(&user) {
                 return Err(PasswordError::BadUser { path, user, reason });
+            }
+            if let Some(text) = &entry.scram {
+                match ScramCredentials::parse(text) {
+                    Ok(c) => {
+                        scram.insert(user.clone(), c);
+                    }
+                    Err(e) => {
+                        return Err(PasswordError::BadHash {
+                            path,
+                            user,
+                            reason: super::hash::HashFormatError::new(format!("scram: {e}")),
+                        })
+                    }
+                }
             }
             match StoredHash::parse(&entry.hash) {
                 Ok(hash) => {
@@ -115,6 +139,7 @@ impl PasswordStore {
         Ok(PasswordStore {
             path,
             users,
+            scram,
             cost: Argon2Cost::DEFAULT,
         })
     }
@@ -147,7 +172,10 @@ impl PasswordStore {
             return Err(PasswordError::EmptyPassword);
         }
         let hash = StoredHash::generate(password.expose(), self.cost)?;
-        self.insert_hash(user, hash)
+        let scram = ScramCredentials::generate(password.expose());
+        let replaced = self.insert_hash(user, hash)?;
+        self.scram.insert(user.to_owned(), scram);
+        Ok(replaced)
     }
 
     /// Sets `user`'s hash as given (to import an existing table); true when it replaced one.
@@ -157,12 +185,20 @@ impl PasswordStore {
             user: user.to_owned(),
             reason,
         })?;
+        // A verifier derived from another password would no longer match.
+        self.scram.remove(user);
         Ok(self.users.insert(user.to_owned(), hash).is_some())
     }
 
     /// Removes `user`; false when there was no such user.
     pub fn remove(&mut self, user: &str) -> bool {
+        self.scram.remove(user);
         self.users.remove(user).is_some()
+    }
+
+    /// `user`'s SCRAM-SHA-256 verifiers, when the store has them.
+    pub fn scram(&self, user: &str) -> Option<&ScramCredentials> {
+        self.scram.get(user)
     }
 
     /// The user names, sorted.
@@ -211,6 +247,7 @@ impl PasswordStore {
                         u.clone(),
                         UserRepr {
                             hash: h.as_str().to_owned(),
+                            scram: self.scram.get(u).map(ToString::to_string),
                         },
                     )
                 })
