@@ -1,17 +1,22 @@
 #!/usr/bin/env bash
 # Runs the whole test suite, installing on the way what the tests need and the machine lacks:
-# Debian's mosquitto-clients (mosquitto_pub / mosquitto_sub) and Python's paho-mqtt, which the
-# interoperability tests drive against the real server.
+# Debian's mosquitto-clients (mosquitto_pub / mosquitto_sub) and libcoap3-bin
+# (coap-client-openssl), and Python's paho-mqtt, which the interoperability tests drive against
+# the real server.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 SUDO=""
 if [ "$(id -u)" != "0" ] && command -v sudo >/dev/null; then SUDO="sudo"; fi
 
-if ! command -v mosquitto_sub >/dev/null || ! command -v mosquitto_pub >/dev/null; then
-  echo "test.sh: installing mosquitto-clients"
+missing=""
+if ! command -v mosquitto_sub >/dev/null || ! command -v mosquitto_pub >/dev/null; then missing="$missing mosquitto-clients"; fi
+if ! command -v coap-client-openssl >/dev/null; then missing="$missing libcoap3-bin"; fi
+if [ -n "$missing" ]; then
+  echo "test.sh: installing$missing"
   $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq mosquitto-clients >/dev/null
+  # shellcheck disable=SC2086
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $missing >/dev/null
 fi
 if ! python3 -c "import paho.mqtt" 2>/dev/null; then
   echo "test.sh: installing paho-mqtt"

@@ -45,6 +45,11 @@
 //!    broke the genuine recovery of a lost last flight (RFC 6347 §4.2.4). That recovery still
 //!    works: the client's repeated flight carries an epoch-1 Finished, which passes.
 //!
+//! And one that needs no spoofing: before its keys exist rtc-dtls queues every epoch-1 record
+//! without limit, so a client could grow a half-open peer until the handshake deadline. The
+//! wrapper passes at most 4 KiB of epoch >= 1 records before the handshake completes (a genuine
+//! client sends one Finished record, under 100 bytes, per transmission of its last flight).
+//!
 //! The wrapper also adds a handshake deadline ([`DtlsServerOptions::handshake_timeout`]):
 //! rtc-dtls re-arms its wait after a HelloVerifyRequest forever, so a half-open peer would
 //! otherwise never end.

@@ -11,10 +11,14 @@ use rtc_dtls::endpoint::{Endpoint, EndpointEvent};
 use rtc_shared::error::Error as RtcError;
 use rtc_shared::TransportProtocol;
 
-use crate::record::{authenticated_records, check_framing};
+use crate::record::{authenticated_records, budget_early_records};
 use crate::{DtlsServerConfig, Error};
 
 /// rtc-dtls only copies the local address into transmit metadata, which we discard.
+/// Bytes of epoch >= 1 records accepted before the handshake completes; see
+/// `record::budget_early_records`.
+const EARLY_PROTECTED_BUDGET: usize = 4096;
+
 const PLACEHOLDER_LOCAL: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0));
 
 /// One DTLS association with one remote address (server side).
@@ -29,6 +33,8 @@ pub struct DtlsPeer {
     established: bool,
     closed: bool,
     handshake_deadline: Instant,
+    /// What is left of [`EARLY_PROTECTED_BUDGET`].
+    early_budget: usize,
     /// The latest `now` handed in; stamps records written by [`DtlsPeer::send_app_data`], which
     /// takes no clock (rtc-dtls only copies it into transmit metadata).
     now: Instant,
@@ -44,6 +50,7 @@ impl DtlsPeer {
             established: false,
             closed: false,
             handshake_deadline: now + cfg.handshake_timeout,
+            early_budget: EARLY_PROTECTED_BUDGET,
             now,
         })
     }
@@ -70,8 +77,11 @@ impl DtlsPeer {
                 Err(_) => return Err(bad_framing()),
             }
         } else {
-            check_framing(data).map_err(|_| bad_framing())?;
-            BytesMut::from(data)
+            match budget_early_records(data, &mut self.early_budget) {
+                Ok(Some(records)) => records,
+                Ok(None) => return Err(Error::Dropped("too many protected records before the handshake".into())),
+                Err(_) => return Err(bad_framing()),
+            }
         };
         match self.ep.read(now, self.remote, None, input) {
             Ok(events) => {
@@ -95,7 +105,9 @@ impl DtlsPeer {
                 // arrives as PeerClosed; idle timeouts reap the rest). The failed read leaves the
                 // connection untouched: the replay window only advances on records that decrypt.
                 while self.ep.poll_transmit().is_some() {}
-                Err(Error::Dropped("[RFC 6347 §4.1.2.7] undecryptable or alert record after the handshake".into()))
+                Err(Error::Dropped(
+                    "[RFC 6347 §4.1.2.7] undecryptable or alert record after the handshake".into(),
+                ))
             }
             Err(e) => {
                 // Before the handshake every error ends the attempt (an alert was sent or

@@ -85,6 +85,26 @@ pub(crate) fn authenticated_records(buf: &[u8]) -> Result<Option<BytesMut>, BadF
     Ok((!out.is_empty()).then_some(out))
 }
 
+/// Before the handshake passes epoch-0 records, and epoch >= 1 records while they fit in
+/// `budget` (bytes, decremented). `Ok(None)` if nothing is left.
+///
+/// rtc-dtls 0.21.1 queues every next-epoch record that arrives before its keys exist, without
+/// a limit, so one client (no spoofing needed) could grow a half-open peer without bound until
+/// the handshake deadline. A genuine client sends a single epoch-1 record (Finished) per
+/// transmission of its last flight, well under 100 bytes each.
+pub(crate) fn budget_early_records(buf: &[u8], budget: &mut usize) -> Result<Option<BytesMut>, BadFraming> {
+    let mut out = BytesMut::with_capacity(buf.len());
+    for_each_record(buf, |r| {
+        if r.epoch == 0 {
+            out.extend_from_slice(r.bytes);
+        } else if r.bytes.len() <= *budget {
+            *budget -= r.bytes.len();
+            out.extend_from_slice(r.bytes);
+        }
+    })?;
+    Ok((!out.is_empty()).then_some(out))
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -119,12 +139,40 @@ mod tests {
     fn filter_keeps_only_protected_records() {
         let app = record(23, 1, b"data");
         let fin = record(22, 1, b"finished");
-        let dgram = [record(22, 0, b"cke"), record(20, 0, b"\x01"), fin.clone(), record(20, 1, b"\x01"), app.clone()]
-            .concat();
+        let dgram = [
+            record(22, 0, b"cke"),
+            record(20, 0, b"\x01"),
+            fin.clone(),
+            record(20, 1, b"\x01"),
+            app.clone(),
+        ]
+        .concat();
         let kept = authenticated_records(&dgram).unwrap().unwrap();
         assert_eq!(&kept[..], &[fin, app].concat()[..]);
         assert_eq!(authenticated_records(&record(22, 0, b"hello")), Ok(None));
         assert_eq!(authenticated_records(&record(20, 1, b"\x01")), Ok(None));
         assert_eq!(authenticated_records(&record(23, 1, b"x")[..10]), Err(BadFraming));
+    }
+
+    #[test]
+    fn early_protected_records_are_budgeted() {
+        let hello = record(22, 0, &[1; 50]);
+        let fin = record(22, 1, &[2; 40]);
+        let mut budget = 2 * fin.len() + 10;
+        let both = [hello.clone(), fin.clone()].concat();
+        assert_eq!(
+            &budget_early_records(&both, &mut budget).unwrap().unwrap()[..],
+            &both[..]
+        );
+        assert_eq!(&budget_early_records(&fin, &mut budget).unwrap().unwrap()[..], &fin[..]);
+        assert_eq!(budget, 10);
+        // Over budget: epoch-1 records go, epoch-0 records still pass.
+        assert_eq!(
+            &budget_early_records(&both, &mut budget).unwrap().unwrap()[..],
+            &hello[..]
+        );
+        assert_eq!(budget_early_records(&fin, &mut budget), Ok(None));
+        assert_eq!(budget, 10);
+        assert_eq!(budget_early_records(&both[..20], &mut budget), Err(BadFraming));
     }
 }

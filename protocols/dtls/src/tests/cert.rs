@@ -19,8 +19,13 @@ fn cert_options(require: bool, ca: bool, callback: Option<ClientCertCallback>) -
 
 fn cert_server(require: bool) -> DtlsServerConfig {
     let pki = pki();
-    DtlsServerConfig::certificate(pki.server.chain.clone(), pki.server.key.clone(), Some(vec![pki.ca.clone()]), require)
-        .unwrap()
+    DtlsServerConfig::certificate(
+        pki.server.chain.clone(),
+        pki.server.key.clone(),
+        Some(vec![pki.ca.clone()]),
+        require,
+    )
+    .unwrap()
 }
 
 #[test]
@@ -29,7 +34,10 @@ fn required_and_valid_client_cert() {
     let mut p = Pair::established(&cert_server(true), &cert_client(Some(&pki.client), vec![ECDSA_CCM8]));
     assert_eq!(p.server.peer_certificates(), Some(pki.client.chain.clone()));
     assert_eq!(p.server.psk_identity(), None);
-    assert_eq!(p.server.cipher_suite().as_deref(), Some("TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8"));
+    assert_eq!(
+        p.server.cipher_suite().as_deref(),
+        Some("TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8")
+    );
     assert!(p.roundtrip(b"hello", b"world"));
 }
 
@@ -42,7 +50,10 @@ fn required_but_absent_fails() {
 
 #[test]
 fn untrusted_ca_fails() {
-    let mut p = Pair::new(&cert_server(true), &cert_client(Some(&pki().rogue_client), vec![ECDSA_CCM8]));
+    let mut p = Pair::new(
+        &cert_server(true),
+        &cert_client(Some(&pki().rogue_client), vec![ECDSA_CCM8]),
+    );
     p.drive();
     p.assert_failed();
 }
@@ -51,7 +62,10 @@ fn untrusted_ca_fails() {
 fn optional_and_absent_is_established_without_certificates() {
     let mut p = Pair::established(&cert_server(false), &cert_client(None, vec![ECDSA_GCM]));
     assert_eq!(p.server.peer_certificates(), None);
-    assert_eq!(p.server.cipher_suite().as_deref(), Some("TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256"));
+    assert_eq!(
+        p.server.cipher_suite().as_deref(),
+        Some("TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256")
+    );
     assert!(p.roundtrip(b"anonymous", b"ok"));
 }
 
@@ -112,11 +126,18 @@ fn psk_and_certificate_on_one_config() {
 #[test]
 fn bad_configurations_are_refused() {
     let pki = pki();
-    assert!(matches!(DtlsServerConfig::new(DtlsServerOptions::default()), Err(Error::Config(_))));
+    assert!(matches!(
+        DtlsServerConfig::new(DtlsServerOptions::default()),
+        Err(Error::Config(_))
+    ));
     // A certificate where the PKCS#8 key should be.
     let bad_key = DtlsServerConfig::certificate(pki.server.chain.clone(), pki.server.chain[0].clone(), None, false);
     assert!(matches!(bad_key, Err(Error::Config(_))));
-    let bad_ca =
-        DtlsServerConfig::certificate(pki.server.chain.clone(), pki.server.key.clone(), Some(vec![vec![1, 2, 3]]), true);
+    let bad_ca = DtlsServerConfig::certificate(
+        pki.server.chain.clone(),
+        pki.server.key.clone(),
+        Some(vec![vec![1, 2, 3]]),
+        true,
+    );
     assert!(matches!(bad_ca, Err(Error::Config(_))));
 }

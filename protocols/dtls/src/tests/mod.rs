@@ -26,8 +26,10 @@ use rustls::pki_types::CertificateDer;
 use crate::{ring_provider, CipherSuiteId, DtlsPeer, DtlsServerConfig, DtlsServerOptions, Error, PskOptions};
 
 const SERVER: SocketAddr = SocketAddr::V4(std::net::SocketAddrV4::new(std::net::Ipv4Addr::new(127, 0, 0, 1), 5684));
-const CLIENT: SocketAddr =
-    SocketAddr::V4(std::net::SocketAddrV4::new(std::net::Ipv4Addr::new(127, 0, 0, 2), 40000));
+const CLIENT: SocketAddr = SocketAddr::V4(std::net::SocketAddrV4::new(
+    std::net::Ipv4Addr::new(127, 0, 0, 2),
+    40000,
+));
 
 const PSK_CCM8: CipherSuiteId = CipherSuiteId::Tls_Psk_With_Aes_128_Ccm_8;
 const PSK_GCM: CipherSuiteId = CipherSuiteId::Tls_Psk_With_Aes_128_Gcm_Sha256;

@@ -5,7 +5,10 @@ use super::*;
 #[test]
 fn ccm8_forced_by_server_carries_data_both_ways() {
     // The client prefers GCM; the server only serves CCM_8, so CCM_8 it is.
-    let mut p = Pair::established(&psk_server(vec![PSK_CCM8]), &psk_client(IDENTITY, KEY, vec![PSK_GCM, PSK_CCM8]));
+    let mut p = Pair::established(
+        &psk_server(vec![PSK_CCM8]),
+        &psk_client(IDENTITY, KEY, vec![PSK_GCM, PSK_CCM8]),
+    );
     assert_eq!(p.server.cipher_suite().as_deref(), Some("TLS_PSK_WITH_AES_128_CCM_8"));
     assert_eq!(p.server.psk_identity().as_deref(), Some(IDENTITY));
     assert_eq!(p.server.peer_certificates(), None);
@@ -16,14 +19,20 @@ fn ccm8_forced_by_server_carries_data_both_ways() {
 #[test]
 fn gcm_carries_data_both_ways() {
     let mut p = Pair::established(&psk_server(vec![]), &psk_client(IDENTITY, KEY, vec![PSK_GCM]));
-    assert_eq!(p.server.cipher_suite().as_deref(), Some("TLS_PSK_WITH_AES_128_GCM_SHA256"));
+    assert_eq!(
+        p.server.cipher_suite().as_deref(),
+        Some("TLS_PSK_WITH_AES_128_GCM_SHA256")
+    );
     assert_eq!(p.server.psk_identity().as_deref(), Some(IDENTITY));
     assert!(p.roundtrip(b"up", b"down"));
 }
 
 #[test]
 fn wrong_key_fails_both_sides() {
-    let mut p = Pair::new(&psk_server(vec![]), &psk_client(IDENTITY, b"not the key", vec![PSK_CCM8]));
+    let mut p = Pair::new(
+        &psk_server(vec![]),
+        &psk_client(IDENTITY, b"not the key", vec![PSK_CCM8]),
+    );
     p.drive();
     p.assert_failed();
     assert_eq!(p.server.psk_identity(), None);
@@ -77,8 +86,14 @@ fn server_close_sends_close_notify() {
     assert!(!p.server.is_established());
     assert_eq!(p.server_to_client(), 1);
     assert!(p.client_peer_closed);
-    assert_eq!(p.server.send_app_data(b"late"), Err(Error::Closed("peer closed".into())));
-    assert!(matches!(p.server.handle_datagram(p.now, &record(23, 1, 9, b"x")), Err(Error::Dropped(_))));
+    assert_eq!(
+        p.server.send_app_data(b"late"),
+        Err(Error::Closed("peer closed".into()))
+    );
+    assert!(matches!(
+        p.server.handle_datagram(p.now, &record(23, 1, 9, b"x")),
+        Err(Error::Dropped(_))
+    ));
 }
 
 #[test]
@@ -88,13 +103,20 @@ fn client_close_notify_closes_the_peer() {
     p.client_to_server();
     assert_eq!(p.server_errors, vec![]);
     assert!(p.server.is_closed());
-    assert_eq!(p.server_to_client(), 1, "close_notify answered in kind (RFC 5246 §7.2.1)");
+    assert_eq!(
+        p.server_to_client(),
+        1,
+        "close_notify answered in kind (RFC 5246 §7.2.1)"
+    );
     // A later datagram must not start a new association silently.
     let mut fresh = Endpoint::new(CLIENT, TransportProtocol::UDP, None);
     fresh
         .connect(p.now, SERVER, psk_client(IDENTITY, KEY, vec![PSK_CCM8]), None)
         .unwrap();
     let hello = fresh.poll_transmit().unwrap();
-    assert!(matches!(p.server.handle_datagram(p.now, &hello.message), Err(Error::Dropped(_))));
+    assert!(matches!(
+        p.server.handle_datagram(p.now, &hello.message),
+        Err(Error::Dropped(_))
+    ));
     assert_eq!(p.server.poll_transmit(), None);
 }

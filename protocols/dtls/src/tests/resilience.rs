@@ -47,7 +47,10 @@ fn random_datagrams_into_fresh_peers() {
         assert!(!one.is_established());
     }
     // The generator reaches past the framing check and into the handshake.
-    assert!(ok > 1000 && dropped > 1000 && failed > 100, "ok {ok}, dropped {dropped}, failed {failed}");
+    assert!(
+        ok > 1000 && dropped > 1000 && failed > 100,
+        "ok {ok}, dropped {dropped}, failed {failed}"
+    );
 }
 
 /// 10k random datagrams, half of them epoch-1 records with fresh sequence numbers as an
@@ -64,7 +67,10 @@ fn random_datagrams_into_established(scfg: &DtlsServerConfig, ccfg: &Arc<Handsha
             d[5..11].copy_from_slice(&(1000 + i as u64).to_be_bytes()[2..]);
         }
         let r = p.server.handle_datagram(p.now, &d);
-        assert!(matches!(r, Ok(()) | Err(Error::Dropped(_))), "datagram #{i} {d:02x?}: {r:?}");
+        assert!(
+            matches!(r, Ok(()) | Err(Error::Dropped(_))),
+            "datagram #{i} {d:02x?}: {r:?}"
+        );
         assert_eq!(p.server.poll_transmit(), None, "datagram #{i} was answered");
         assert_eq!(p.server.poll_app_data(), None, "datagram #{i} was accepted as data");
         assert!(p.server.is_established());
@@ -74,15 +80,23 @@ fn random_datagrams_into_established(scfg: &DtlsServerConfig, ccfg: &Arc<Handsha
 
 #[test]
 fn random_datagrams_into_established_psk_peer() {
-    random_datagrams_into_established(&psk_server(vec![]), &psk_client(IDENTITY, KEY, vec![PSK_CCM8]), 0xfeed_0001);
+    random_datagrams_into_established(
+        &psk_server(vec![]),
+        &psk_client(IDENTITY, KEY, vec![PSK_CCM8]),
+        0xfeed_0001,
+    );
 }
 
 #[test]
 fn random_datagrams_into_established_cert_peer() {
     let pki = pki();
-    let scfg =
-        DtlsServerConfig::certificate(pki.server.chain.clone(), pki.server.key.clone(), Some(vec![pki.ca.clone()]), true)
-            .unwrap();
+    let scfg = DtlsServerConfig::certificate(
+        pki.server.chain.clone(),
+        pki.server.key.clone(),
+        Some(vec![pki.ca.clone()]),
+        true,
+    )
+    .unwrap();
     random_datagrams_into_established(&scfg, &cert_client(Some(&pki.client), vec![ECDSA_CCM8]), 0xfeed_0002);
 }
 
@@ -93,19 +107,25 @@ fn spoofed_change_cipher_spec_does_not_kill_the_session() {
     let ccfg = psk_client(IDENTITY, KEY, vec![PSK_CCM8]);
 
     let mut p = Pair::established(&cfg, &ccfg);
-    assert!(matches!(p.server.handle_datagram(p.now, &spoof), Err(Error::Dropped(_))));
+    assert!(matches!(
+        p.server.handle_datagram(p.now, &spoof),
+        Err(Error::Dropped(_))
+    ));
     assert_eq!(p.server.poll_transmit(), None);
     assert!(p.roundtrip(b"after", b"ccs"));
 
     // Bare rtc-dtls: the spoofed record moves the expected epoch to 2 and genuine records die.
     let mut p = Pair::established(&cfg, &ccfg);
-    let mut raw = std::mem::replace(&mut p.server, DtlsPeer::new(&cfg, CLIENT, p.now).unwrap())
-        .into_raw_endpoint_for_tests();
+    let mut raw =
+        std::mem::replace(&mut p.server, DtlsPeer::new(&cfg, CLIENT, p.now).unwrap()).into_raw_endpoint_for_tests();
     let _ = raw.read(p.now, CLIENT, None, spoof.as_slice().into());
     p.client.write(p.now, SERVER, b"lost").unwrap();
     let t = p.client.poll_transmit().unwrap();
     let events = raw.read(p.now, CLIENT, None, t.message).unwrap();
-    assert!(!events.iter().any(|e| matches!(e, EndpointEvent::ApplicationData(_))), "flaw fixed upstream?");
+    assert!(
+        !events.iter().any(|e| matches!(e, EndpointEvent::ApplicationData(_))),
+        "flaw fixed upstream?"
+    );
 }
 
 #[test]
@@ -116,18 +136,27 @@ fn undecryptable_record_does_not_kill_a_psk_session() {
 
     let mut p = Pair::established(&cfg, &ccfg);
     for _ in 0..3 {
-        assert!(matches!(p.server.handle_datagram(p.now, &forged), Err(Error::Dropped(_))));
+        assert!(matches!(
+            p.server.handle_datagram(p.now, &forged),
+            Err(Error::Dropped(_))
+        ));
         assert_eq!(p.server.poll_transmit(), None, "no alert goes out");
         assert!(p.server.is_established());
     }
     // A forged encrypted alert is dropped the same way.
-    assert!(matches!(p.server.handle_datagram(p.now, &record(21, 1, 4243, &[0x55; 26])), Err(Error::Dropped(_))));
+    assert!(matches!(
+        p.server.handle_datagram(p.now, &record(21, 1, 4243, &[0x55; 26])),
+        Err(Error::Dropped(_))
+    ));
     assert!(p.roundtrip(b"after", b"forgery"));
 
     // Bare rtc-dtls: a fatal alert and the session is over.
     let p = Pair::established(&cfg, &ccfg);
     let mut raw = p.server.into_raw_endpoint_for_tests();
-    assert!(raw.read(p.now, CLIENT, None, forged.as_slice().into()).is_err(), "flaw fixed upstream?");
+    assert!(
+        raw.read(p.now, CLIENT, None, forged.as_slice().into()).is_err(),
+        "flaw fixed upstream?"
+    );
 }
 
 /// A spoofed epoch-0 ClientKeyExchange with message sequence `seq`.
@@ -149,7 +178,10 @@ fn spoofed_epoch0_handshake_records_are_not_answered() {
 
     let mut p = Pair::established(&cfg, &ccfg);
     for seq in 0..100 {
-        assert!(matches!(p.server.handle_datagram(p.now, &spoofed_handshake(seq)), Err(Error::Dropped(_))));
+        assert!(matches!(
+            p.server.handle_datagram(p.now, &spoofed_handshake(seq)),
+            Err(Error::Dropped(_))
+        ));
         assert_eq!(p.server.poll_transmit(), None, "spoofed record #{seq} was answered");
     }
     assert!(p.roundtrip(b"after", b"bomb"));
@@ -201,9 +233,13 @@ fn lost_last_flight_is_recovered_psk() {
 #[test]
 fn lost_last_flight_is_recovered_cert() {
     let pki = pki();
-    let scfg =
-        DtlsServerConfig::certificate(pki.server.chain.clone(), pki.server.key.clone(), Some(vec![pki.ca.clone()]), true)
-            .unwrap();
+    let scfg = DtlsServerConfig::certificate(
+        pki.server.chain.clone(),
+        pki.server.key.clone(),
+        Some(vec![pki.ca.clone()]),
+        true,
+    )
+    .unwrap();
     lost_last_flight_is_recovered(&scfg, &cert_client(Some(&pki.client), vec![ECDSA_CCM8]));
 }
 
@@ -224,7 +260,12 @@ fn fuzz_driver_runs_genuine_and_random_scripts() {
     // A genuine ClientHello, repeated (as after a lost HelloVerifyRequest), then silence.
     let mut client = Endpoint::new(CLIENT, TransportProtocol::UDP, None);
     client
-        .connect(Instant::now(), SERVER, psk_client(b"fuzz", b"0123456789abcdef", vec![PSK_CCM8]), None)
+        .connect(
+            Instant::now(),
+            SERVER,
+            psk_client(b"fuzz", b"0123456789abcdef", vec![PSK_CCM8]),
+            None,
+        )
         .unwrap();
     let hello = client.poll_transmit().unwrap().message.to_vec();
     crate::fuzzing::server_script(&script(&[hello.clone(), hello.clone()], 5));
@@ -242,4 +283,25 @@ fn fuzz_driver_runs_genuine_and_random_scripts() {
     for s in [&[][..], &[0], &[0, 0], &[0, 0xff, 0xff, 1], &[0xff; 40]] {
         crate::fuzzing::server_script(s);
     }
+}
+
+#[test]
+fn protected_records_before_the_handshake_are_capped() {
+    // rtc-dtls would queue all of these, unbounded, until the handshake deadline.
+    let mut p = Pair::new(&psk_server(vec![]), &psk_client(IDENTITY, KEY, vec![PSK_CCM8]));
+    p.client_to_server();
+    let (mut passed, mut dropped) = (0, 0);
+    for seq in 0..1000 {
+        match p.server.handle_datagram(p.now, &record(23, 1, seq, &[0x55; 1000])) {
+            Ok(()) => passed += 1,
+            Err(Error::Dropped(_)) => dropped += 1,
+            Err(e) => panic!("record #{seq}: {e}"),
+        }
+    }
+    assert_eq!((passed, dropped), (4, 996));
+    // Epoch-0 records still get through: the handshake goes on.
+    p.server_to_client();
+    p.client_to_server();
+    assert!(p.server.poll_transmit().is_some(), "ServerHello flight");
+    assert!(!p.server.is_closed());
 }

@@ -16,9 +16,16 @@ fn server_with_deadline(deadline: Duration) -> DtlsServerConfig {
 #[test]
 fn peer_with_only_a_client_hello_is_closed_at_the_deadline() {
     let deadline = Duration::from_secs(5);
-    let mut p = Pair::new(&server_with_deadline(deadline), &psk_client(IDENTITY, KEY, vec![PSK_CCM8]));
+    let mut p = Pair::new(
+        &server_with_deadline(deadline),
+        &psk_client(IDENTITY, KEY, vec![PSK_CCM8]),
+    );
     let start = p.now;
-    assert_eq!(p.server.poll_timeout(), Some(start + deadline), "deadline armed before any datagram");
+    assert_eq!(
+        p.server.poll_timeout(),
+        Some(start + deadline),
+        "deadline armed before any datagram"
+    );
     assert_eq!(p.client_to_server(), 1);
     assert_eq!(p.server_errors, vec![]);
     assert!(p.server.poll_transmit().is_some(), "HelloVerifyRequest");
@@ -57,7 +64,10 @@ fn handshake_completes_within_the_deadline_and_disarms_it() {
 
 #[test]
 fn server_flight_is_retransmitted_after_the_flight_interval() {
-    let mut p = Pair::new(&server_with_deadline(Duration::from_secs(30)), &psk_client(IDENTITY, KEY, vec![PSK_CCM8]));
+    let mut p = Pair::new(
+        &server_with_deadline(Duration::from_secs(30)),
+        &psk_client(IDENTITY, KEY, vec![PSK_CCM8]),
+    );
     // ClientHello → HelloVerifyRequest → ClientHello with cookie → ServerHello flight.
     p.client_to_server();
     p.server_to_client();
