@@ -24,6 +24,17 @@ if ! python3 -c "import paho.mqtt" 2>/dev/null; then
     || python3 -m pip install --quiet --disable-pip-version-check --break-system-packages 'paho-mqtt>=2,<3'
 fi
 
+# The oauth2 tests run a real authorisation server: node's oidc-provider (tests/oidc).
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+  echo "test.sh: installing nodejs and npm"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq nodejs npm >/dev/null
+fi
+if [ ! -d tests/oidc/node_modules/oidc-provider ]; then
+  echo "test.sh: installing oidc-provider (npm ci in tests/oidc)"
+  (cd tests/oidc && { npm ci --no-audit --no-fund --loglevel=error || npm install --no-audit --no-fund --loglevel=error; })
+fi
+
 echo "test.sh: cargo fmt --check"
 cargo fmt --all -- --check
 echo "test.sh: cargo clippy"

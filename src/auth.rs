@@ -79,6 +79,10 @@ pub enum AuthenticatorConfig {
     /// DTLS pre-shared keys by identity (`file`); the identity becomes the user name. Used by the
     /// CoAP/LwM2M DTLS listeners' handshakes.
     Psk(unigate_auth::psk::PskConfig),
+    /// OAuth 2.0 bearer tokens checked by RFC 7662 introspection (`introspection_url`,
+    /// `client_id`, `client_secret` / `client_secret_file`, `scope_acl`, …; see
+    /// `unigate_auth::oauth2`).
+    Oauth2(Box<unigate_auth::oauth2::OAuth2Config>),
 }
 
 /// Errors building the auth configuration.
@@ -189,6 +193,14 @@ fn build_authenticator(
                     message: e.to_string(),
                 })?,
             )
+        }
+        AuthenticatorConfig::Oauth2(c) => {
+            Arc::new(unigate_auth::oauth2::OAuth2Authenticator::new(name, c).map_err(|e| {
+                AuthSetupError::Authenticator {
+                    name: name.to_string(),
+                    message: e.to_string(),
+                }
+            })?)
         }
     })
 }

@@ -281,12 +281,10 @@ impl Chain {
         for a in &self.authenticators {
             match a.scram(username) {
                 Some(found @ ScramLookup::Found(_)) => return Some((Arc::from(a.name()), found)),
-                Some(other) => {
-                    if fallback.is_none() || other == ScramLookup::Throttled {
-                        fallback = Some((Arc::from(a.name()), other));
-                    }
+                Some(other) if fallback.is_none() || other == ScramLookup::Throttled => {
+                    fallback = Some((Arc::from(a.name()), other));
                 }
-                None => {}
+                Some(_) | None => {}
             }
         }
         fallback
@@ -330,6 +328,7 @@ impl Chain {
 
 pub mod acl;
 pub mod jwt;
+pub mod oauth2;
 pub mod password;
 pub mod psk;
 pub mod scram;

@@ -17,6 +17,7 @@ mod authn;
 mod flow;
 mod interop;
 mod limits;
+mod oauth2;
 mod options;
 mod raw;
 mod robust;
