@@ -209,6 +209,20 @@ pub struct MqttConfig {
     /// acknowledged messages are not dropped under overload. 0 turns it off. A subscriber that
     /// takes nothing for 500 ms slows nobody down.
     pub backpressure_queue: usize,
+    /// What an MQTT 3.1.1 client's PUBLISH refused by the ACL gets (3.1.1 has no way to say
+    /// no): `acknowledge` (dropped, acknowledged so it is not resent) or `disconnect`.
+    pub denied_publish_v3: DeniedPublishV3,
+}
+
+/// See [`MqttConfig::denied_publish_v3`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum DeniedPublishV3 {
+    /// Drop it and acknowledge it.
+    #[default]
+    Acknowledge,
+    /// Drop it and close the connection.
+    Disconnect,
 }
 
 impl Default for MqttConfig {
@@ -225,6 +239,7 @@ impl Default for MqttConfig {
             queue_qos0_offline: false,
             queue_drop: QueueDropPolicy::Oldest,
             backpressure_queue: 1000,
+            denied_publish_v3: DeniedPublishV3::Acknowledge,
         }
     }
 }

@@ -809,8 +809,13 @@ impl MqttConn {
         };
         if !self.authorized(Request::Publish(&msg.topic)) {
             // A denied message never reaches a subscriber. MQTT 3.1.1 cannot be told: it is
-            // dropped (and acknowledged, so the client does not resend it forever).
+            // dropped (and acknowledged, so the client does not resend it forever), or the
+            // connection is closed (`mqtt.denied_publish_v3 = "disconnect"`).
             if !v5 {
+                if self.broker.settings().denied_publish_v3 == crate::config::DeniedPublishV3::Disconnect {
+                    tracing::debug!(peer = %self.peer, topic = %msg.topic, "closing: PUBLISH refused by the ACL");
+                    return Err(Close::Violation(ReasonCode::NOT_AUTHORIZED));
+                }
                 match (p.qos, p.packet_id) {
                     (mqtt::QoS::AtLeastOnce, Some(pid)) => {
                         self.write_current(&Packet::PubAck(pub_resp(pid, ReasonCode::SUCCESS)))

@@ -94,6 +94,28 @@ fn denied_publishes_are_refused_and_never_delivered() {
 }
 
 #[test]
+fn v311_denied_publish_can_close_the_connection() {
+    let server = TestServer::start_with(&format!("[mqtt]\ndenied_publish_v3 = \"disconnect\"\n{ACL}"), "");
+    let mut monitor = Raw::v5(server.addr, "monitor");
+    monitor.subscribe("devices/#", QoS::AtLeastOnce);
+    let mut v3 = Raw::v311(server.addr, "dev3");
+    v3.send(&Packet::Publish(publish("devices/dev1/temp", "spoof", QoS::AtLeastOnce, 1)));
+    v3.expect_closed();
+    // Nothing reached the subscriber; MQTT 5 clients still get 0x87 and stay.
+    let mut dev = Raw::v5(server.addr, "dev1");
+    assert_eq!(
+        ack_code(&mut dev, publish("devices/dev2/temp", "spoof", QoS::AtLeastOnce, 2)),
+        ReasonCode::NOT_AUTHORIZED
+    );
+    assert_eq!(
+        ack_code(&mut dev, publish("devices/dev1/temp", "mine", QoS::AtLeastOnce, 3)),
+        ReasonCode::SUCCESS
+    );
+    assert_eq!(&monitor.recv_publish().payload[..], b"mine");
+    server.stop();
+}
+
+#[test]
 fn denied_subscriptions_get_0x87_or_0x80() {
     let server = TestServer::start_with(ACL, "");
     let mut dev = Raw::v5(server.addr, "dev1");
