@@ -1000,3 +1000,28 @@ fn reads_as_a_kind_tagged_authenticator_table() {
     let err = toml::from_str::<Doc>("[authenticators.x]\nkind = \"jwt\"\nsecret = \"s\"\nscret = 1\n").unwrap_err();
     assert!(err.to_string().contains("scret"), "{err}");
 }
+
+/// RFC 9068 JWT access tokens (`typ: at+jwt`, `client_id`, `scope`, `aud`) verify locally like
+/// any JWT: an OAuth2 chain puts a jwt authenticator on the issuer's keys before the
+/// introspection one.
+#[tokio::test]
+async fn rfc9068_access_tokens_verify_locally() {
+    let a = build("public_key = \"{dir}/rsa.pub.pem\"\nclaims = { iss = \"https://idp\", aud = \"unigate\" }");
+    let claims = json!({
+        "iss": "https://idp", "aud": "unigate", "sub": "c1", "client_id": "device-app",
+        "scope": "telemetry:write", "iat": now(), "exp": now() + 300, "jti": "a1"
+    });
+    let header = Header {
+        typ: Some("at+jwt".into()),
+        ..Header::new(Algorithm::RS256)
+    };
+    let at = jsonwebtoken::encode(&header, &claims, &signing_key(Algorithm::RS256, "rsa.pem")).unwrap();
+    allowed(decide(&a, &at).await);
+    let other_aud = jsonwebtoken::encode(
+        &header,
+        &with(claims, json!({"aud": "other"})),
+        &signing_key(Algorithm::RS256, "rsa.pem"),
+    )
+    .unwrap();
+    assert_eq!(decide(&a, &other_aud).await, BAD);
+}
