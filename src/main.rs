@@ -34,7 +34,8 @@ enum Command {
         #[command(subcommand)]
         action: PasswdAction,
     },
-    /// Load tool: drive an MQTT server with many clients and report throughput and latency.
+    /// Load tool: drive an MQTT server, or a CoAP gateway, with many clients and report
+    /// throughput and latency.
     Bench(unigate::bench::BenchArgs),
 }
 

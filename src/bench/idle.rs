@@ -8,12 +8,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
 use tokio::sync::{watch, Semaphore};
 use unigate_mqtt::{Packet, ProtocolVersion};
 
 use super::client::{Conn, Fill, SessionSpec, IDLE_READ};
 use super::clock;
+use super::procfs::rss_kb;
 use super::report::{latency_line, per_sec, Json};
 use super::runtime;
 use super::stats::Histogram;
@@ -291,16 +291,4 @@ async fn hold_one(client_id: String, task: Task) -> Option<u64> {
         conn.disconnect().await;
     }
     Some(done - started)
-}
-
-/// The resident set size of process `pid`, kB, from /proc/PID/status.
-fn rss_kb(pid: u32) -> anyhow::Result<u64> {
-    let path = format!("/proc/{pid}/status");
-    let status = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|kb| kb.parse().ok())
-        .with_context(|| format!("no VmRSS line in {path}"))
 }

@@ -7,19 +7,27 @@
 //! Layout:
 //!
 //! - [`scenarios`] and [`idle`]: one function per scenario: plan, run, report.
+//! - [`coap`] (`coap-non`, `coap-con`: devices publishing with a window of requests) and
+//!   [`observe`] (`coap-observers`: many observers, then MQTT messages fanned out to them);
+//!   [`coap_wire`]: CoAP requests patched in place and responses read without allocating.
 //! - [`load`]: the engine of the message-flow scenarios: client threads and the coordinator.
 //! - [`publisher`], [`subscriber`]: the two client loops; [`client`]: the connection they share.
 //! - [`payload`] (publisher id, sequence number, send time), [`clock`] (one monotonic clock for
 //!   both ends), [`stats`] (latency histogram, sequence tracking), [`report`] (text and JSON),
-//!   [`runtime`] (current-thread runtimes on std threads).
+//!   [`runtime`] (current-thread runtimes on std threads), [`procfs`] (a process's memory and
+//!   CPU time).
 
 mod client;
 mod clock;
+mod coap;
+mod coap_wire;
 #[cfg(test)]
 mod e2e;
 mod idle;
 mod load;
+mod observe;
 mod payload;
+mod procfs;
 mod publisher;
 mod report;
 mod runtime;
@@ -30,6 +38,7 @@ mod subscriber;
 use std::net::{SocketAddr, ToSocketAddrs};
 
 use anyhow::Context;
+use unigate_coap::coap_lite::RequestType;
 use unigate_mqtt::{ProtocolVersion, QoS};
 
 /// Arguments of `unigate bench`.
@@ -54,6 +63,16 @@ pub enum Scenario {
     /// server's memory per connection.
     #[command(alias = "connect-rate")]
     Idle(IdleArgs),
+    /// CoAP devices publishing NON `POST /ps/bench/<run>/<i>` as fast as their windows allow;
+    /// an MQTT subscriber on bench/<run>/# counts deliveries.
+    CoapNon(CoapNonArgs),
+    /// CoAP devices publishing CON requests with a window of outstanding requests (1:
+    /// stop-and-wait); request rate, ACK latency, and deliveries at the MQTT side.
+    CoapCon(CoapConArgs),
+    /// Many CoAP observers (`GET /ps/obs/<run>/<i % topics>`, Observe 0): registration rate,
+    /// the server's memory per observer (--server-pid), then MQTT messages fanned out to them
+    /// as notifications: rate and latency.
+    CoapObservers(CoapObserversArgs),
 }
 
 /// Options every scenario takes.
@@ -193,6 +212,137 @@ pub struct IdleArgs {
     pub server_pid: Option<u32>,
 }
 
+/// Options every CoAP scenario takes.
+#[derive(clap::Args, Debug, Clone)]
+pub struct CoapArgs {
+    /// CoAP server address, host:port (`--addr` is the MQTT side).
+    #[arg(long, default_value = "127.0.0.1:5683")]
+    pub coap: String,
+    /// PID of the server: its CPU time over the run, and for coap-observers its resident
+    /// memory (VmRSS) before and after.
+    #[arg(long)]
+    pub server_pid: Option<u32>,
+}
+
+/// Options of `coap-non` and `coap-con`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct CoapLoadArgs {
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub common: CommonArgs,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub coap: CoapArgs,
+    /// Simulated devices, each a UDP socket with its own port.
+    #[arg(long, default_value_t = 100)]
+    pub devices: u32,
+    /// Payload bytes (at least 20: device index, sequence number, send time); none with GET.
+    #[arg(long, default_value_t = 64)]
+    pub size: usize,
+    /// Seconds to send for.
+    #[arg(long, default_value_t = 10.0)]
+    pub duration: f64,
+    /// Total requests per second, spread over the devices; 0 for as fast as the windows allow.
+    #[arg(long, default_value_t = 0.0)]
+    pub rate: f64,
+    /// Request method: post, put or get.
+    #[arg(long, default_value = "post", value_parser = coap::parse_method)]
+    pub method: RequestType,
+    /// Request URI without the leading slash, query allowed; {run} is replaced by the run's tag
+    /// and {i} by the device index.
+    #[arg(long, default_value = "ps/bench/{run}/{i}")]
+    pub path: String,
+    /// The MQTT subscriber's filter ({run} as in --path).
+    #[arg(long, default_value = "bench/{run}/#")]
+    pub mqtt_filter: String,
+    /// No MQTT subscriber: for a server that is not a CoAP-to-MQTT gateway (libcoap's).
+    #[arg(long)]
+    pub no_mqtt: bool,
+    /// Seconds after which an unanswered NON request is given up and a CON request is sent
+    /// again (then after twice that, and so on: RFC 7252 §4.2 without the random factor).
+    #[arg(long, default_value_t = 2.0)]
+    pub timeout: f64,
+    /// Retransmissions of a CON request before it is given up.
+    #[arg(long, default_value_t = 4)]
+    pub max_retransmit: u32,
+    /// Longest wait, in seconds, for responses and MQTT deliveries after sending ends.
+    #[arg(long, default_value_t = 10.0)]
+    pub drain: f64,
+}
+
+/// `unigate bench coap-non`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct CoapNonArgs {
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub load: CoapLoadArgs,
+    /// Unanswered requests per device.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub window: u16,
+    /// QoS of the MQTT subscription.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=2))]
+    pub qos: u8,
+}
+
+/// `unigate bench coap-con`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct CoapConArgs {
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub load: CoapLoadArgs,
+    /// Unacknowledged CON requests per device (1: stop-and-wait, RFC 7252 NSTART).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub window: u16,
+    /// QoS of the MQTT subscription (a CON publish is QoS 1).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(0..=2))]
+    pub qos: u8,
+}
+
+/// `unigate bench coap-observers`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct CoapObserversArgs {
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub common: CommonArgs,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub coap: CoapArgs,
+    /// Observers, each a UDP socket with its own port.
+    #[arg(long, default_value_t = 10_000)]
+    pub observers: u32,
+    /// Topics: observer i observes obs/<run>/<i % topics>; one MQTT publisher per topic.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
+    pub topics: u32,
+    /// Register with CON requests: QoS 1 observations, whose notifications of QoS 1 messages
+    /// come as CON and are acknowledged by the bench. Default: NON (QoS 0, NON notifications).
+    #[arg(long)]
+    pub con: bool,
+    /// MQTT messages to publish once every observer is registered, spread over the topics.
+    #[arg(long, default_value_t = 1000)]
+    pub messages: u64,
+    /// Total MQTT messages per second; 0 for as fast as the server takes them.
+    #[arg(long, default_value_t = 200.0)]
+    pub rate: f64,
+    /// QoS of the MQTT messages (default: 1 with --con, else 0).
+    #[arg(long, value_parser = clap::value_parser!(u8).range(0..=2))]
+    pub qos: Option<u8>,
+    /// Payload bytes (at least 20).
+    #[arg(long, default_value_t = 64)]
+    pub size: usize,
+    /// Registrations in flight at once.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
+    pub concurrency: u32,
+    /// Seconds before a registration is sent again (then twice that, …; 4 times at most).
+    #[arg(long, default_value_t = 2.0)]
+    pub timeout: f64,
+    /// Longest wait, in seconds, for notifications after publishing ends.
+    #[arg(long, default_value_t = 10.0)]
+    pub drain: f64,
+    /// Leave the observations registered at the end instead of cancelling them (Observe 1).
+    #[arg(long)]
+    pub keep: bool,
+}
+
 /// Runs the load tool.
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     clock::init();
@@ -201,6 +351,9 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         Scenario::FanOut(a) => scenarios::fan_out(a),
         Scenario::Reconnect(a) => scenarios::reconnect(a),
         Scenario::Idle(a) => idle::run(a),
+        Scenario::CoapNon(a) => coap::run(a.load, false, a.window, a.qos),
+        Scenario::CoapCon(a) => coap::run(a.load, true, a.window, a.qos),
+        Scenario::CoapObservers(a) => observe::run(a),
     }
 }
 
@@ -214,12 +367,16 @@ fn parse_version(s: &str) -> Result<ProtocolVersion, String> {
 
 impl CommonArgs {
     fn socket_addr(&self) -> anyhow::Result<SocketAddr> {
-        self.addr
-            .to_socket_addrs()
-            .with_context(|| format!("resolving {}", self.addr))?
-            .next()
-            .with_context(|| format!("{} resolves to no address", self.addr))
+        resolve(&self.addr)
     }
+}
+
+/// The first address `host:port` resolves to.
+fn resolve(addr: &str) -> anyhow::Result<SocketAddr> {
+    addr.to_socket_addrs()
+        .with_context(|| format!("resolving {addr}"))?
+        .next()
+        .with_context(|| format!("{addr} resolves to no address"))
 }
 
 fn qos_of(level: u8) -> anyhow::Result<QoS> {
@@ -265,6 +422,19 @@ mod tests {
         assert!(matches!(cli.map(|c| c.bench.scenario), Ok(Scenario::Idle(a)) if a.connections == 5));
         assert!(Cli::try_parse_from(["bench", "fan-in", "--qos", "3"]).is_err());
         assert!(Cli::try_parse_from(["bench", "fan-in", "--mqtt-version", "4.5"]).is_err());
+        let cli = Cli::try_parse_from(["bench", "coap-con", "--window", "4", "--method", "PUT", "--no-mqtt"]);
+        match cli.map(|c| c.bench.scenario) {
+            Ok(Scenario::CoapCon(a)) => {
+                assert_eq!((a.window, a.qos), (4, 1));
+                assert_eq!(a.load.method, RequestType::Put);
+                assert!(a.load.no_mqtt);
+                assert_eq!(a.load.coap.coap, "127.0.0.1:5683");
+            }
+            other => panic!("{other:?}"),
+        }
+        let cli = Cli::try_parse_from(["bench", "coap-non"]);
+        assert!(matches!(cli.map(|c| c.bench.scenario), Ok(Scenario::CoapNon(a)) if a.window == 4 && a.qos == 0));
+        assert!(Cli::try_parse_from(["bench", "coap-non", "--method", "delete"]).is_err());
     }
 
     #[test]

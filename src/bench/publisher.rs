@@ -190,6 +190,12 @@ impl Publisher {
                 tokio::task::yield_now().await;
                 continue;
             }
+            if producing && self.sent >= count {
+                // The last message is queued: go round to start draining now. Waiting in the
+                // `select!` below would wait for an event that, at QoS 0 without --duration,
+                // never comes (only the keep-alive timer, 30 s later).
+                continue;
+            }
             let next_due = match (interval, producing) {
                 (Some(interval), true) => {
                     let at = (self.sent as f64 + self.plan.phase) * interval;
