@@ -171,6 +171,7 @@ fn run_system(
         let handles: Arc<[ArbiterHandle]> = arbiters.iter().map(|a| a.handle()).collect();
 
         let mut bound = Vec::new();
+        let mut http_servers: Vec<actix_web::dev::ServerHandle> = Vec::new();
         let mut all_settings: Vec<Arc<ListenerSettings>> = Vec::new();
         for l in config.effective_listeners(host) {
             if l.protocol == ListenerProtocol::Coap {
@@ -187,7 +188,7 @@ fn run_system(
                         "listener accepts anonymous clients and is bound beyond loopback"
                     );
                 }
-                let socket = match std::net::UdpSocket::bind(l.bind) {
+                let socket = match crate::coap::bind_udp(l.bind) {
                     Ok(s) => s,
                     Err(e) => {
                         let _ = ready.send(Err(anyhow::anyhow!("listener \"{}\" on {}: {e}", l.name, l.bind)));
@@ -225,6 +226,71 @@ fn run_system(
                     let _ = ready.send(Err(anyhow::anyhow!("listener \"{}\": worker not running", l.name)));
                     return Ok(());
                 }
+                continue;
+            }
+            if l.protocol == ListenerProtocol::Http {
+                let chain = match chains.for_listener(l.auth.as_deref()) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        let _ = ready.send(Err(anyhow::anyhow!("listener \"{}\": {e}", l.name)));
+                        return Ok(());
+                    }
+                };
+                if chain.allows_everyone() && !l.bind.ip().is_loopback() {
+                    tracing::warn!(
+                        listener = %l.name, bind = %l.bind,
+                        "listener accepts anonymous clients and is bound beyond loopback"
+                    );
+                }
+                let tls = match &l.tls {
+                    Some(t) => match crate::tls::server_config(t, &["h2", "http/1.1"]) {
+                        Ok(c) => Some(c),
+                        Err(e) => {
+                            let _ = ready.send(Err(anyhow::anyhow!("listener \"{}\": {e}", l.name)));
+                            return Ok(());
+                        }
+                    },
+                    None => None,
+                };
+                let socket = match bind_one(l.bind) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        let _ = ready.send(Err(anyhow::anyhow!("listener \"{}\" on {}: {e}", l.name, l.bind)));
+                        return Ok(());
+                    }
+                };
+                let addr = socket.local_addr().unwrap_or(l.bind);
+                let shared = Arc::new(crate::http::HttpShared {
+                    name: Arc::from(l.name.as_str()),
+                    broker: broker.clone(),
+                    auth: crate::auth::ListenerAuth::new(
+                        chain,
+                        auth_handle.clone(),
+                        config.auth.timeout,
+                        config.auth.audit,
+                        broker.clone(),
+                    ),
+                    config: config.http.clone(),
+                    limits: l.limits.clone(),
+                    auth_cache: Default::default(),
+                    replay: Default::default(),
+                });
+                match crate::http::start(socket, shared, tls, workers) {
+                    Ok(srv) => {
+                        http_servers.push(srv.handle());
+                        actix_rt::spawn(srv);
+                    }
+                    Err(e) => {
+                        let _ = ready.send(Err(anyhow::anyhow!("listener \"{}\" on {}: {e}", l.name, l.bind)));
+                        return Ok(());
+                    }
+                }
+                bound.push(BoundListener {
+                    name: l.name.clone(),
+                    protocol: l.protocol,
+                    addr,
+                    tls: l.tls.is_some(),
+                });
                 continue;
             }
             match bind_per_worker(&l, handles.len()) {
@@ -309,6 +375,9 @@ fn run_system(
         let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
         while broker.metrics.connections.load(Ordering::Relaxed) > 0 && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        for h in &http_servers {
+            h.stop(true).await;
         }
         for a in &arbiters {
             a.stop();

@@ -107,17 +107,43 @@ enum Mode {
     /// Created by a request without a connection: lives while it observes something.
     Connectionless,
     /// `POST /mqtt/connection`: lives until `DELETE` or a missed heartbeat.
-    Connected { token: String, deadline: Instant },
+    Connected(Box<Connection>),
+}
+
+/// A connection-mode client's connection.
+struct Connection {
+    token: String,
+    deadline: Instant,
+}
+
+/// A CoAP token (0 to 8 bytes), kept inline.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Token {
+    len: u8,
+    bytes: [u8; 8],
+}
+
+impl Token {
+    fn new(t: &[u8]) -> Token {
+        let mut bytes = [0u8; 8];
+        let len = t.len().min(8);
+        bytes[..len].copy_from_slice(&t[..len]);
+        Token { len: len as u8, bytes }
+    }
+
+    fn as_slice(&self) -> &[u8] {
+        &self.bytes[..usize::from(self.len).min(8)]
+    }
 }
 
 /// One observation (RFC 7641) of a client: a subscription whose messages go out as
 /// notifications on the registration's token.
 struct Observation {
-    token: Vec<u8>,
+    token: Token,
     filter: TopicFilter,
     sub_id: u32,
     /// The URI as registered (the key of Block2 follow-ups).
-    uri: String,
+    uri: Box<str>,
     seq: u32,
     last_con: Instant,
     /// The client asked for this QoS explicitly (`qos` query), which decides CON/NON.
@@ -128,7 +154,7 @@ struct Observation {
 struct Client {
     session: Arc<crate::broker::session::Session>,
     generation: u64,
-    identity: Identity,
+    identity: Arc<Identity>,
     addr: SocketAddr,
     mode: Mode,
     observations: Vec<Observation>,
@@ -138,18 +164,20 @@ struct Client {
     /// A CON notification timed out (connection mode): wait for the client to be heard of
     /// again before sending more.
     unreachable: bool,
-    /// Keys and tokens of the last NON notifications (an RST to one cancels its observation).
-    recent_non: VecDeque<(u64, Vec<u8>)>,
 }
 
-/// NON notifications remembered per client for RST matching (the message layer keeps 8).
-const RECENT_NON: usize = 8;
+/// The key of a NON notification: the session's serial and the observation's subscription
+/// id, so that an RST to it finds its observation without anything remembered (CON keys,
+/// counted from 1, never have the top bit).
+fn non_key(serial: u64, sub_id: u32) -> u64 {
+    1 << 63 | (serial & 0x7fff_ffff) << 32 | u64::from(sub_id)
+}
 
 /// A CON notification in flight.
 struct ConInFlight {
     client_id: ClientId,
     generation: u64,
-    token: Vec<u8>,
+    token: Token,
     /// The delivery, put back in the queue when the notification is not acknowledged and the
     /// client keeps its session (connection mode). Held by one of a delivery's notifications.
     delivery: Option<Delivery>,
@@ -158,7 +186,7 @@ struct ConInFlight {
 /// Who sent a request, once authenticated.
 struct Principal {
     client_id: ClientId,
-    identity: Identity,
+    identity: Arc<Identity>,
 }
 
 /// Why an observation ended (counted).
@@ -189,7 +217,22 @@ pub struct CoapListener {
     dtls: Option<DtlsServerConfig>,
     /// DTLS peers whose handshake has not completed.
     handshaking: usize,
+    /// Where datagrams are read into.
+    recv_buf: Vec<u8>,
+    /// A read is waiting for the socket.
+    read_armed: bool,
+    /// Not reading: a subscriber of what CoAP clients publish is congested (back-pressure,
+    /// as for MQTT publishers: devices retransmit CON requests meanwhile, the kernel buffers
+    /// the rest).
+    paused: bool,
+    /// How the broker resumes us after a pause.
+    publisher: Option<Arc<dyn SessionLink>>,
 }
+
+/// Datagrams read per readiness event before other work on the thread gets a turn.
+const READS_PER_EVENT: usize = 64;
+/// A paused listener reads again after this long even if nobody said so.
+const PAUSE_LIMIT: Duration = Duration::from_secs(1);
 
 impl CoapListener {
     /// Starts the actor on the current arbiter, reading from `socket`.
@@ -211,24 +254,7 @@ impl CoapListener {
         };
         socket.set_nonblocking(true).map_err(|e| crate::tls::TlsError::Rustls(e.to_string()))?;
         let socket = Rc::new(UdpSocket::from_std(socket).map_err(|e| crate::tls::TlsError::Rustls(e.to_string()))?);
-        Ok(CoapListener::create(move |ctx| {
-            let reader = socket.clone();
-            ctx.add_stream(futures::stream::unfold(
-                (reader, vec![0u8; 65_536]),
-                |(sock, mut buf)| async move {
-                    loop {
-                        match sock.recv_from(&mut buf).await {
-                            Ok((n, from)) => {
-                                let data = buf.get(..n).map(<[u8]>::to_vec).unwrap_or_default();
-                                return Some(((data, from), (sock, buf)));
-                            }
-                            // ICMP port unreachable from an earlier send and the like: not
-                            // this datagram's problem.
-                            Err(e) => tracing::trace!(error = %e, "coap recv error"),
-                        }
-                    }
-                },
-            ));
+        Ok(CoapListener::create(move |_ctx| {
             CoapListener {
                 socket,
                 shared,
@@ -245,6 +271,10 @@ impl CoapListener {
                 pending_drain: Vec::new(),
                 dtls,
                 handshaking: 0,
+                recv_buf: vec![0u8; 65_536],
+                read_armed: false,
+                paused: false,
+                publisher: None,
             }
         }))
     }
@@ -572,7 +602,7 @@ impl CoapListener {
         let expired: Vec<ClientId> = self
             .clients
             .iter()
-            .filter(|(_, c)| matches!(c.mode, Mode::Connected { deadline, .. } if deadline <= now))
+            .filter(|(_, c)| matches!(&c.mode, Mode::Connected(conn) if conn.deadline <= now))
             .map(|(id, _)| id.clone())
             .collect();
         for id in expired {
@@ -673,19 +703,19 @@ impl CoapListener {
         if self
             .clients
             .get(&client_id)
-            .is_some_and(|c| matches!(c.mode, Mode::Connected { .. }))
+            .is_some_and(|c| matches!(c.mode, Mode::Connected(_)))
         {
             return Some(Err((ResponseType::Unauthorized, "client id is connected: token required")));
         }
         // The DTLS handshake authenticated the peer: its identity is the client's.
         if let Some(identity) = authed.or(dtls_identity) {
-            return Some(Ok(Principal { client_id, identity }));
+            return Some(Ok(Principal { client_id, identity: Arc::new(identity) }));
         }
         let chain = self.shared.auth.chain();
         if chain.allows_everyone() {
             return Some(Ok(Principal {
                 client_id,
-                identity: Identity::anonymous(query.username.as_deref()),
+                identity: Arc::new(Identity::anonymous(query.username.as_deref())),
             }));
         }
         // An observing client already authenticated keeps its identity for its own requests.
@@ -703,7 +733,7 @@ impl CoapListener {
             if *until > now {
                 return Some(Ok(Principal {
                     client_id,
-                    identity: identity.clone(),
+                    identity: Arc::new(identity.clone()),
                 }));
             }
         }
@@ -769,13 +799,13 @@ impl CoapListener {
         let Some(c) = self.clients.get_mut(id.as_str()) else {
             return Err((ResponseType::Unauthorized, "no such connection"));
         };
-        let Mode::Connected { token: ours, deadline } = &mut c.mode else {
+        let Mode::Connected(conn) = &mut c.mode else {
             return Err((ResponseType::Unauthorized, "no such connection"));
         };
-        if !bool::from(subtle_eq(ours.as_bytes(), token.as_bytes())) {
+        if !bool::from(subtle_eq(conn.token.as_bytes(), token.as_bytes())) {
             return Err((ResponseType::Unauthorized, "wrong token"));
         }
-        *deadline = Instant::now() + heartbeat;
+        conn.deadline = Instant::now() + heartbeat;
         let client_id = c.session.client_id.clone();
         let moved = c.addr != from;
         if moved {
@@ -815,12 +845,12 @@ impl CoapListener {
         let deadline = Instant::now() + self.shared.config.heartbeat;
         self.attach_client(
             client_id.clone(),
-            identity,
+            Arc::new(identity),
             from,
-            Mode::Connected {
+            Mode::Connected(Box::new(Connection {
                 token: token.clone(),
                 deadline,
-            },
+            })),
             ctx,
         );
         self.sys_event(&client_id, "connected", None);
@@ -834,7 +864,7 @@ impl CoapListener {
     fn attach_client(
         &mut self,
         client_id: ClientId,
-        identity: Identity,
+        identity: Arc<Identity>,
         addr: SocketAddr,
         mode: Mode,
         ctx: &mut Context<Self>,
@@ -868,7 +898,6 @@ impl CoapListener {
                 next_sub_id: 1,
                 con_outstanding: 0,
                 unreachable: false,
-                recent_non: VecDeque::new(),
             },
         );
     }
@@ -883,7 +912,7 @@ impl CoapListener {
     fn end_client(&mut self, client_id: &ClientId, reason: &str, _ctx: &mut Context<Self>) {
         let Some(c) = self.clients.remove(client_id) else { return };
         self.forget_client(&c);
-        let connected = matches!(c.mode, Mode::Connected { .. });
+        let connected = matches!(c.mode, Mode::Connected(_));
         // Expiry 0: the session ends now, its subscriptions with it.
         self.broker.detach(&c.session, c.generation, None);
         if connected {
@@ -966,8 +995,12 @@ impl CoapListener {
         );
         Metrics::add(&self.broker.metrics.messages_received[msg.qos as usize], 1);
         Metrics::add(&self.broker.metrics.bytes_received, req.payload.len() as u64);
-        self.broker.publish(msg);
+        let (_, congested) = self.broker.publish_from(msg, self.publisher.as_ref());
         self.respond(from, &req.meta, Response::new(ResponseType::Changed), ctx);
+        if congested && !self.paused {
+            self.paused = true;
+            ctx.run_later(PAUSE_LIMIT, |act, ctx| act.resume_reading(ctx));
+        }
     }
 
     fn read_retained(&mut self, from: SocketAddr, req: &Request, topic: &str, who: Principal, ctx: &mut Context<Self>) {
@@ -1039,7 +1072,7 @@ impl CoapListener {
             .min(max_qos);
         let Some(c) = self.clients.get_mut(&who.client_id) else { return };
         c.addr = from;
-        let token = req.meta.token().to_vec();
+        let token = Token::new(req.meta.token());
         let uri = req.meta.uri().to_string();
         let now = Instant::now();
         // Re-registration (same token, or same filter with a new token) replaces the old one.
@@ -1053,7 +1086,7 @@ impl CoapListener {
                 let old = (o.filter != filter).then(|| o.filter.clone());
                 o.token = token;
                 o.filter = filter.clone();
-                o.uri = uri;
+                o.uri = uri.into_boxed_str();
                 o.qos = qos;
                 o.seq = (o.seq + 1) & OBSERVE_MASK;
                 (o.sub_id, o.seq, old)
@@ -1062,13 +1095,15 @@ impl CoapListener {
                 if c.observations.len() >= max_obs {
                     return self.error(from, &req.meta, ResponseType::ServiceUnavailable, "too many observations", ctx);
                 }
+                // Most clients observe one thing: room for one, not the default four.
+                c.observations.reserve_exact(1);
                 let sub_id = c.next_sub_id;
                 c.next_sub_id = c.next_sub_id.wrapping_add(1).max(1);
                 c.observations.push(Observation {
                     token,
                     filter: filter.clone(),
                     sub_id,
-                    uri,
+                    uri: uri.into_boxed_str(),
                     seq: 1,
                     last_con: now,
                     qos,
@@ -1116,7 +1151,7 @@ impl CoapListener {
             let found = c
                 .observations
                 .iter()
-                .position(|o| o.token == token)
+                .position(|o| o.token.as_slice() == token)
                 .or_else(|| c.observations.iter().position(|o| Some(&o.filter) == filter.as_ref()));
             if let Some(i) = found {
                 self.remove_observation(&who.client_id, i, Cancel::Deregister);
@@ -1233,7 +1268,7 @@ impl CoapListener {
                         ConInFlight {
                             client_id: client_id.clone(),
                             generation,
-                            token: o.token.clone(),
+                            token: o.token,
                             delivery: holder.take(),
                         },
                     );
@@ -1241,20 +1276,14 @@ impl CoapListener {
                 } else {
                     // Remembered briefly: an RST to a NON notification cancels too (RFC 7641
                     // §3.6); the message layer recognises the last few NON message ids.
-                    let key = self.next_key;
-                    self.next_key += 1;
-                    if c.recent_non.len() >= RECENT_NON {
-                        c.recent_non.pop_front();
-                    }
-                    c.recent_non.push_back((key, o.token.clone()));
-                    key
+                    non_key(c.session.serial, o.sub_id)
                 };
                 sends.push(Notification {
-                    token: o.token.clone(),
+                    token: o.token.as_slice().to_vec(),
                     confirmable: con,
                     response: resp,
                     key,
-                    uri: o.uri.clone(),
+                    uri: o.uri.to_string(),
                 });
             }
             let qos_index = if con { 1 } else { 0 };
@@ -1269,13 +1298,14 @@ impl CoapListener {
 
     /// An RST answered a NON notification of a client at `addr`: that observation ends.
     fn on_non_rejected(&mut self, addr: SocketAddr, key: u64, ctx: &mut Context<Self>) {
-        let found = self.clients.iter_mut().find_map(|(id, c)| {
+        let found = self.clients.iter().find_map(|(id, c)| {
             if c.addr != addr {
                 return None;
             }
-            let i = c.recent_non.iter().position(|(k, _)| *k == key)?;
-            let (_, token) = c.recent_non.remove(i)?;
-            let obs = c.observations.iter().position(|o| o.token == token)?;
+            let obs = c
+                .observations
+                .iter()
+                .position(|o| non_key(c.session.serial, o.sub_id) == key)?;
             Some((id.clone(), obs))
         });
         if let Some((id, obs)) = found {
@@ -1297,7 +1327,7 @@ impl CoapListener {
         }
         match cancel {
             None => {}
-            Some(Cancel::Timeout) if matches!(c.mode, Mode::Connected { .. }) => {
+            Some(Cancel::Timeout) if matches!(c.mode, Mode::Connected(_)) => {
                 // The device may be asleep or behind a new NAT mapping: keep its session and
                 // the message, and wait until it is heard of again.
                 c.unreachable = true;
@@ -1321,22 +1351,65 @@ impl Actor for CoapListener {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
+        self.publisher = Some(Arc::new(PublisherLink(ctx.address())));
         ctx.run_interval(TICK, |act, ctx| act.tick(ctx));
         ctx.run_interval(SWEEP, |act, ctx| act.sweep(ctx));
+        self.arm_read(ctx);
     }
 }
 
-impl StreamHandler<(Vec<u8>, SocketAddr)> for CoapListener {
-    fn handle(&mut self, (data, from): (Vec<u8>, SocketAddr), ctx: &mut Self::Context) {
+impl CoapListener {
+    /// Waits for datagrams unless paused or already waiting.
+    fn arm_read(&mut self, ctx: &mut Context<Self>) {
+        if self.read_armed || self.paused {
+            return;
+        }
+        self.read_armed = true;
+        let socket = self.socket.clone();
+        ctx.spawn(async move { socket.readable().await }.into_actor(self).map(|_, act, ctx| {
+            act.read_armed = false;
+            act.read_datagrams(ctx);
+            act.arm_read(ctx);
+        }));
+    }
+
+    fn read_datagrams(&mut self, ctx: &mut Context<Self>) {
+        let mut buf = std::mem::take(&mut self.recv_buf);
+        for _ in 0..READS_PER_EVENT {
+            if self.paused {
+                break;
+            }
+            match self.socket.try_recv_from(&mut buf) {
+                Ok((n, from)) => {
+                    let data = buf.get(..n).unwrap_or_default();
+                    self.on_datagram(data, from, ctx);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                // ICMP port unreachable from an earlier send and the like: not this
+                // datagram's problem.
+                Err(e) => tracing::trace!(error = %e, "coap recv error"),
+            }
+        }
+        self.recv_buf = buf;
+    }
+
+    fn resume_reading(&mut self, ctx: &mut Context<Self>) {
+        if self.paused {
+            self.paused = false;
+            self.arm_read(ctx);
+        }
+    }
+
+    fn on_datagram(&mut self, data: &[u8], from: SocketAddr, ctx: &mut Context<Self>) {
         Metrics::add(&self.broker.metrics.bytes_received, data.len() as u64);
         if !self.peers.contains_key(&from) && self.peers.len() >= self.shared.limits.max_connections {
             Metrics::add(&self.broker.metrics.coap_peers_refused, 1);
             return;
         }
         if self.dtls.is_some() {
-            self.on_dtls_datagram(from, &data, ctx);
+            self.on_dtls_datagram(from, data, ctx);
         } else {
-            self.with_peer(from, ctx, |peer, now, out| peer.handle_datagram(now, &data, out));
+            self.with_peer(from, ctx, |peer, now, out| peer.handle_datagram(now, data, out));
         }
         if let Some(e) = self.peers.get_mut(&from) {
             e.last_seen = Instant::now();
@@ -1346,8 +1419,30 @@ impl StreamHandler<(Vec<u8>, SocketAddr)> for CoapListener {
         }
     }
 
-    fn finished(&mut self, _ctx: &mut Self::Context) {
-        // The socket never ends a stream of datagrams; keep running.
+}
+
+/// Resumes the listener when a congested subscriber has caught up.
+struct PublisherLink(Addr<CoapListener>);
+
+impl SessionLink for PublisherLink {
+    fn wake(&self) {}
+
+    fn kick(&self, _reason: KickReason) {}
+
+    fn resume(&self) {
+        self.0.do_send(ResumeReading);
+    }
+}
+
+/// Read again (back-pressure is over).
+#[derive(Message)]
+#[rtype(result = "()")]
+struct ResumeReading;
+
+impl Handler<ResumeReading> for CoapListener {
+    type Result = ();
+    fn handle(&mut self, _: ResumeReading, ctx: &mut Self::Context) {
+        self.resume_reading(ctx);
     }
 }
 
@@ -1450,4 +1545,23 @@ fn cache_key(client_id: &str, q: &tr::Query) -> [u8; 32] {
 fn subtle_eq(a: &[u8], b: &[u8]) -> subtle::Choice {
     use subtle::ConstantTimeEq;
     a.ct_eq(b)
+}
+
+#[cfg(test)]
+mod size_probe {
+    #[test]
+    fn sizes() {
+        use std::mem::size_of;
+        eprintln!(
+            "Client {} Observation {} PeerEntry {} Peer {} Identity {} Session {} SessionState {} Mode {}",
+            size_of::<super::Client>(),
+            size_of::<super::Observation>(),
+            size_of::<super::PeerEntry>(),
+            size_of::<unigate_coap::Peer>(),
+            size_of::<unigate_auth::Identity>(),
+            size_of::<crate::broker::session::Session>(),
+            size_of::<crate::broker::session::SessionState>(),
+            size_of::<super::Mode>(),
+        );
+    }
 }

@@ -8,9 +8,31 @@
 pub mod dtls;
 pub mod listener;
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use serde::Deserialize;
+
+/// Receive buffer asked for on CoAP sockets: a burst of datagrams (many devices at once, or
+/// many observers acknowledging one publish) must not overflow the kernel's default ~208 KiB
+/// while the listener is busy. The kernel caps it at `net.core.rmem_max`.
+const RECV_BUFFER: usize = 4 * 1024 * 1024;
+/// Send buffer asked for (notification bursts), capped at `net.core.wmem_max`.
+const SEND_BUFFER: usize = 1024 * 1024;
+
+/// Binds a CoAP listener's UDP socket with large buffers.
+pub fn bind_udp(addr: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, None)?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    // Best effort: a smaller buffer still works, it only drops sooner under bursts.
+    let _ = socket.set_recv_buffer_size(RECV_BUFFER);
+    let _ = socket.set_send_buffer_size(SEND_BUFFER);
+    socket.bind(&addr.into())?;
+    Ok(socket.into())
+}
 
 /// Which QoS a request gets when its query names none (EMQX's `publish_qos` /
 /// `subscribe_qos`).
@@ -128,7 +150,7 @@ impl Default for CoapConfig {
             notify_type: NotifyType::Qos,
             con_notify_interval: Duration::from_secs(24 * 3600),
             notify_topic: NotifyTopic::Wildcard,
-            max_queued_notifications: 32,
+            max_queued_notifications: 256,
             max_observations: 16,
             peer_idle_timeout: Duration::from_secs(300),
             auth_cache: Duration::from_secs(300),

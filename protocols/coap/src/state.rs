@@ -51,6 +51,11 @@ impl Dedup {
         while self.entries.len() >= cap.max(1) {
             self.entries.pop_front();
         }
+        if self.entries.capacity() == 0 {
+            // Most peers have one message remembered at a time: allocate for one, not the
+            // default four (a peer per idle device adds up).
+            self.entries.reserve_exact(1);
+        }
         self.entries.push_back(DedupEntry { mid, expires, state });
     }
 
