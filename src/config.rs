@@ -67,6 +67,9 @@ pub struct Config {
     /// CoAP gateway settings shared by all CoAP listeners.
     #[serde(default)]
     pub coap: crate::coap::CoapConfig,
+    /// HTTP settings shared by all HTTP listeners.
+    #[serde(default)]
+    pub http: crate::http::HttpConfig,
     /// Number of worker threads for connections; 0 = one per core.
     #[serde(default)]
     pub workers: usize,
@@ -97,6 +100,8 @@ pub enum ListenerProtocol {
     Mqtt,
     /// CoAP over UDP (RFC 7252), the EMQX-compatible pub/sub gateway.
     Coap,
+    /// HTTP/1.1 and HTTP/2: the publish API, Server-Sent Events, metrics.
+    Http,
 }
 
 impl std::fmt::Display for ListenerProtocol {
@@ -104,6 +109,7 @@ impl std::fmt::Display for ListenerProtocol {
         match self {
             ListenerProtocol::Mqtt => f.write_str("mqtt"),
             ListenerProtocol::Coap => f.write_str("coap"),
+            ListenerProtocol::Http => f.write_str("http"),
         }
     }
 }
@@ -251,6 +257,7 @@ impl Config {
             listeners: Vec::new(),
             mqtt: MqttConfig::default(),
             coap: crate::coap::CoapConfig::default(),
+            http: crate::http::HttpConfig::default(),
             workers: 0,
             sys_interval: default_sys_interval(),
             publish_wills_on_shutdown: false,
@@ -274,6 +281,14 @@ impl Config {
                 name: "coap".into(),
                 protocol: ListenerProtocol::Coap,
                 bind: SocketAddr::new(host, 5683),
+                tls: None,
+                auth: None,
+                limits: Limits::default(),
+            },
+            ListenerConfig {
+                name: "http".into(),
+                protocol: ListenerProtocol::Http,
+                bind: SocketAddr::new(host, 8080),
                 tls: None,
                 auth: None,
                 limits: Limits::default(),
@@ -376,7 +391,7 @@ impl Config {
                         return Err(invalid(format!("listeners[{i}].tls"), &e.to_string()));
                     }
                 }
-                (Some(tls), ListenerProtocol::Mqtt) => {
+                (Some(tls), ListenerProtocol::Mqtt | ListenerProtocol::Http) => {
                     if let Err(e) = crate::tls::server_config(tls, &["mqtt"]) {
                         return Err(invalid(format!("listeners[{i}].tls"), &e.to_string()));
                     }
@@ -388,6 +403,9 @@ impl Config {
             if let Err(e) = unigate_auth::acl::Acl::from_config(acl) {
                 return Err(invalid("acl".into(), &e.to_string()));
             }
+        }
+        if let Err(e) = self.http.check() {
+            return Err(invalid(format!("http.{}", e.0), e.1));
         }
         if let Err(e) = self.coap.check() {
             return Err(invalid(format!("coap.{}", e.0), e.1));

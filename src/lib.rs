@@ -19,8 +19,9 @@
 pub mod auth;
 pub mod bench;
 pub mod broker;
-pub mod config;
 pub mod coap;
+pub mod config;
+pub mod http;
 pub mod mqtt;
 pub mod server;
 pub mod tls;

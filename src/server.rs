@@ -582,8 +582,14 @@ pub fn publish_sys(broker: &Broker) {
     ];
     stats.extend([
         ("$SYS/broker/coap/requests", Metrics::read(&m.coap_requests).to_string()),
-        ("$SYS/broker/coap/clients", m.coap_clients.load(Ordering::Relaxed).to_string()),
-        ("$SYS/broker/coap/peers", m.coap_peers.load(Ordering::Relaxed).to_string()),
+        (
+            "$SYS/broker/coap/clients",
+            m.coap_clients.load(Ordering::Relaxed).to_string(),
+        ),
+        (
+            "$SYS/broker/coap/peers",
+            m.coap_peers.load(Ordering::Relaxed).to_string(),
+        ),
         (
             "$SYS/broker/coap/observations",
             m.coap_observations.load(Ordering::Relaxed).to_string(),

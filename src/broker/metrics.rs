@@ -59,6 +59,8 @@ pub struct Metrics {
     pub coap_observe_cancelled: [AtomicU64; 3],
     /// CON notifications never acknowledged (retransmissions exhausted).
     pub coap_con_timeouts: AtomicU64,
+    /// Server-Sent Events streams open now.
+    pub http_sse_streams: AtomicI64,
     /// CoAP datagrams dropped because the socket stayed full.
     pub coap_send_dropped: AtomicU64,
 }

@@ -22,9 +22,9 @@ use dashmap::mapref::entry::Entry;
 use dashmap::DashMap;
 use parking_lot::RwLock;
 use smallvec::SmallVec;
-use unigate_pubsub::{Match, Message, QoS, RetainedIndex, SubscriptionIndex, Topic, TopicFilter};
 use unigate_auth::acl::{Request, Subject};
 use unigate_auth::Identity;
+use unigate_pubsub::{Match, Message, QoS, RetainedIndex, SubscriptionIndex, Topic, TopicFilter};
 
 use crate::config::MqttConfig;
 pub use metrics::Metrics;

@@ -28,7 +28,11 @@ pub fn server_config(tls: &TlsConfig, psk: Option<PskLookup>) -> Result<DtlsServ
             lookup,
             identity_hint: None,
         }),
-        (true, None) => return Err(TlsError::Rustls("psk = true needs a psk authenticator in the listener's auth chain".into())),
+        (true, None) => {
+            return Err(TlsError::Rustls(
+                "psk = true needs a psk authenticator in the listener's auth chain".into(),
+            ))
+        }
         (false, _) => None,
     };
     let cert = match (&tls.cert, &tls.key) {
@@ -87,7 +91,9 @@ pub fn server_config(tls: &TlsConfig, psk: Option<PskLookup>) -> Result<DtlsServ
         _ => return Err(TlsError::NoCertificate),
     };
     if psk.is_none() && cert.is_none() {
-        return Err(TlsError::Rustls("a DTLS listener needs psk = true, or cert and key".into()));
+        return Err(TlsError::Rustls(
+            "a DTLS listener needs psk = true, or cert and key".into(),
+        ));
     }
     DtlsServerConfig::new(DtlsServerOptions {
         psk,

@@ -252,30 +252,30 @@ impl CoapListener {
             }
             None => None,
         };
-        socket.set_nonblocking(true).map_err(|e| crate::tls::TlsError::Rustls(e.to_string()))?;
+        socket
+            .set_nonblocking(true)
+            .map_err(|e| crate::tls::TlsError::Rustls(e.to_string()))?;
         let socket = Rc::new(UdpSocket::from_std(socket).map_err(|e| crate::tls::TlsError::Rustls(e.to_string()))?);
-        Ok(CoapListener::create(move |_ctx| {
-            CoapListener {
-                socket,
-                shared,
-                broker,
-                peers: HashMap::new(),
-                clients: HashMap::new(),
-                timers: BinaryHeap::new(),
-                con_keys: HashMap::new(),
-                next_key: 1,
-                auth_cache: HashMap::new(),
-                seed: rand::random(),
-                send_backlog: VecDeque::new(),
-                flushing: false,
-                pending_drain: Vec::new(),
-                dtls,
-                handshaking: 0,
-                recv_buf: vec![0u8; 65_536],
-                read_armed: false,
-                paused: false,
-                publisher: None,
-            }
+        Ok(CoapListener::create(move |_ctx| CoapListener {
+            socket,
+            shared,
+            broker,
+            peers: HashMap::new(),
+            clients: HashMap::new(),
+            timers: BinaryHeap::new(),
+            con_keys: HashMap::new(),
+            next_key: 1,
+            auth_cache: HashMap::new(),
+            seed: rand::random(),
+            send_backlog: VecDeque::new(),
+            flushing: false,
+            pending_drain: Vec::new(),
+            dtls,
+            handshaking: 0,
+            recv_buf: vec![0u8; 65_536],
+            read_armed: false,
+            paused: false,
+            publisher: None,
         }))
     }
 
@@ -441,7 +441,9 @@ impl CoapListener {
                 return;
             }
             let Some(cfg) = &self.dtls else { return };
-            let Ok(conn) = DtlsPeer::new(cfg, from, now) else { return };
+            let Ok(conn) = DtlsPeer::new(cfg, from, now) else {
+                return;
+            };
             let seed = self.next_seed();
             Metrics::gauge(&self.broker.metrics.coap_peers, 1);
             self.handshaking += 1;
@@ -504,7 +506,9 @@ impl CoapListener {
 
     /// Runs the auth chain on what the handshake proved (PSK identity, client certificate).
     fn authenticate_dtls(&mut self, from: SocketAddr, ctx: &mut Context<Self>) {
-        let Some(d) = self.peers.get(&from).and_then(|e| e.dtls.as_ref()) else { return };
+        let Some(d) = self.peers.get(&from).and_then(|e| e.dtls.as_ref()) else {
+            return;
+        };
         let mut creds = Credentials::new(Protocol::Coap, self.shared.name.clone());
         creds.peer = Some(from);
         if let Some(id) = d.conn.psk_identity() {
@@ -535,7 +539,9 @@ impl CoapListener {
     /// Forgets a remote address; on DTLS, `close` sends close_notify first. Connectionless
     /// clients there go with it on DTLS (nothing can reach them without their association).
     fn remove_peer(&mut self, addr: SocketAddr, close: bool, ctx: &mut Context<Self>) {
-        let Some(mut entry) = self.peers.remove(&addr) else { return };
+        let Some(mut entry) = self.peers.remove(&addr) else {
+            return;
+        };
         Metrics::gauge(&self.broker.metrics.coap_peers, -1);
         if let Some(d) = entry.dtls.as_mut() {
             if !d.established {
@@ -568,7 +574,9 @@ impl CoapListener {
                 break;
             }
             self.timers.pop();
-            let Some(entry) = self.peers.get_mut(&addr) else { continue };
+            let Some(entry) = self.peers.get_mut(&addr) else {
+                continue;
+            };
             if entry.scheduled != Some(at) {
                 continue;
             }
@@ -630,7 +638,13 @@ impl CoapListener {
 
     fn on_request(&mut self, from: SocketAddr, req: Request, authed: Option<Identity>, ctx: &mut Context<Self>) {
         if self.broker.is_shutting_down() {
-            return self.error(from, &req.meta, ResponseType::ServiceUnavailable, "server shutting down", ctx);
+            return self.error(
+                from,
+                &req.meta,
+                ResponseType::ServiceUnavailable,
+                "server shutting down",
+                ctx,
+            );
         }
         let query = match tr::parse_query(&req.query) {
             Ok(q) => q,
@@ -655,9 +669,13 @@ impl CoapListener {
                 }
                 Err((code, why)) => self.error(from, &req.meta, code, why, ctx),
             },
-            (tr::Route::WellKnownCore | tr::Route::Connection, _) => {
-                self.error(from, &req.meta, ResponseType::MethodNotAllowed, "method not allowed", ctx)
-            }
+            (tr::Route::WellKnownCore | tr::Route::Connection, _) => self.error(
+                from,
+                &req.meta,
+                ResponseType::MethodNotAllowed,
+                "method not allowed",
+                ctx,
+            ),
             (tr::Route::MissingTopic, _) => {
                 self.error(from, &req.meta, ResponseType::BadRequest, "no topic after /ps", ctx)
             }
@@ -670,11 +688,19 @@ impl CoapListener {
                     None => return,
                 };
                 match (method, req.observe) {
-                    (RequestType::Post | RequestType::Put, _) => self.publish(from, &req, &topic, &query, principal, ctx),
+                    (RequestType::Post | RequestType::Put, _) => {
+                        self.publish(from, &req, &topic, &query, principal, ctx)
+                    }
                     (RequestType::Get, Some(0)) => self.observe(from, &req, &topic, &query, principal, ctx),
                     (RequestType::Get, Some(1)) => self.unobserve(from, &req, &topic, principal, ctx),
                     (RequestType::Get, _) => self.read_retained(from, &req, &topic, principal, ctx),
-                    _ => self.error(from, &req.meta, ResponseType::MethodNotAllowed, "method not allowed", ctx),
+                    _ => self.error(
+                        from,
+                        &req.meta,
+                        ResponseType::MethodNotAllowed,
+                        "method not allowed",
+                        ctx,
+                    ),
                 }
             }
         }
@@ -705,11 +731,17 @@ impl CoapListener {
             .get(&client_id)
             .is_some_and(|c| matches!(c.mode, Mode::Connected(_)))
         {
-            return Some(Err((ResponseType::Unauthorized, "client id is connected: token required")));
+            return Some(Err((
+                ResponseType::Unauthorized,
+                "client id is connected: token required",
+            )));
         }
         // The DTLS handshake authenticated the peer: its identity is the client's.
         if let Some(identity) = authed.or(dtls_identity) {
-            return Some(Ok(Principal { client_id, identity: Arc::new(identity) }));
+            return Some(Ok(Principal {
+                client_id,
+                identity: Arc::new(identity),
+            }));
         }
         let chain = self.shared.auth.chain();
         if chain.allows_everyone() {
@@ -827,7 +859,14 @@ impl CoapListener {
 
     // ------------------------------------------------------------------ connection mode
 
-    fn connect(&mut self, from: SocketAddr, req: Request, query: tr::Query, authed: Option<Identity>, ctx: &mut Context<Self>) {
+    fn connect(
+        &mut self,
+        from: SocketAddr,
+        req: Request,
+        query: tr::Query,
+        authed: Option<Identity>,
+        ctx: &mut Context<Self>,
+    ) {
         let Some(id) = query.client_id.clone() else {
             return self.error(from, &req.meta, ResponseType::BadRequest, "clientid required", ctx);
         };
@@ -905,12 +944,15 @@ impl CoapListener {
     fn forget_client(&mut self, c: &Client) {
         Metrics::gauge(&self.broker.metrics.coap_clients, -1);
         Metrics::gauge(&self.broker.metrics.coap_observations, -(c.observations.len() as i64));
-        self.con_keys.retain(|_, k| !(k.client_id == c.session.client_id && k.generation == c.generation));
+        self.con_keys
+            .retain(|_, k| !(k.client_id == c.session.client_id && k.generation == c.generation));
     }
 
     /// Ends a client and its session.
     fn end_client(&mut self, client_id: &ClientId, reason: &str, _ctx: &mut Context<Self>) {
-        let Some(c) = self.clients.remove(client_id) else { return };
+        let Some(c) = self.clients.remove(client_id) else {
+            return;
+        };
         self.forget_client(&c);
         let connected = matches!(c.mode, Mode::Connected(_));
         // Expiry 0: the session ends now, its subscriptions with it.
@@ -960,19 +1002,41 @@ impl CoapListener {
     ) {
         let topic = match tr::topic_name(&self.shared.config.mount_point, topic) {
             Ok(t) => t,
-            Err(e) => return self.error(from, &req.meta, ResponseType::BadRequest, &format!("invalid topic: {e}"), ctx),
+            Err(e) => {
+                return self.error(
+                    from,
+                    &req.meta,
+                    ResponseType::BadRequest,
+                    &format!("invalid topic: {e}"),
+                    ctx,
+                )
+            }
         };
         if !Broker::topic_levels_ok(&topic, self.shared.limits.max_topic_levels) {
             return self.error(from, &req.meta, ResponseType::BadRequest, "too many topic levels", ctx);
         }
         if query.retain == Some(true) && !self.broker.settings().retain_available {
-            return self.error(from, &req.meta, ResponseType::BadRequest, "retained messages are not available", ctx);
+            return self.error(
+                from,
+                &req.meta,
+                ResponseType::BadRequest,
+                "retained messages are not available",
+                ctx,
+            );
         }
-        if !self
-            .broker
-            .authorize(&who.identity, &who.client_id, &self.shared.name, AclRequest::Publish(&topic))
-        {
-            return self.error(from, &req.meta, ResponseType::Forbidden, "not authorized to publish", ctx);
+        if !self.broker.authorize(
+            &who.identity,
+            &who.client_id,
+            &self.shared.name,
+            AclRequest::Publish(&topic),
+        ) {
+            return self.error(
+                from,
+                &req.meta,
+                ResponseType::Forbidden,
+                "not authorized to publish",
+                ctx,
+            );
         }
         let qos = default_qos(self.shared.config.publish_qos, req.meta.confirmable()).min(self.broker.max_qos());
         let mut q = query.clone();
@@ -1016,10 +1080,12 @@ impl CoapListener {
                 )
             }
         };
-        if !self
-            .broker
-            .authorize(&who.identity, &who.client_id, &self.shared.name, AclRequest::RetainedRead(&topic))
-        {
+        if !self.broker.authorize(
+            &who.identity,
+            &who.client_id,
+            &self.shared.name,
+            AclRequest::RetainedRead(&topic),
+        ) {
             return self.error(from, &req.meta, ResponseType::Forbidden, "not authorized to read", ctx);
         }
         let Ok(filter) = TopicFilter::new(topic.as_str()) else {
@@ -1047,7 +1113,15 @@ impl CoapListener {
     ) {
         let filter = match tr::topic_filter(&self.shared.config.mount_point, filter) {
             Ok(f) => f,
-            Err(e) => return self.error(from, &req.meta, ResponseType::BadRequest, &format!("invalid topic filter: {e}"), ctx),
+            Err(e) => {
+                return self.error(
+                    from,
+                    &req.meta,
+                    ResponseType::BadRequest,
+                    &format!("invalid topic filter: {e}"),
+                    ctx,
+                )
+            }
         };
         if filter.level_count() > self.shared.limits.max_topic_levels {
             return self.error(from, &req.meta, ResponseType::BadRequest, "too many topic levels", ctx);
@@ -1055,14 +1129,28 @@ impl CoapListener {
         if let Err(e) = self.broker.check_filter(&filter) {
             return self.error(from, &req.meta, ResponseType::BadRequest, &e.to_string(), ctx);
         }
-        if !self
-            .broker
-            .authorize(&who.identity, &who.client_id, &self.shared.name, AclRequest::Subscribe(&filter))
-        {
-            return self.error(from, &req.meta, ResponseType::Forbidden, "not authorized to subscribe", ctx);
+        if !self.broker.authorize(
+            &who.identity,
+            &who.client_id,
+            &self.shared.name,
+            AclRequest::Subscribe(&filter),
+        ) {
+            return self.error(
+                from,
+                &req.meta,
+                ResponseType::Forbidden,
+                "not authorized to subscribe",
+                ctx,
+            );
         }
         if !self.clients.contains_key(&who.client_id) {
-            self.attach_client(who.client_id.clone(), who.identity.clone(), from, Mode::Connectionless, ctx);
+            self.attach_client(
+                who.client_id.clone(),
+                who.identity.clone(),
+                from,
+                Mode::Connectionless,
+                ctx,
+            );
         }
         let max_obs = self.shared.config.max_observations;
         let max_qos = self.broker.max_qos();
@@ -1070,7 +1158,9 @@ impl CoapListener {
             .qos
             .unwrap_or_else(|| default_qos(self.shared.config.subscribe_qos, req.meta.confirmable()))
             .min(max_qos);
-        let Some(c) = self.clients.get_mut(&who.client_id) else { return };
+        let Some(c) = self.clients.get_mut(&who.client_id) else {
+            return;
+        };
         c.addr = from;
         let token = Token::new(req.meta.token());
         let uri = req.meta.uri().to_string();
@@ -1093,7 +1183,13 @@ impl CoapListener {
             }
             None => {
                 if c.observations.len() >= max_obs {
-                    return self.error(from, &req.meta, ResponseType::ServiceUnavailable, "too many observations", ctx);
+                    return self.error(
+                        from,
+                        &req.meta,
+                        ResponseType::ServiceUnavailable,
+                        "too many observations",
+                        ctx,
+                    );
                 }
                 // Most clients observe one thing: room for one, not the default four.
                 c.observations.reserve_exact(1);
@@ -1165,7 +1261,9 @@ impl CoapListener {
     }
 
     fn remove_observation(&mut self, client_id: &ClientId, index: usize, why: Cancel) {
-        let Some(c) = self.clients.get_mut(client_id) else { return };
+        let Some(c) = self.clients.get_mut(client_id) else {
+            return;
+        };
         if index >= c.observations.len() {
             return;
         }
@@ -1203,7 +1301,9 @@ impl CoapListener {
         let (notify_type, con_every, notify_topic) = (cfg.notify_type, cfg.con_notify_interval, cfg.notify_topic);
         let mount = cfg.mount_point.clone();
         loop {
-            let Some(c) = self.clients.get_mut(client_id) else { return };
+            let Some(c) = self.clients.get_mut(client_id) else {
+                return;
+            };
             if c.unreachable {
                 return;
             }
@@ -1255,7 +1355,11 @@ impl CoapListener {
                 };
                 if show_topic {
                     resp.location_path = std::iter::once("ps".to_string())
-                        .chain(tr::unmounted(&mount, d.msg.topic.as_str()).split('/').map(str::to_string))
+                        .chain(
+                            tr::unmounted(&mount, d.msg.topic.as_str())
+                                .split('/')
+                                .map(str::to_string),
+                        )
                         .collect();
                 }
                 let key = if con {
@@ -1317,7 +1421,9 @@ impl CoapListener {
     /// A CON notification ended: acknowledged (`None`), reset or timed out.
     fn on_con_done(&mut self, key: u64, cancel: Option<Cancel>, ctx: &mut Context<Self>) {
         let Some(k) = self.con_keys.remove(&key) else { return };
-        let Some(c) = self.clients.get_mut(&k.client_id) else { return };
+        let Some(c) = self.clients.get_mut(&k.client_id) else {
+            return;
+        };
         if c.generation != k.generation {
             return;
         }
@@ -1366,11 +1472,15 @@ impl CoapListener {
         }
         self.read_armed = true;
         let socket = self.socket.clone();
-        ctx.spawn(async move { socket.readable().await }.into_actor(self).map(|_, act, ctx| {
-            act.read_armed = false;
-            act.read_datagrams(ctx);
-            act.arm_read(ctx);
-        }));
+        ctx.spawn(
+            async move { socket.readable().await }
+                .into_actor(self)
+                .map(|_, act, ctx| {
+                    act.read_armed = false;
+                    act.read_datagrams(ctx);
+                    act.arm_read(ctx);
+                }),
+        );
     }
 
     fn read_datagrams(&mut self, ctx: &mut Context<Self>) {
@@ -1418,7 +1528,6 @@ impl CoapListener {
             self.drain(&id, ctx);
         }
     }
-
 }
 
 /// Resumes the listener when a congested subscriber has caught up.

@@ -183,7 +183,10 @@ impl CoapConfig {
             return Err(("mount_point", "must not contain wildcards or U+0000"));
         }
         if self.max_queued_notifications == 0 || self.max_observations == 0 {
-            return Err(("max_queued_notifications", "queue and observation limits must be at least 1"));
+            return Err((
+                "max_queued_notifications",
+                "queue and observation limits must be at least 1",
+            ));
         }
         if self.peer_idle_timeout.is_zero() {
             return Err(("peer_idle_timeout", "must be more than 0"));

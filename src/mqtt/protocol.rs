@@ -471,7 +471,12 @@ impl MqttConn {
             );
         }
         let chain = self.listener.auth.chain();
-        let first = match c.properties.authentication_data.as_deref().map(scram::parse_client_first) {
+        let first = match c
+            .properties
+            .authentication_data
+            .as_deref()
+            .map(scram::parse_client_first)
+        {
             Some(Ok(f)) => f,
             Some(Err(e)) => return self.refuse(v, ReasonCode::NOT_AUTHORIZED, &e.to_string()),
             None => return self.refuse(v, ReasonCode::NOT_AUTHORIZED, "SCRAM needs the client-first message"),
@@ -520,7 +525,11 @@ impl MqttConn {
         let v = p.connect.protocol;
         let method = p.connect.properties.authentication_method.clone();
         if a.reason_code != ReasonCode::CONTINUE_AUTHENTICATION || a.properties.authentication_method != method {
-            return self.refuse(v, ReasonCode::PROTOCOL_ERROR, "[MQTT-4.12.0-5] AUTH must continue with the same method");
+            return self.refuse(
+                v,
+                ReasonCode::PROTOCOL_ERROR,
+                "[MQTT-4.12.0-5] AUTH must continue with the same method",
+            );
         }
         let data = a.properties.authentication_data.unwrap_or_default();
         let chain = self.listener.auth.chain();
@@ -540,8 +549,13 @@ impl MqttConn {
                 if let Some(name) = name {
                     chain.scram_result(name, &sp.username, false);
                 }
-                self.broker.metrics.count_auth(name.as_deref().unwrap_or("chain"), false);
-                let why = result.err().map(|e| e.to_string()).unwrap_or_else(|| "SCRAM proof does not verify".into());
+                self.broker
+                    .metrics
+                    .count_auth(name.as_deref().unwrap_or("chain"), false);
+                let why = result
+                    .err()
+                    .map(|e| e.to_string())
+                    .unwrap_or_else(|| "SCRAM proof does not verify".into());
                 tracing::debug!(peer = %self.peer, user = %sp.username, reason = %why, "SCRAM authentication failed");
                 self.refuse(v, ReasonCode::NOT_AUTHORIZED, "authentication failed")
             }
@@ -607,10 +621,12 @@ impl MqttConn {
             None => None,
         };
         if let Some(w) = &will {
-            if !self
-                .broker
-                .authorize(&identity, &client_id, &self.listener.name, Request::Publish(&w.msg.topic))
-            {
+            if !self.broker.authorize(
+                &identity,
+                &client_id,
+                &self.listener.name,
+                Request::Publish(&w.msg.topic),
+            ) {
                 return self.refuse(v, ReasonCode::NOT_AUTHORIZED, "not authorized to publish the will");
             }
         }
@@ -909,7 +925,9 @@ impl MqttConn {
     /// Checks a request against the client's ACL (token rules first, then the configured ACL).
     fn authorized(&self, request: Request<'_>) -> bool {
         match self.conn.as_ref() {
-            Some(c) => self.broker.authorize(c.identity(), &c.client_id, &self.listener.name, request),
+            Some(c) => self
+                .broker
+                .authorize(c.identity(), &c.client_id, &self.listener.name, request),
             None => false,
         }
     }

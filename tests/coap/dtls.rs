@@ -39,12 +39,33 @@ async fn psk_publish_and_observe_with_the_identity_as_user_name() {
     let (s, dir) = psk_server("ok");
     let mut sub = Mqtt::connect(&s, "sub").await;
     sub.subscribe("dtls/#", q(1)).await;
-    coap_client(&["-u", "dev1", "-k", "secretkey", "-m", "post", "-e", "sealed", &coaps(&s, "/ps/dtls/t")]);
+    coap_client(&[
+        "-u",
+        "dev1",
+        "-k",
+        "secretkey",
+        "-m",
+        "post",
+        "-e",
+        "sealed",
+        &coaps(&s, "/ps/dtls/t"),
+    ]);
     let p = sub.recv().await;
     assert_eq!((p.topic.as_str(), &p.payload[..]), ("dtls/t", &b"sealed"[..]));
 
     // An observer over DTLS gets MQTT messages.
-    let mut obs = coap_client_bg(&["-u", "dev1", "-k", "secretkey", "-m", "get", "-s", "30", "-w", &coaps(&s, "/ps/dtls/down")]);
+    let mut obs = coap_client_bg(&[
+        "-u",
+        "dev1",
+        "-k",
+        "secretkey",
+        "-m",
+        "get",
+        "-s",
+        "30",
+        "-w",
+        &coaps(&s, "/ps/dtls/down"),
+    ]);
     wait_until("observation registered", || {
         s.broker().metrics.coap_observations.load(Ordering::Relaxed) == 1
     })
@@ -61,8 +82,32 @@ async fn wrong_key_or_unknown_identity_fails_the_handshake_and_publishes_nothing
     let (s, dir) = psk_server("bad");
     let mut sub = Mqtt::connect(&s, "sub").await;
     sub.subscribe("dtls/#", q(1)).await;
-    coap_client(&["-B", "3", "-u", "dev1", "-k", "wrongkey", "-m", "post", "-e", "x", &coaps(&s, "/ps/dtls/t")]);
-    coap_client(&["-B", "3", "-u", "nobody", "-k", "secretkey", "-m", "post", "-e", "x", &coaps(&s, "/ps/dtls/t")]);
+    coap_client(&[
+        "-B",
+        "3",
+        "-u",
+        "dev1",
+        "-k",
+        "wrongkey",
+        "-m",
+        "post",
+        "-e",
+        "x",
+        &coaps(&s, "/ps/dtls/t"),
+    ]);
+    coap_client(&[
+        "-B",
+        "3",
+        "-u",
+        "nobody",
+        "-k",
+        "secretkey",
+        "-m",
+        "post",
+        "-e",
+        "x",
+        &coaps(&s, "/ps/dtls/t"),
+    ]);
     // Plain CoAP to the DTLS port is not CoAP to us.
     coap_client(&["-B", "1", "-m", "post", "-e", "x", &uri(&s, "/ps/dtls/t")]);
     sub.assert_silent().await;
@@ -126,8 +171,19 @@ async fn a_connection_mode_session_outlives_its_dtls_association_and_port() {
     let (s, dir) = psk_server("rebind");
     let mut sub = Mqtt::connect(&s, "sub").await;
     let psk = ["-u", "dev1", "-k", "secretkey"];
-    let out = coap_client(&[&psk[..], &["-m", "post", "-e", "", &coaps(&s, "/mqtt/connection?clientid=nb7")]].concat());
-    let token = out.iter().map(|l| l.trim()).find(|l| !l.is_empty()).expect("token").to_string();
+    let out = coap_client(
+        &[
+            &psk[..],
+            &["-m", "post", "-e", "", &coaps(&s, "/mqtt/connection?clientid=nb7")],
+        ]
+        .concat(),
+    );
+    let token = out
+        .iter()
+        .map(|l| l.trim())
+        .find(|l| !l.is_empty())
+        .expect("token")
+        .to_string();
 
     let observe_path = coaps(&s, &format!("/ps/dtls/nb7/cmd?c=nb7&t={token}"));
     let mut first = coap_client_bg(&[&psk[..], &["-m", "get", "-s", "30", "-w", &observe_path]].concat());
@@ -140,11 +196,39 @@ async fn a_connection_mode_session_outlives_its_dtls_association_and_port() {
     first.kill();
 
     // From a new port and association: a heartbeat with the token moves the session.
-    coap_client(&[&psk[..], &["-m", "put", "-e", "", &coaps(&s, &format!("/mqtt/connection?c=nb7&t={token}"))]].concat());
-    assert_eq!(s.broker().metrics.coap_clients.load(Ordering::Relaxed), 1, "still one session");
+    coap_client(
+        &[
+            &psk[..],
+            &[
+                "-m",
+                "put",
+                "-e",
+                "",
+                &coaps(&s, &format!("/mqtt/connection?c=nb7&t={token}")),
+            ],
+        ]
+        .concat(),
+    );
+    assert_eq!(
+        s.broker().metrics.coap_clients.load(Ordering::Relaxed),
+        1,
+        "still one session"
+    );
     // And publishing with the token from yet another one works as the same client.
     sub.subscribe("dtls/nb7/up", q(1)).await;
-    coap_client(&[&psk[..], &["-m", "post", "-e", "up-1", &coaps(&s, &format!("/ps/dtls/nb7/up?c=nb7&t={token}"))]].concat());
+    coap_client(
+        &[
+            &psk[..],
+            &[
+                "-m",
+                "post",
+                "-e",
+                "up-1",
+                &coaps(&s, &format!("/ps/dtls/nb7/up?c=nb7&t={token}")),
+            ],
+        ]
+        .concat(),
+    );
     assert_eq!(&sub.recv().await.payload[..], b"up-1");
     let _ = std::fs::remove_dir_all(&dir);
     s.stop();

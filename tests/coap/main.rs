@@ -9,7 +9,7 @@
 mod common;
 mod util;
 
+mod dtls;
 mod libcoap;
 mod loss;
-mod dtls;
 mod raw;

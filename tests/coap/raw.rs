@@ -26,7 +26,10 @@ async fn bad_requests_get_coap_errors_and_the_server_carries_on() {
     p.add_option(CoapOption::Unknown(2049), b"?".to_vec());
     c.send(&p).await;
     let r = c.recv().await;
-    assert_eq!((code(&r), r.header.message_id), ("4.02".to_string(), p.header.message_id));
+    assert_eq!(
+        (code(&r), r.header.message_id),
+        ("4.02".to_string(), p.header.message_id)
+    );
 
     // Garbage: a CON header with a token length of 9 is a format error, answered with RST;
     // shorter junk is dropped.
@@ -57,7 +60,11 @@ async fn a_duplicate_con_is_answered_again_and_published_once() {
     let first = c.recv().await;
     c.send(&p).await;
     let second = c.recv().await;
-    assert_eq!(first.to_bytes().unwrap(), second.to_bytes().unwrap(), "the same ACK replayed");
+    assert_eq!(
+        first.to_bytes().unwrap(),
+        second.to_bytes().unwrap(),
+        "the same ACK replayed"
+    );
     assert_eq!(&sub.recv().await.payload[..], b"one");
     sub.assert_silent().await;
     s.stop();
@@ -84,7 +91,11 @@ async fn rst_and_deregistration_end_observations() {
 
     mqtt.publish("a/x", q(1), false, "n1").await;
     let n = c.recv().await;
-    assert_eq!(n.header.get_type(), MessageType::Confirmable, "QoS 1: a CON notification");
+    assert_eq!(
+        n.header.get_type(),
+        MessageType::Confirmable,
+        "QoS 1: a CON notification"
+    );
     assert_eq!(n.get_token(), b"o1");
     assert_eq!(&n.payload[..], b"n1");
     let paths: Vec<String> = n
@@ -118,8 +129,14 @@ async fn qos0_notifications_are_non_and_acked_con_ones_keep_flowing() {
     observe(&mut c, "ps/n", b"o").await;
     mqtt.publish("n", q(0), false, "zero").await;
     let n = c.recv().await;
-    assert_eq!((n.header.get_type(), &n.payload[..]), (MessageType::NonConfirmable, &b"zero"[..]));
-    assert!(n.get_option(CoapOption::LocationPath).is_none(), "exact filter: no topic");
+    assert_eq!(
+        (n.header.get_type(), &n.payload[..]),
+        (MessageType::NonConfirmable, &b"zero"[..])
+    );
+    assert!(
+        n.get_option(CoapOption::LocationPath).is_none(),
+        "exact filter: no topic"
+    );
     let mut last = n.get_observe_value().unwrap().unwrap();
     for i in 0..5 {
         mqtt.publish("n", q(1), false, format!("m{i}")).await;
@@ -147,7 +164,9 @@ async fn connection_mode_client_keeps_its_session_when_its_port_changes() {
     // The NAT mapping changes: the device now sends from another port. Its first request
     // (a heartbeat) moves the session; notifications follow it.
     let mut b = RawCoap::new(&s).await;
-    let r = b.call(RequestType::Put, &format!("mqtt/connection?c=nb1&t={token}"), b"").await;
+    let r = b
+        .call(RequestType::Put, &format!("mqtt/connection?c=nb1&t={token}"), b"")
+        .await;
     assert_eq!(code(&r), "2.04");
     mqtt.publish("cmd/nb1", q(1), false, "reboot").await;
     let n = b.recv().await;
@@ -160,8 +179,14 @@ async fn connection_mode_client_keeps_its_session_when_its_port_changes() {
         s.broker().metrics.coap_con_timeouts.load(Ordering::Relaxed) == 1
     })
     .await;
-    assert_eq!(s.broker().metrics.coap_clients.load(Ordering::Relaxed), 1, "the client stays");
-    let r = c2.call(RequestType::Put, &format!("mqtt/connection?c=nb1&t={token}"), b"").await;
+    assert_eq!(
+        s.broker().metrics.coap_clients.load(Ordering::Relaxed),
+        1,
+        "the client stays"
+    );
+    let r = c2
+        .call(RequestType::Put, &format!("mqtt/connection?c=nb1&t={token}"), b"")
+        .await;
     assert_eq!(code(&r), "2.04");
     let n = c2.recv().await;
     assert_eq!(&n.payload[..], b"reboot", "held message delivered at the new address");
@@ -192,18 +217,33 @@ async fn credentials_in_the_query_and_the_acl() {
     let mut c = RawCoap::new(&s).await;
     // No credentials, wrong password: 4.01.
     assert_eq!(code(&c.call(RequestType::Post, "ps/dev/dev/t", b"x").await), "4.01");
-    assert_eq!(code(&c.call(RequestType::Post, "ps/dev/dev/t?u=dev&p=nope", b"x").await), "4.01");
+    assert_eq!(
+        code(&c.call(RequestType::Post, "ps/dev/dev/t?u=dev&p=nope", b"x").await),
+        "4.01"
+    );
     // Right password: allowed where the ACL allows, 4.03 elsewhere.
-    assert_eq!(code(&c.call(RequestType::Post, "ps/dev/dev/t?u=dev&p=s3cret", b"x").await), "2.04");
-    assert_eq!(code(&c.call(RequestType::Post, "ps/other/t?u=dev&p=s3cret", b"x").await), "4.03");
-    assert_eq!(code(&c.call(RequestType::Get, "ps/other/t?u=dev&p=s3cret", b"").await), "4.03");
+    assert_eq!(
+        code(&c.call(RequestType::Post, "ps/dev/dev/t?u=dev&p=s3cret", b"x").await),
+        "2.04"
+    );
+    assert_eq!(
+        code(&c.call(RequestType::Post, "ps/other/t?u=dev&p=s3cret", b"x").await),
+        "4.03"
+    );
+    assert_eq!(
+        code(&c.call(RequestType::Get, "ps/other/t?u=dev&p=s3cret", b"").await),
+        "4.03"
+    );
     // A connection with the wrong password is refused.
     assert_eq!(
         code(&c.call(RequestType::Post, "mqtt/connection?c=d1&u=dev&p=bad", b"").await),
         "4.01"
     );
     assert_eq!(
-        code(&c.call(RequestType::Post, "mqtt/connection?c=d1&u=dev&p=s3cret", b"").await),
+        code(
+            &c.call(RequestType::Post, "mqtt/connection?c=d1&u=dev&p=s3cret", b"")
+                .await
+        ),
         "2.01"
     );
     let _ = std::fs::remove_dir_all(&dir);
@@ -238,7 +278,8 @@ async fn an_unacknowledged_notification_is_repeated_with_its_message_id() {
     // Not acknowledged (the ACK was "lost"): the same message comes again.
     let second = c.recv().await;
     assert_eq!(first.to_bytes().unwrap(), second.to_bytes().unwrap());
-    c.send(&empty(MessageType::Acknowledgement, second.header.message_id)).await;
+    c.send(&empty(MessageType::Acknowledgement, second.header.message_id))
+        .await;
     mqtt.publish("rep", q(1), false, "then").await;
     let mut n = c.recv().await;
     while n.header.message_id == first.header.message_id {

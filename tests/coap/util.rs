@@ -159,7 +159,14 @@ impl RawCoap {
     }
 
     /// A request packet: `path` like "ps/a/b?qos=1&c=x".
-    pub fn request(&mut self, method: RequestType, ty: MessageType, path: &str, token: &[u8], payload: &[u8]) -> CoapPacket {
+    pub fn request(
+        &mut self,
+        method: RequestType,
+        ty: MessageType,
+        path: &str,
+        token: &[u8],
+        payload: &[u8],
+    ) -> CoapPacket {
         let mut p = CoapPacket::new();
         p.header.set_type(ty);
         p.header.code = MessageClass::Request(method);

@@ -99,7 +99,12 @@ fn v311_denied_publish_can_close_the_connection() {
     let mut monitor = Raw::v5(server.addr, "monitor");
     monitor.subscribe("devices/#", QoS::AtLeastOnce);
     let mut v3 = Raw::v311(server.addr, "dev3");
-    v3.send(&Packet::Publish(publish("devices/dev1/temp", "spoof", QoS::AtLeastOnce, 1)));
+    v3.send(&Packet::Publish(publish(
+        "devices/dev1/temp",
+        "spoof",
+        QoS::AtLeastOnce,
+        1,
+    )));
     v3.expect_closed();
     // Nothing reached the subscriber; MQTT 5 clients still get 0x87 and stay.
     let mut dev = Raw::v5(server.addr, "dev1");

@@ -240,7 +240,10 @@ fn scram_connect(server: &TestServer, user: &str, password: &str) -> (ReasonCode
         Packet::ConnAck(ack) => return (ack.reason_code, false),
         other => panic!("expected AUTH, got {other:?}"),
     };
-    assert!(server_first.starts_with(&format!("r={nonce}")), "the server's nonce extends ours");
+    assert!(
+        server_first.starts_with(&format!("r={nonce}")),
+        "the server's nonce extends ours"
+    );
     let (client_final, server_final) = scram::client_final(password.as_bytes(), &bare, &server_first, "n,,").unwrap();
     let mut auth = Auth::new(ReasonCode::CONTINUE_AUTHENTICATION);
     auth.properties.authentication_method = Some(scram::MECHANISM.into());
@@ -259,18 +262,27 @@ fn scram_connect(server: &TestServer, user: &str, password: &str) -> (ReasonCode
 fn scram_sha_256_enhanced_authentication_with_the_password_store() {
     let (dir, toml) = setup("scram", UnknownUser::Ignore);
     let server = TestServer::start_with(&toml, "");
-    assert_eq!(scram_connect(&server, "alice", "wonderland"), (ReasonCode::SUCCESS, true));
+    assert_eq!(
+        scram_connect(&server, "alice", "wonderland"),
+        (ReasonCode::SUCCESS, true)
+    );
     assert_eq!(scram_connect(&server, "alice", "wrong").0, ReasonCode::NOT_AUTHORIZED);
     // An unknown user goes through the same exchange (a decoy salt) and fails the same way.
     assert_eq!(scram_connect(&server, "mallory", "x").0, ReasonCode::NOT_AUTHORIZED);
     // Two more failures: alice is throttled (max_failures = 3), even with the right password.
     scram_connect(&server, "alice", "wrong");
     scram_connect(&server, "alice", "wrong");
-    assert_eq!(scram_connect(&server, "alice", "wonderland").0, ReasonCode::NOT_AUTHORIZED);
+    assert_eq!(
+        scram_connect(&server, "alice", "wonderland").0,
+        ReasonCode::NOT_AUTHORIZED
+    );
     // Another method: 0x8C.
     let mut c = connect_packet(ProtocolVersion::V5, "k", true);
     c.properties.authentication_method = Some("KERBEROS".into());
-    assert_eq!(Raw::connect(server.addr, c).1.reason_code, ReasonCode::BAD_AUTHENTICATION_METHOD);
+    assert_eq!(
+        Raw::connect(server.addr, c).1.reason_code,
+        ReasonCode::BAD_AUTHENTICATION_METHOD
+    );
     let _ = std::fs::remove_dir_all(&dir);
     server.stop();
 }
@@ -281,6 +293,9 @@ fn scram_without_a_password_store_is_a_bad_method() {
     let mut c = connect_packet(ProtocolVersion::V5, "k", true);
     c.properties.authentication_method = Some("SCRAM-SHA-256".into());
     c.properties.authentication_data = Some(bytes::Bytes::from_static(b"n,,n=a,r=abc"));
-    assert_eq!(Raw::connect(server.addr, c).1.reason_code, ReasonCode::BAD_AUTHENTICATION_METHOD);
+    assert_eq!(
+        Raw::connect(server.addr, c).1.reason_code,
+        ReasonCode::BAD_AUTHENTICATION_METHOD
+    );
     server.stop();
 }

@@ -8,10 +8,9 @@
 
 use unigate_mqtt::QoS;
 
-use crate::common::TestServer;
 use crate::common::proc::Proc;
+use crate::common::TestServer;
 use crate::util::Raw;
-
 
 fn args(list: &[&str]) -> Vec<String> {
     list.iter().map(|s| s.to_string()).collect()

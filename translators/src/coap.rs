@@ -255,14 +255,12 @@ pub fn content_format_of(content_type: &str) -> Option<u16> {
         });
         return charset_ok.then_some(0);
     }
-    CONTENT_FORMATS
-        .iter()
-        .find(|(_, t)| *t == media)
-        .map(|(n, _)| *n)
+    CONTENT_FORMATS.iter().find(|(_, t)| *t == media).map(|(n, _)| *n)
 }
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
 
     fn q(items: &[&str]) -> Result<Query, QueryError> {
@@ -288,7 +286,15 @@ mod tests {
 
     #[test]
     fn long_and_short_names() {
-        let long = q(&["clientid=c1", "username=u", "password=pw", "token=123", "qos=2", "retain=true"]).unwrap();
+        let long = q(&[
+            "clientid=c1",
+            "username=u",
+            "password=pw",
+            "token=123",
+            "qos=2",
+            "retain=true",
+        ])
+        .unwrap();
         let short = q(&["c=c1", "u=u", "p=pw", "t=123", "q=2", "r=1"]).unwrap();
         assert_eq!(long, short);
         assert_eq!(long.client_id.as_deref(), Some("c1"));

@@ -6,6 +6,7 @@
 //! HTTP follow the same pattern.
 
 pub mod coap;
+pub mod http;
 pub mod mqtt;
 
 /// Errors of a translation.

@@ -1,0 +1,177 @@
+//! The HTTP listener (`protocol = "http"`): actix-web serving HTTP/1.1 and h2c (prior
+//! knowledge) on a plain port, HTTP/2 by ALPN (and HTTP/1.1) with `tls`.
+//!
+//! - `POST /api/v1/publish`, `POST /api/v1/publish/bulk`, `POST /topics/{topic}` publish.
+//! - `GET /topics/{filter}` with `Accept: text/event-stream` streams messages as Server-Sent
+//!   Events ([`sse`]); without it, reads the retained message of a topic.
+//! - `GET /health`, `GET /ready`, `GET /metrics` (Prometheus text, [`metrics`]).
+//!
+//! Every request passes the listener's auth chain (`Authorization: Bearer` or `Basic`, or the
+//! TLS client certificate) and the ACL. Errors are JSON `{"code": "…", "message": "…"}`.
+
+pub mod auth;
+pub mod error;
+pub mod metrics;
+pub mod publish;
+pub mod sse;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::{web, App, HttpServer};
+use serde::Deserialize;
+
+use crate::auth::ListenerAuth;
+use crate::broker::Broker;
+use crate::config::Limits;
+
+/// `[http]`: settings of every HTTP listener.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Largest request body (bytes); larger ones get 413.
+    pub max_body: usize,
+    /// Requests in a bulk publish, at most.
+    pub max_bulk: usize,
+    /// A client must send its request head within this time (slowloris).
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+    /// Idle keep-alive connections are closed after this long.
+    #[serde(with = "humantime_serde")]
+    pub keep_alive: Duration,
+    /// An SSE stream sends a comment line this often when it has nothing to say (proxies close
+    /// silent connections).
+    #[serde(with = "humantime_serde")]
+    pub sse_keepalive: Duration,
+    /// Events an SSE stream keeps for `Last-Event-ID` resumption.
+    pub sse_replay: usize,
+    /// How long an SSE stream with a `clientid` may be away and resume without losing messages
+    /// (its session keeps queueing meanwhile).
+    #[serde(with = "humantime_serde")]
+    pub sse_resume_window: Duration,
+    /// Messages queued for one SSE stream, at most (the oldest is dropped).
+    pub sse_max_queued: usize,
+    /// Successful authentications are remembered this long (keyed by a hash of the
+    /// credentials), so that a Basic password is not hashed on every request ("0s": never).
+    #[serde(with = "humantime_serde")]
+    pub auth_cache: Duration,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            max_body: 1024 * 1024,
+            max_bulk: 1000,
+            request_timeout: Duration::from_secs(10),
+            keep_alive: Duration::from_secs(30),
+            sse_keepalive: Duration::from_secs(15),
+            sse_replay: 100,
+            sse_resume_window: Duration::from_secs(60),
+            sse_max_queued: 1000,
+            auth_cache: Duration::from_secs(60),
+        }
+    }
+}
+
+impl HttpConfig {
+    /// Checks values serde cannot: (key, problem).
+    pub fn check(&self) -> Result<(), (&'static str, &'static str)> {
+        if self.max_body < 1024 {
+            return Err(("max_body", "must be at least 1024 bytes"));
+        }
+        if self.max_bulk == 0 {
+            return Err(("max_bulk", "must be at least 1"));
+        }
+        if self.request_timeout.is_zero() {
+            return Err(("request_timeout", "must be more than 0"));
+        }
+        if self.sse_keepalive.is_zero() {
+            return Err(("sse_keepalive", "must be more than 0"));
+        }
+        if self.sse_max_queued == 0 {
+            return Err(("sse_max_queued", "must be at least 1"));
+        }
+        Ok(())
+    }
+}
+
+/// What every request of one listener shares.
+pub struct HttpShared {
+    /// Listener name.
+    pub name: Arc<str>,
+    /// The broker.
+    pub broker: Arc<Broker>,
+    /// The auth chain.
+    pub auth: ListenerAuth,
+    /// `[http]`.
+    pub config: HttpConfig,
+    /// Listener limits (`max_connections`, `max_topic_levels`).
+    pub limits: Limits,
+    /// Remembered authentications.
+    pub auth_cache: auth::AuthCache,
+    /// SSE events kept for resumption.
+    pub replay: sse::ReplayStore,
+}
+
+/// Builds and starts the server on `listener` with `workers` threads; the returned server runs
+/// on the current actix system.
+pub fn start(
+    listener: std::net::TcpListener,
+    shared: Arc<HttpShared>,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    workers: usize,
+) -> std::io::Result<actix_web::dev::Server> {
+    let max_conn = shared.limits.max_connections.div_ceil(workers.max(1)).max(1);
+    let (request_timeout, keep_alive) = (shared.config.request_timeout, shared.config.keep_alive);
+    let data = web::Data::from(shared);
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(data.clone())
+            .app_data(web::PayloadConfig::new(data.config.max_body))
+            .app_data(
+                web::JsonConfig::default()
+                    .limit(data.config.max_body)
+                    .error_handler(|e, _| error::ApiError::from_json(e).into()),
+            )
+            .configure(routes)
+            .default_service(web::to(|| async { error::ApiError::not_found("no such resource") }))
+    })
+    .workers(workers.max(1))
+    .max_connections(max_conn)
+    .client_request_timeout(request_timeout)
+    .keep_alive(keep_alive)
+    .disable_signals()
+    .shutdown_timeout(1)
+    .on_connect(auth::on_connect);
+    let server = match tls {
+        Some(config) => {
+            let mut config = (*config).clone();
+            config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+            server.listen_rustls_0_23(listener, config)?
+        }
+        None => server.listen_auto_h2c(listener)?,
+    };
+    Ok(server.run())
+}
+
+fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/health", web::get().to(health))
+        .route("/ready", web::get().to(ready))
+        .route("/metrics", web::get().to(metrics::handler))
+        .route("/api/v1/publish", web::post().to(publish::publish))
+        .route("/api/v1/publish/bulk", web::post().to(publish::bulk))
+        .route("/topics/{topic:.*}", web::post().to(publish::raw))
+        .route("/topics/{topic:.*}", web::put().to(publish::raw))
+        .route("/topics/{filter:.*}", web::get().to(sse::get));
+}
+
+async fn health() -> web::Json<serde_json::Value> {
+    web::Json(serde_json::json!({"status": "ok"}))
+}
+
+async fn ready(shared: web::Data<HttpShared>) -> Result<web::Json<serde_json::Value>, error::ApiError> {
+    if shared.broker.is_shutting_down() {
+        return Err(error::ApiError::unavailable("shutting down"));
+    }
+    Ok(web::Json(serde_json::json!({"status": "ready"})))
+}
