@@ -112,7 +112,9 @@ impl ScramCredentials {
         let rest = s
             .strip_prefix("SCRAM-SHA-256$")
             .ok_or(bad("does not start with SCRAM-SHA-256$"))?;
-        let (params, keys) = rest.split_once('$').ok_or(bad("expected iterations:salt$stored:server"))?;
+        let (params, keys) = rest
+            .split_once('$')
+            .ok_or(bad("expected iterations:salt$stored:server"))?;
         let (iterations, salt) = params.split_once(':').ok_or(bad("expected iterations:salt"))?;
         let (stored, server) = keys.split_once(':').ok_or(bad("expected StoredKey:ServerKey"))?;
         let iterations: u32 = iterations.parse().map_err(|_| bad("iterations is not a number"))?;
@@ -188,7 +190,9 @@ pub struct ClientFirst {
 
 impl fmt::Debug for ClientFirst {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ClientFirst").field("username", &self.username).finish_non_exhaustive()
+        f.debug_struct("ClientFirst")
+            .field("username", &self.username)
+            .finish_non_exhaustive()
     }
 }
 
@@ -244,7 +248,9 @@ fn decode_saslname(s: &str) -> Result<String, ScramError> {
     let mut rest = s;
     while let Some(i) = rest.find('=') {
         out.push_str(&rest[..i]);
-        let esc = rest.get(i..i + 3).ok_or(ScramError::Malformed("bad escape in user name"))?;
+        let esc = rest
+            .get(i..i + 3)
+            .ok_or(ScramError::Malformed("bad escape in user name"))?;
         match esc {
             "=2C" => out.push(','),
             "=3D" => out.push('='),
@@ -304,11 +310,15 @@ impl ServerExchange {
             .next()
             .and_then(|p| p.strip_prefix("r="))
             .ok_or(ScramError::Malformed("expected r=nonce"))?;
-        let cbind = B64.decode(cbind).map_err(|_| ScramError::Malformed("c= is not base64"))?;
+        let cbind = B64
+            .decode(cbind)
+            .map_err(|_| ScramError::Malformed("c= is not base64"))?;
         if cbind != self.gs2_header.as_bytes() || nonce != self.nonce {
             return Err(ScramError::Mismatch);
         }
-        let proof = B64.decode(proof).map_err(|_| ScramError::Malformed("p= is not base64"))?;
+        let proof = B64
+            .decode(proof)
+            .map_err(|_| ScramError::Malformed("p= is not base64"))?;
         if proof.len() != 32 {
             return Err(ScramError::BadProof);
         }
@@ -393,7 +403,8 @@ mod tests {
 
     #[test]
     fn rfc7677_client_side() {
-        let (fin, server_final) = client_final(b"pencil", "n=user,r=rOprNGfwEbeRWgbNEkqO", SERVER_FIRST, "n,,").unwrap();
+        let (fin, server_final) =
+            client_final(b"pencil", "n=user,r=rOprNGfwEbeRWgbNEkqO", SERVER_FIRST, "n,,").unwrap();
         assert_eq!(fin, CLIENT_FINAL);
         assert_eq!(server_final, SERVER_FINAL);
     }
@@ -417,12 +428,18 @@ mod tests {
 
     #[test]
     fn client_first_grammar() {
-        assert_eq!(parse_client_first(b"p=tls-unique,,n=u,r=abc"), Err(ScramError::ChannelBinding));
+        assert_eq!(
+            parse_client_first(b"p=tls-unique,,n=u,r=abc"),
+            Err(ScramError::ChannelBinding)
+        );
         assert!(parse_client_first(b"n,,n=u").is_err());
         assert!(parse_client_first(b"n,,r=abc,n=u").is_err());
         assert!(parse_client_first(b"x,,n=u,r=abc").is_err());
         assert!(parse_client_first(b"n,,n=,r=abc").is_err());
-        assert!(parse_client_first(b"n,,n=u,r=a,b").is_ok(), "extensions after the nonce are allowed");
+        assert!(
+            parse_client_first(b"n,,n=u,r=a,b").is_ok(),
+            "extensions after the nonce are allowed"
+        );
         assert!(parse_client_first(b"n,,n=u=2,r=abc").is_err());
         assert_eq!(parse_client_first(b"n,,n=a=2Cb=3Dc,r=abc").unwrap().username, "a,b=c");
         assert!(parse_client_first(&[b'n'; 5000]).is_err());

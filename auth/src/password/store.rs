@@ -22,8 +22,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::hash::{Argon2Cost, StoredHash};
-use crate::scram::ScramCredentials;
 use super::PasswordError;
+use crate::scram::ScramCredentials;
 use crate::Secret;
 
 /// Longest accepted user name: MQTT's string limit (MQTT 5 §1.5.4).
