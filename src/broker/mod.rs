@@ -191,6 +191,18 @@ impl Broker {
         &self.settings
     }
 
+    /// The sessions' client ids, sorted (management API).
+    pub fn client_ids(&self) -> Vec<ClientId> {
+        let mut ids: Vec<ClientId> = self.sessions.iter().map(|e| e.key().clone()).collect();
+        ids.sort();
+        ids
+    }
+
+    /// The attached connection's link of a session, if any.
+    pub fn link_of(&self, session: &Session) -> Option<Arc<dyn SessionLink>> {
+        session.lock().attached.as_ref().map(|a| a.link.clone())
+    }
+
     /// The highest QoS accepted and granted.
     pub fn max_qos(&self) -> QoS {
         QoS::try_from(self.settings.max_qos).unwrap_or(QoS::ExactlyOnce)

@@ -46,6 +46,28 @@ pub trait SessionLink: Send + Sync {
     /// A session this connection published to was congested and has drained: read again
     /// (see [`SessionState::waiters`]).
     fn resume(&self) {}
+
+    /// What the connection can say about itself (management API). `None`: nothing.
+    fn describe(&self) -> Option<futures::future::BoxFuture<'static, Option<ClientInfo>>> {
+        None
+    }
+}
+
+/// A connected client as the management API shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ClientInfo {
+    /// `mqtt`, `coap`, `http-sse`, …
+    pub protocol: &'static str,
+    /// The listener it came through.
+    pub listener: Arc<str>,
+    /// Its address.
+    pub peer: Option<std::net::SocketAddr>,
+    /// Its user name.
+    pub username: Option<Arc<str>>,
+    /// The authenticator that let it in.
+    pub authenticator: Option<Arc<str>>,
+    /// Protocol details (MQTT version, keep alive, CoAP mode, observations, …).
+    pub details: serde_json::Value,
 }
 
 /// Which shared subscription a delivery came through, so that it can be handed to another

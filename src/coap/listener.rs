@@ -1615,6 +1615,40 @@ impl SessionLink for CoapLink {
             reason,
         ));
     }
+
+    fn describe(&self) -> Option<futures::future::BoxFuture<'static, Option<crate::broker::session::ClientInfo>>> {
+        let (addr, id) = (self.addr.clone(), self.client_id.clone());
+        Some(Box::pin(async move { addr.send(Describe(id)).await.ok().flatten() }))
+    }
+}
+
+/// What the listener knows of a client.
+#[derive(Message)]
+#[rtype(result = "Option<crate::broker::session::ClientInfo>")]
+struct Describe(ClientId);
+
+impl Handler<Describe> for CoapListener {
+    type Result = Option<crate::broker::session::ClientInfo>;
+    fn handle(&mut self, Describe(id): Describe, _ctx: &mut Self::Context) -> Self::Result {
+        let c = self.clients.get(&id)?;
+        let observations: Vec<serde_json::Value> = c
+            .observations
+            .iter()
+            .map(|o| serde_json::json!({"filter": o.filter.as_str(), "qos": o.qos as u8, "observe": o.seq}))
+            .collect();
+        Some(crate::broker::session::ClientInfo {
+            protocol: if self.dtls.is_some() { "coaps" } else { "coap" },
+            listener: self.shared.name.clone(),
+            peer: Some(c.addr),
+            username: c.identity.username.clone(),
+            authenticator: Some(c.identity.authenticator.clone()),
+            details: serde_json::json!({
+                "mode": if matches!(c.mode, Mode::Connected(_)) { "connection" } else { "connectionless" },
+                "observations": observations,
+                "unreachable": c.unreachable,
+            }),
+        })
+    }
 }
 
 fn default_qos(d: DefaultQos, confirmable: bool) -> QoS {

@@ -12,6 +12,7 @@
 pub mod auth;
 pub mod error;
 pub mod metrics;
+pub mod mgmt;
 pub mod publish;
 pub mod sse;
 
@@ -162,7 +163,8 @@ fn routes(cfg: &mut web::ServiceConfig) {
         .route("/api/v1/publish/bulk", web::post().to(publish::bulk))
         .route("/topics/{topic:.*}", web::post().to(publish::raw))
         .route("/topics/{topic:.*}", web::put().to(publish::raw))
-        .route("/topics/{filter:.*}", web::get().to(sse::get));
+        .route("/topics/{filter:.*}", web::get().to(sse::get))
+        .configure(mgmt::routes);
 }
 
 async fn health() -> web::Json<serde_json::Value> {

@@ -91,6 +91,7 @@ impl ReplayStore {
 struct SseLink {
     notify: Arc<Notify>,
     kicked: Arc<AtomicBool>,
+    info: crate::broker::session::ClientInfo,
 }
 
 impl SessionLink for SseLink {
@@ -101,6 +102,11 @@ impl SessionLink for SseLink {
     fn kick(&self, _reason: KickReason) {
         self.kicked.store(true, Ordering::Relaxed);
         self.notify.notify_one();
+    }
+
+    fn describe(&self) -> Option<futures::future::BoxFuture<'static, Option<crate::broker::session::ClientInfo>>> {
+        let info = self.info.clone();
+        Some(Box::pin(async move { Some(info) }))
     }
 }
 
@@ -156,6 +162,14 @@ pub async fn get(
     let link = Arc::new(SseLink {
         notify: notify.clone(),
         kicked: kicked.clone(),
+        info: crate::broker::session::ClientInfo {
+            protocol: "http-sse",
+            listener: shared.name.clone(),
+            peer: req.peer_addr(),
+            username: who.identity.username.clone(),
+            authenticator: Some(who.identity.authenticator.clone()),
+            details: serde_json::json!({"filter": filter.as_str(), "qos": qos as u8}),
+        },
     });
     let limits = QueueLimits {
         max_queued: shared.config.sse_max_queued,

@@ -63,6 +63,26 @@ impl SessionLink for Link {
     fn resume(&self) {
         self.0.do_send(Resume);
     }
+    fn describe(&self) -> Option<futures::future::BoxFuture<'static, Option<crate::broker::session::ClientInfo>>> {
+        let addr = self.0.clone();
+        Some(Box::pin(async move { addr.send(Describe).await.ok().flatten() }))
+    }
+}
+
+/// What the connection can say about itself.
+#[derive(Message)]
+#[rtype(result = "Option<crate::broker::session::ClientInfo>")]
+pub struct Describe;
+
+impl Handler<Describe> for Connection {
+    type Result = Option<crate::broker::session::ClientInfo>;
+    fn handle(&mut self, _: Describe, _ctx: &mut Context<Self>) -> Self::Result {
+        let mut info = self.conn.describe()?;
+        if self.tls.is_some() {
+            info.details["tls"] = serde_json::Value::Bool(true);
+        }
+        Some(info)
+    }
 }
 
 /// One MQTT connection.

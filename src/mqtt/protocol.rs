@@ -211,6 +211,28 @@ impl MqttConn {
         self.closed.as_ref()
     }
 
+    /// The connected client, for the management API.
+    pub fn describe(&self) -> Option<crate::broker::session::ClientInfo> {
+        let c = self.conn.as_ref()?;
+        let identity = c.identity();
+        Some(crate::broker::session::ClientInfo {
+            protocol: "mqtt",
+            listener: self.listener.name.clone(),
+            peer: Some(self.peer),
+            username: identity.username.clone(),
+            authenticator: Some(identity.authenticator.clone()),
+            details: serde_json::json!({
+                "version": match c.version {
+                    ProtocolVersion::V3_1 => "3.1",
+                    ProtocolVersion::V3_1_1 => "3.1.1",
+                    _ => "5.0",
+                },
+                "keep_alive": c.keep_alive,
+                "inflight_window": c.inflight_window,
+            }),
+        })
+    }
+
     /// The client id once connected.
     pub fn client_id(&self) -> Option<&str> {
         self.conn.as_ref().map(|c| &*c.client_id)
