@@ -100,8 +100,11 @@ pub enum ListenerProtocol {
     Mqtt,
     /// CoAP over UDP (RFC 7252), the EMQX-compatible pub/sub gateway.
     Coap,
-    /// HTTP/1.1 and HTTP/2: the publish API, Server-Sent Events, metrics.
+    /// HTTP/1.1 and HTTP/2: the publish API, Server-Sent Events, MQTT over WebSocket at
+    /// `/mqtt`, management, metrics.
     Http,
+    /// MQTT over WebSocket only (`/mqtt`).
+    MqttWs,
 }
 
 impl std::fmt::Display for ListenerProtocol {
@@ -110,6 +113,7 @@ impl std::fmt::Display for ListenerProtocol {
             ListenerProtocol::Mqtt => f.write_str("mqtt"),
             ListenerProtocol::Coap => f.write_str("coap"),
             ListenerProtocol::Http => f.write_str("http"),
+            ListenerProtocol::MqttWs => f.write_str("mqtt-ws"),
         }
     }
 }
@@ -286,6 +290,14 @@ impl Config {
                 limits: Limits::default(),
             },
             ListenerConfig {
+                name: "mqtt-ws".into(),
+                protocol: ListenerProtocol::MqttWs,
+                bind: SocketAddr::new(host, 8083),
+                tls: None,
+                auth: None,
+                limits: Limits::default(),
+            },
+            ListenerConfig {
                 name: "http".into(),
                 protocol: ListenerProtocol::Http,
                 bind: SocketAddr::new(host, 8080),
@@ -391,7 +403,7 @@ impl Config {
                         return Err(invalid(format!("listeners[{i}].tls"), &e.to_string()));
                     }
                 }
-                (Some(tls), ListenerProtocol::Mqtt | ListenerProtocol::Http) => {
+                (Some(tls), ListenerProtocol::Mqtt | ListenerProtocol::Http | ListenerProtocol::MqttWs) => {
                     if let Err(e) = crate::tls::server_config(tls, &["mqtt"]) {
                         return Err(invalid(format!("listeners[{i}].tls"), &e.to_string()));
                     }

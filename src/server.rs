@@ -228,7 +228,7 @@ fn run_system(
                 }
                 continue;
             }
-            if l.protocol == ListenerProtocol::Http {
+            if matches!(l.protocol, ListenerProtocol::Http | ListenerProtocol::MqttWs) {
                 let chain = match chains.for_listener(l.auth.as_deref()) {
                     Ok(c) => c,
                     Err(e) => {
@@ -260,9 +260,25 @@ fn run_system(
                     }
                 };
                 let addr = socket.local_addr().unwrap_or(l.bind);
+                let mqtt_settings = Arc::new(ListenerSettings {
+                    transport: Protocol::MqttWs,
+                    tls: parking_lot::RwLock::new(None),
+                    name: Arc::from(l.name.as_str()),
+                    limits: l.limits.clone(),
+                    auth: crate::auth::ListenerAuth::new(
+                        chain.clone(),
+                        auth_handle.clone(),
+                        config.auth.timeout,
+                        config.auth.audit,
+                        broker.clone(),
+                    ),
+                });
+                all_settings.push(mqtt_settings.clone());
                 let shared = Arc::new(crate::http::HttpShared {
                     name: Arc::from(l.name.as_str()),
                     broker: broker.clone(),
+                    mqtt: mqtt_settings,
+                    ws_only: l.protocol == ListenerProtocol::MqttWs,
                     auth: crate::auth::ListenerAuth::new(
                         chain,
                         auth_handle.clone(),
@@ -325,6 +341,7 @@ fn run_system(
                         None => None,
                     };
                     let settings = Arc::new(ListenerSettings {
+                        transport: Protocol::Mqtt,
                         tls: parking_lot::RwLock::new(tls),
                         name: Arc::from(l.name.as_str()),
                         limits: l.limits.clone(),

@@ -39,6 +39,13 @@ pub fn on_connect(conn: &dyn std::any::Any, ext: &mut Extensions) {
     }
 }
 
+/// The TLS client certificate chain of the request's connection (empty without one).
+pub fn peer_certificates(req: &HttpRequest) -> Vec<Vec<u8>> {
+    req.conn_data::<PeerCerts>()
+        .map(|c| c.0.as_ref().clone())
+        .unwrap_or_default()
+}
+
 /// Who sent a request.
 #[derive(Debug, Clone)]
 pub struct Principal {

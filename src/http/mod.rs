@@ -4,6 +4,8 @@
 //! - `POST /api/v1/publish`, `POST /api/v1/publish/bulk`, `POST /topics/{topic}` publish.
 //! - `GET /topics/{filter}` with `Accept: text/event-stream` streams messages as Server-Sent
 //!   Events ([`sse`]); without it, reads the retained message of a topic.
+//! - `GET /mqtt`: MQTT over WebSocket ([`ws`]); a `protocol = "mqtt-ws"` listener serves only
+//!   this.
 //! - `GET /health`, `GET /ready`, `GET /metrics` (Prometheus text, [`metrics`]).
 //!
 //! Every request passes the listener's auth chain (`Authorization: Bearer` or `Basic`, or the
@@ -15,6 +17,7 @@ pub mod metrics;
 pub mod mgmt;
 pub mod publish;
 pub mod sse;
+pub mod ws;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -112,6 +115,10 @@ pub struct HttpShared {
     pub auth_cache: auth::AuthCache,
     /// SSE events kept for resumption.
     pub replay: sse::ReplayStore,
+    /// What MQTT-over-WebSocket connections of this listener use (limits, auth chain).
+    pub mqtt: Arc<crate::mqtt::protocol::ListenerSettings>,
+    /// A `protocol = "mqtt-ws"` listener: only `/mqtt` is served.
+    pub ws_only: bool,
 }
 
 /// Builds and starts the server on `listener` with `workers` threads; the returned server runs
@@ -134,7 +141,13 @@ pub fn start(
                     .limit(data.config.max_body)
                     .error_handler(|e, _| error::ApiError::from_json(e).into()),
             )
-            .configure(routes)
+            .configure(|cfg| {
+                if data.ws_only {
+                    cfg.route("/mqtt", web::get().to(ws::handshake));
+                } else {
+                    routes(cfg);
+                }
+            })
             .default_service(web::to(|| async { error::ApiError::not_found("no such resource") }))
     })
     .workers(workers.max(1))
@@ -156,7 +169,8 @@ pub fn start(
 }
 
 fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/health", web::get().to(health))
+    cfg.route("/mqtt", web::get().to(ws::handshake))
+        .route("/health", web::get().to(health))
         .route("/ready", web::get().to(ready))
         .route("/metrics", web::get().to(metrics::handler))
         .route("/api/v1/publish", web::post().to(publish::publish))

@@ -47,6 +47,8 @@ pub struct ListenerSettings {
     pub auth: crate::auth::ListenerAuth,
     /// TLS, on TLS listeners; replaced on reload (new connections use the new certificate).
     pub tls: parking_lot::RwLock<Option<Arc<rustls::ServerConfig>>>,
+    /// `Mqtt` (TCP/TLS) or `MqttWs` (WebSocket): what messages' origin says.
+    pub transport: Protocol,
 }
 
 /// Why a connection closes.
@@ -216,7 +218,7 @@ impl MqttConn {
         let c = self.conn.as_ref()?;
         let identity = c.identity();
         Some(crate::broker::session::ClientInfo {
-            protocol: "mqtt",
+            protocol: self.listener.transport.as_str(),
             listener: self.listener.name.clone(),
             peer: Some(self.peer),
             username: identity.username.clone(),
@@ -461,7 +463,7 @@ impl MqttConn {
             let identity = Identity::anonymous(c.username.as_deref());
             return self.finish_connect(c, client_id, assigned, identity, None);
         }
-        let mut credentials = Credentials::new(Protocol::Mqtt, self.listener.name.clone());
+        let mut credentials = Credentials::new(self.listener.transport, self.listener.name.clone());
         credentials.peer = Some(self.peer);
         credentials.client_id = Some(client_id.to_string());
         credentials.username = c.username.clone();
@@ -750,7 +752,7 @@ impl MqttConn {
 
     fn origin(&self, client_id: &ClientId, username: Option<Arc<str>>) -> Origin {
         Origin {
-            protocol: Some(Protocol::Mqtt),
+            protocol: Some(self.listener.transport),
             client_id: Some(client_id.clone()),
             username,
             peer: Some(self.peer),

@@ -8,3 +8,4 @@ mod util;
 
 mod api;
 mod sse;
+mod ws;

@@ -72,6 +72,26 @@ pub fn curl(args: &[&str], url: &str) -> Reply {
     }
 }
 
+/// Runs curl and returns the status and the response head, whatever curl's exit status (for
+/// requests that keep the connection open, like a WebSocket upgrade).
+pub fn curl_status(args: &[&str], url: &str) -> (u16, String) {
+    crate::common::proc::require("curl");
+    let out = Command::new("curl")
+        .args(["-sS", "-i"])
+        .args(args)
+        .arg(url)
+        .output()
+        .expect("run curl");
+    let text = String::from_utf8_lossy(&out.stdout).replace("\r\n", "\n").to_ascii_lowercase();
+    let status = text
+        .lines()
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (status, text)
+}
+
 /// Runs `f` under [`TIMEOUT`].
 pub async fn within<F: std::future::Future>(what: &str, f: F) -> F::Output {
     match tokio::time::timeout(TIMEOUT, f).await {
@@ -90,7 +110,8 @@ pub struct Mqtt {
 
 impl Mqtt {
     pub async fn connect(s: &TestServer, id: &str) -> Mqtt {
-        let opts = MqttOptions::new(id, "127.0.0.1", s.port());
+        let mut opts = MqttOptions::new(id, "127.0.0.1", s.port());
+        opts.set_max_packet_size(Some(1 << 20));
         let (client, mut ev) = AsyncClient::new(opts, 100);
         let (tx, rx) = mpsc::unbounded_channel();
         let (stx, suback) = mpsc::unbounded_channel();

@@ -1,0 +1,110 @@
+//! MQTT over WebSocket: rumqttc's WebSocket transport on the HTTP listener's `/mqtt` and on a
+//! dedicated `mqtt-ws` listener, against MQTT over TCP on the same topics; bad handshakes.
+
+use std::time::Duration;
+
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS, Transport};
+use tokio::sync::mpsc;
+
+use crate::util::*;
+
+/// A rumqttc MQTT 3.1.1 client over WebSocket whose PUBLISHes arrive on a channel.
+async fn ws_client(url: &str, id: &str) -> (AsyncClient, mpsc::UnboundedReceiver<rumqttc::Publish>) {
+    let mut opts = MqttOptions::new(id, url, 0);
+    opts.set_transport(Transport::Ws);
+    opts.set_keep_alive(Duration::from_secs(30));
+    opts.set_max_packet_size(1 << 20, 1 << 20);
+    let (client, mut ev) = AsyncClient::new(opts, 100);
+    let (tx, rx) = mpsc::unbounded_channel();
+    let (ctx, mut connected) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        loop {
+            match ev.poll().await {
+                Ok(Event::Incoming(Packet::Publish(p))) => {
+                    let _ = tx.send(p);
+                }
+                Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                    let _ = ctx.send(());
+                }
+                Ok(Event::Incoming(Packet::SubAck(_))) => {
+                    let _ = ctx.send(());
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    eprintln!("ws client: {e}");
+                    break;
+                }
+            }
+        }
+    });
+    within("WebSocket CONNACK", connected.recv()).await.expect("connected");
+    client.subscribe("ws/#", QoS::AtLeastOnce).await.unwrap();
+    within("SUBACK", connected.recv()).await.expect("suback");
+    (client, rx)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_clients_meet_tcp_clients() {
+    let s = TestServer::start_text(
+        "workers = 2\nsys_interval = \"0s\"\n\
+         [[listeners]]\nname = \"mqtt\"\nprotocol = \"mqtt\"\nbind = \"127.0.0.1:0\"\n\
+         [[listeners]]\nname = \"http\"\nprotocol = \"http\"\nbind = \"127.0.0.1:0\"\n\
+         [[listeners]]\nname = \"ws\"\nprotocol = \"mqtt-ws\"\nbind = \"127.0.0.1:0\"\n",
+    );
+    let on_http = format!("ws://127.0.0.1:{}/mqtt", s.listener("http").port());
+    let on_ws = format!("ws://127.0.0.1:{}/mqtt", s.listener("ws").port());
+    let (a, mut a_rx) = ws_client(&on_http, "ws-a").await;
+    let (_b, mut b_rx) = ws_client(&on_ws, "ws-b").await;
+    let mut tcp = Mqtt::connect(&s, "tcp").await;
+    tcp.subscribe("ws/#").await;
+
+    tcp.publish("ws/from-tcp", false, "over tcp").await;
+    for rx in [&mut a_rx, &mut b_rx] {
+        let p = within("a message over WebSocket", rx.recv()).await.unwrap();
+        assert_eq!((p.topic.as_str(), &p.payload[..]), ("ws/from-tcp", &b"over tcp"[..]));
+    }
+    let _ = tcp.recv().await; // its own message
+    // A large message crosses frames.
+    let big = vec![b'z'; 200_000];
+    a.publish("ws/big", QoS::AtLeastOnce, false, big.clone()).await.unwrap();
+    let p = tcp.recv().await;
+    assert_eq!((&p.topic[..], p.payload.len()), (&b"ws/big"[..], big.len()));
+    let p = within("the big one over the other WebSocket", b_rx.recv()).await.unwrap();
+    assert_eq!(p.payload.len(), big.len());
+    s.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handshakes_without_the_mqtt_subprotocol_or_upgrade_are_refused() {
+    let s = server("", "");
+    let port = s.listener("http").port();
+    let ws = |proto: Option<&str>| {
+        let mut args = vec![
+            "-H",
+            "Connection: Upgrade",
+            "-H",
+            "Upgrade: websocket",
+            "-H",
+            "Sec-WebSocket-Version: 13",
+            "-H",
+            "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
+        ];
+        let header;
+        if let Some(p) = proto {
+            header = format!("Sec-WebSocket-Protocol: {p}");
+            args.push("-H");
+            args.push(&header);
+        }
+        // A 101 leaves the connection open: curl stops after its --max-time.
+        args.extend(["--max-time", "1"]);
+        curl_status(&args, &format!("http://127.0.0.1:{port}/mqtt"))
+    };
+    let (status, head) = ws(None);
+    assert_eq!(status, 400, "{head}");
+    let (status, head) = ws(Some("mqtt"));
+    assert_eq!(status, 101, "{head}");
+    assert!(head.contains("sec-websocket-protocol: mqtt"), "{head}");
+    // A plain GET is not a WebSocket.
+    assert_eq!(curl(&[], &format!("http://127.0.0.1:{port}/mqtt")).status, 400);
+    s.stop();
+}
