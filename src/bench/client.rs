@@ -73,6 +73,17 @@ impl Conn {
         spec: &SessionSpec,
         read_size: usize,
     ) -> anyhow::Result<Conn> {
+        Self::connect_as(addr, version, spec, read_size, None).await
+    }
+
+    /// [`Conn::connect`] with a user name and password (a password file entry, or a JWT).
+    pub(crate) async fn connect_as(
+        addr: SocketAddr,
+        version: ProtocolVersion,
+        spec: &SessionSpec,
+        read_size: usize,
+        credentials: Option<&(Option<String>, Option<bytes::Bytes>)>,
+    ) -> anyhow::Result<Conn> {
         let stream = TcpStream::connect(addr)
             .await
             .with_context(|| format!("connecting to {addr}"))?;
@@ -95,6 +106,8 @@ impl Conn {
                 session_expiry_interval: (version.is_v5() && spec.session_expiry > 0).then_some(spec.session_expiry),
                 ..ConnectProperties::default()
             },
+            username: credentials.and_then(|c| c.0.clone()),
+            password: credentials.and_then(|c| c.1.clone()),
             ..Connect::default()
         };
         conn.queue(&Packet::Connect(Box::new(connect)))?;

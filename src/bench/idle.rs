@@ -48,6 +48,7 @@ struct Task {
     addr: SocketAddr,
     version: ProtocolVersion,
     keep_alive: u16,
+    credentials: Option<Arc<(Option<String>, Option<bytes::Bytes>)>>,
     gate: Arc<Semaphore>,
     shared: Arc<Shared>,
     stop: watch::Receiver<bool>,
@@ -88,6 +89,12 @@ pub(crate) fn measure(a: &IdleArgs) -> anyhow::Result<IdleOutcome> {
         addr,
         version: a.common.mqtt_version,
         keep_alive: a.keep_alive,
+        credentials: (a.username.is_some() || a.password.is_some()).then(|| {
+            Arc::new((
+                a.username.clone(),
+                a.password.clone().map(|p| bytes::Bytes::from(p.into_bytes())),
+            ))
+        }),
         gate: Arc::new(Semaphore::new(a.concurrency as usize)),
         shared: shared.clone(),
         stop: stop_rx,
@@ -233,7 +240,7 @@ async fn hold_one(client_id: String, task: Task) -> Option<u64> {
     };
     let permit = task.gate.acquire().await.ok()?;
     let started = clock::now_ns();
-    let result = Conn::connect(task.addr, task.version, &spec, IDLE_READ).await;
+    let result = Conn::connect_as(task.addr, task.version, &spec, IDLE_READ, task.credentials.as_deref()).await;
     drop(permit);
     let mut conn = match result {
         Ok(conn) => conn,

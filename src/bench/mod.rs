@@ -210,6 +210,12 @@ pub struct IdleArgs {
     /// PID of the server, to read its resident memory (VmRSS) before and after.
     #[arg(long)]
     pub server_pid: Option<u32>,
+    /// User name sent in every CONNECT (connect rate through an auth chain).
+    #[arg(long)]
+    pub username: Option<String>,
+    /// Password sent in every CONNECT: a password-file password, or a JWT.
+    #[arg(long)]
+    pub password: Option<String>,
 }
 
 /// Options every CoAP scenario takes.
