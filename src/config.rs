@@ -86,6 +86,9 @@ pub struct Config {
     /// rule matches.
     #[serde(default)]
     pub acl: Option<unigate_auth::acl::AclConfig>,
+    /// Who may use the management API. Absent: loopback peers only, anonymously.
+    #[serde(default)]
+    pub management: Option<crate::http::mgmt::ManagementConfig>,
 }
 
 fn default_sys_interval() -> Duration {
@@ -267,6 +270,7 @@ impl Config {
             publish_wills_on_shutdown: false,
             auth: crate::auth::AuthConfig::default(),
             acl: None,
+            management: None,
         }
     }
 
@@ -414,6 +418,11 @@ impl Config {
         if let Some(acl) = &self.acl {
             if let Err(e) = unigate_auth::acl::Acl::from_config(acl) {
                 return Err(invalid("acl".into(), &e.to_string()));
+            }
+        }
+        if let Some(m) = &self.management {
+            if let Err((key, message)) = m.check(&self.auth) {
+                return Err(invalid(format!("management.{key}"), &message));
             }
         }
         if let Err(e) = self.http.check() {

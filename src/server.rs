@@ -372,6 +372,15 @@ fn run_system(
                 }
             }
         }
+        crate::http::mgmt::install(
+            &broker,
+            &config,
+            &chains,
+            &bound,
+            opts.config_path
+                .clone()
+                .map(|p| crate::http::mgmt::reloader(p, &all_settings)),
+        );
         let _ = ready.send(Ok(bound));
         if !config.sys_interval.is_zero() {
             actix_rt::spawn(sys_loop(broker.clone(), config.sys_interval));
@@ -713,5 +722,6 @@ pub fn reload(path: &std::path::Path, broker: &Broker, listeners: &[Arc<Listener
     }
     broker.set_acl(acl);
     broker.set_audit(config.auth.audit);
+    crate::http::mgmt::configure(broker, &config, &chains);
     Ok(())
 }

@@ -181,6 +181,8 @@ fn idle_connections_all_connect() -> anyhow::Result<()> {
         hold: 0.0,
         keep_alive: 60,
         server_pid: Some(std::process::id()),
+        username: None,
+        password: None,
     };
     let out = idle::measure(&args)?;
     assert_eq!((out.connected, out.failed, out.closed), (200, 0, 0));

@@ -125,6 +125,8 @@ pub struct Broker {
     next_serial: AtomicU64,
     shutting_down: AtomicBool,
     started: std::time::Instant,
+    /// What the management API needs from the server (listeners, configuration, reload).
+    admin: Admin,
 }
 
 impl std::fmt::Debug for Broker {
@@ -158,6 +160,7 @@ impl Broker {
             next_serial: AtomicU64::new(1),
             shutting_down: AtomicBool::new(false),
             started: std::time::Instant::now(),
+            admin: Admin::default(),
         }
     }
 
@@ -730,6 +733,114 @@ impl Broker {
     /// Validates a topic for publishing against a level limit.
     pub fn topic_levels_ok(topic: &Topic, max_levels: usize) -> bool {
         topic.levels().take(max_levels + 1).count() <= max_levels
+    }
+}
+
+// ---------------------------------------------------------------- management registry
+//
+// The management API runs inside the HTTP listeners, which know their own settings only. What
+// it shows about the whole server (the bound listeners, the running configuration, the
+// management auth chain) and the reload it triggers are registered here by the server at start
+// and on reload: rarely written, read per management request, so a plain `RwLock` each.
+
+/// A bound listener as the management API lists it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ListenerInfo {
+    /// Its name.
+    pub name: Arc<str>,
+    /// Its protocol (`mqtt`, `coap`, `http`, …).
+    pub protocol: String,
+    /// The address it is bound to.
+    pub bind: std::net::SocketAddr,
+    /// Whether it speaks TLS (DTLS for CoAP).
+    pub tls: bool,
+}
+
+/// Re-reads the configuration file and applies what can change at run time (the management
+/// API's `POST /api/v1/auth/reload`; SIGHUP does the same).
+pub type Reloader = Box<dyn Fn(&Broker) -> anyhow::Result<()> + Send + Sync>;
+
+/// See [`Broker::set_listeners`] and the methods after it.
+#[derive(Default)]
+struct Admin {
+    listeners: RwLock<Arc<[ListenerInfo]>>,
+    config: RwLock<Option<Arc<crate::config::Config>>>,
+    management_chain: RwLock<Option<Arc<unigate_auth::Chain>>>,
+    reloader: RwLock<Option<Arc<Reloader>>>,
+}
+
+impl Broker {
+    /// Records the bound listeners (after binding).
+    pub fn set_listeners(&self, listeners: Vec<ListenerInfo>) {
+        *self.admin.listeners.write() = listeners.into();
+    }
+
+    /// The bound listeners, as recorded.
+    pub fn listeners(&self) -> Arc<[ListenerInfo]> {
+        self.admin.listeners.read().clone()
+    }
+
+    /// Records the running configuration (start-up and reload).
+    pub fn set_config(&self, config: Arc<crate::config::Config>) {
+        *self.admin.config.write() = Some(config);
+    }
+
+    /// The running configuration, if recorded.
+    pub fn config(&self) -> Option<Arc<crate::config::Config>> {
+        self.admin.config.read().clone()
+    }
+
+    /// Records the auth chain of the management API (`management.chain`).
+    pub fn set_management_chain(&self, chain: Option<Arc<unigate_auth::Chain>>) {
+        *self.admin.management_chain.write() = chain;
+    }
+
+    /// The auth chain of the management API, if one is named and recorded.
+    pub fn management_chain(&self) -> Option<Arc<unigate_auth::Chain>> {
+        self.admin.management_chain.read().clone()
+    }
+
+    /// Registers how to reload the configuration.
+    pub fn set_reloader(&self, reloader: Option<Reloader>) {
+        *self.admin.reloader.write() = reloader.map(Arc::new);
+    }
+
+    /// Reloads the configuration through the registered reloader. `None`: there is none (the
+    /// server was started without a configuration file).
+    pub fn reload(&self) -> Option<anyhow::Result<()>> {
+        let reloader = self.admin.reloader.read().clone()?;
+        Some(reloader(self))
+    }
+
+    // ---------------------------------------------------------------- retained (management)
+
+    /// The retained message of one topic, unexpired.
+    pub fn retained_message(&self, topic: &Topic) -> Option<Arc<Message>> {
+        let now = now_ms();
+        self.retained.read().get(topic).filter(|m| !m.is_expired(now)).cloned()
+    }
+
+    /// Deletes the retained message of one topic. Returns whether there was one.
+    pub fn delete_retained(&self, topic: &Topic) -> bool {
+        let removed = self.retained.write().remove(topic).is_some();
+        if removed {
+            Metrics::gauge(&self.metrics.retained, -1);
+        }
+        removed
+    }
+
+    /// Every unexpired retained message (`$` topics included), sorted by topic.
+    pub fn retained_all(&self) -> Vec<Arc<Message>> {
+        let now = now_ms();
+        let mut out: Vec<Arc<Message>> = self
+            .retained
+            .read()
+            .iter()
+            .filter(|(_, m)| !m.is_expired(now))
+            .map(|(_, m)| m.clone())
+            .collect();
+        out.sort_by(|a, b| a.topic.as_str().cmp(b.topic.as_str()));
+        out
     }
 }
 

@@ -13,6 +13,7 @@
 
 pub mod auth;
 pub mod error;
+pub mod jsonws;
 pub mod metrics;
 pub mod mgmt;
 pub mod publish;
@@ -173,6 +174,7 @@ fn routes(cfg: &mut web::ServiceConfig) {
         .route("/health", web::get().to(health))
         .route("/ready", web::get().to(ready))
         .route("/metrics", web::get().to(metrics::handler))
+        .route("/api/v1/ws", web::get().to(jsonws::handshake))
         .route("/api/v1/publish", web::post().to(publish::publish))
         .route("/api/v1/publish/bulk", web::post().to(publish::bulk))
         .route("/topics/{topic:.*}", web::post().to(publish::raw))

@@ -50,7 +50,10 @@ pub async fn handshake(
     }
     let (response, session, stream) = actix_ws::handle_with_protocols(&req, body, &["mqtt", "mqttv3.1"])?;
     let max_frame = shared.mqtt.limits.max_packet_size as usize + 16;
-    let stream = stream.max_frame_size(max_frame).aggregate_continuations().max_continuation_size(max_frame);
+    let stream = stream
+        .max_frame_size(max_frame)
+        .aggregate_continuations()
+        .max_continuation_size(max_frame);
     let peer = req.peer_addr().unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
     let certs = super::auth::peer_certificates(&req);
     let shared = shared.into_inner();

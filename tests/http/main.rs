@@ -7,5 +7,7 @@ mod common;
 mod util;
 
 mod api;
+mod jsonws;
+mod mgmt;
 mod sse;
 mod ws;

@@ -82,7 +82,9 @@ pub fn curl_status(args: &[&str], url: &str) -> (u16, String) {
         .arg(url)
         .output()
         .expect("run curl");
-    let text = String::from_utf8_lossy(&out.stdout).replace("\r\n", "\n").to_ascii_lowercase();
+    let text = String::from_utf8_lossy(&out.stdout)
+        .replace("\r\n", "\n")
+        .to_ascii_lowercase();
     let status = text
         .lines()
         .next()

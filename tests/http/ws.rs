@@ -64,12 +64,14 @@ async fn websocket_clients_meet_tcp_clients() {
         assert_eq!((p.topic.as_str(), &p.payload[..]), ("ws/from-tcp", &b"over tcp"[..]));
     }
     let _ = tcp.recv().await; // its own message
-    // A large message crosses frames.
+                              // A large message crosses frames.
     let big = vec![b'z'; 200_000];
     a.publish("ws/big", QoS::AtLeastOnce, false, big.clone()).await.unwrap();
     let p = tcp.recv().await;
     assert_eq!((&p.topic[..], p.payload.len()), (&b"ws/big"[..], big.len()));
-    let p = within("the big one over the other WebSocket", b_rx.recv()).await.unwrap();
+    let p = within("the big one over the other WebSocket", b_rx.recv())
+        .await
+        .unwrap();
     assert_eq!(p.payload.len(), big.len());
     s.stop();
 }
