@@ -50,11 +50,10 @@ fn start(dir: &Path, top: &str, http_keys: &str) -> TestServer {
     };
     let running = server::start(config.clone(), [127, 0, 0, 1].into(), opts).expect("server starts");
     let addr = running.addr("mqtt").expect("mqtt listener");
-    let s = TestServer {
+    TestServer {
         server: Some(running),
         addr,
-    };
-    s
+    }
 }
 
 /// A password file with these users (password: the name reversed).
