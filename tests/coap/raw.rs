@@ -301,3 +301,35 @@ async fn oversize_bodies_get_4_13_with_size1() {
     assert_eq!(code(&c.call(RequestType::Post, "ps/big", &[b'x'; 100]).await), "2.04");
     s.stop();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn coap_clients_are_sessions_listed_by_the_management_api() {
+    // An HTTP listener next to the CoAP one (its management API is loopback-only by default).
+    let s = server_with(
+        "",
+        "[[listeners]]\nname = \"http\"\nprotocol = \"http\"\nbind = \"127.0.0.1:0\"",
+    );
+    let mut c = RawCoap::new(&s).await;
+    observe(&mut c, "ps/m/+?c=meter-7", b"mm").await;
+    let url = format!(
+        "http://127.0.0.1:{}/api/v1/clients?protocol=coap",
+        s.listener("http").port()
+    );
+    crate::common::proc::require("curl");
+    let out = std::process::Command::new("curl")
+        .args(["-sS", "--max-time", "10", &url])
+        .output()
+        .unwrap();
+    let body: serde_json::Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)));
+    let clients = body["data"].as_array().expect("a list");
+    assert_eq!(clients.len(), 1, "{body}");
+    let meter = &clients[0];
+    assert_eq!(
+        (meter["clientid"].as_str(), meter["protocol"].as_str()),
+        (Some("meter-7"), Some("coap")),
+        "{body}"
+    );
+    assert_eq!(meter["details"]["observations"][0]["filter"], "m/+", "{body}");
+    s.stop();
+}
