@@ -30,6 +30,11 @@ if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq nodejs npm >/dev/null
 fi
+# MQTT.js, the JavaScript MQTT client web apps use, drives MQTT over WebSocket (tests/mqttjs).
+if [ ! -d tests/mqttjs/node_modules/mqtt ]; then
+  echo "test.sh: installing MQTT.js (npm ci in tests/mqttjs)"
+  (cd tests/mqttjs && { npm ci --no-audit --no-fund --loglevel=error || npm install --no-audit --no-fund --loglevel=error; })
+fi
 if [ ! -d tests/oidc/node_modules/oidc-provider ]; then
   echo "test.sh: installing oidc-provider (npm ci in tests/oidc)"
   (cd tests/oidc && { npm ci --no-audit --no-fund --loglevel=error || npm install --no-audit --no-fund --loglevel=error; })

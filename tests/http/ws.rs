@@ -6,6 +6,7 @@ use std::time::Duration;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS, Transport};
 use tokio::sync::mpsc;
 
+use crate::util::url as url_of;
 use crate::util::*;
 
 /// A rumqttc MQTT 3.1.1 client over WebSocket whose PUBLISHes arrive on a channel.
@@ -108,5 +109,40 @@ async fn handshakes_without_the_mqtt_subprotocol_or_upgrade_are_refused() {
     assert!(head.contains("sec-websocket-protocol: mqtt"), "{head}");
     // A plain GET is not a WebSocket.
     assert_eq!(curl(&[], &format!("http://127.0.0.1:{port}/mqtt")).status, 400);
+    s.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mqtt_js_over_websocket_meets_http_and_mqtt() {
+    let s = server("", "");
+    let mut tcp = Mqtt::connect(&s, "tcp-side").await;
+    tcp.subscribe("js/#").await;
+    let client = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/mqttjs/client.js");
+    let url = format!("ws://127.0.0.1:{}/mqtt", s.listener("http").port());
+    let args: Vec<String> = [client, url.as_str(), "js/#", "hello from MQTT.js"]
+        .iter()
+        .map(|a| a.to_string())
+        .collect();
+    let mut js = Proc::spawn("node", &args);
+    js.wait_for_line("subscribed");
+    // MQTT.js → MQTT over TCP.
+    let p = tcp.recv().await;
+    assert_eq!(
+        (&p.topic[..], &p.payload[..]),
+        (&b"js/from-js"[..], &b"hello from MQTT.js"[..])
+    );
+    // HTTP → MQTT.js.
+    let r = curl(
+        &[
+            "-H",
+            "content-type: application/json",
+            "-d",
+            r#"{"topic":"js/from-http","payload":"hi js","qos":1}"#,
+        ],
+        &url_of(&s, "/api/v1/publish"),
+    );
+    assert_eq!(r.status, 200, "{r:?}");
+    js.wait_for_line("MSG js/from-http hi js");
+    assert!(js.finish().0.success(), "MQTT.js exits cleanly");
     s.stop();
 }
