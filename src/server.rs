@@ -202,10 +202,11 @@ fn run_system(
                     addr,
                     tls: l.tls.is_some(),
                 });
-                let shared = Arc::new(crate::coap::listener::CoapShared {
+                let coap_settings = Arc::new(ListenerSettings {
+                    transport: Protocol::Coap,
+                    tls: parking_lot::RwLock::new(None),
                     name: Arc::from(l.name.as_str()),
-                    config: config.coap.clone(),
-                    layer: Arc::new(config.coap.message_layer()),
+                    limits: l.limits.clone(),
                     auth: crate::auth::ListenerAuth::new(
                         chain,
                         auth_handle.clone(),
@@ -213,6 +214,13 @@ fn run_system(
                         config.auth.audit,
                         broker.clone(),
                     ),
+                });
+                all_settings.push(coap_settings.clone());
+                let shared = Arc::new(crate::coap::listener::CoapShared {
+                    name: Arc::from(l.name.as_str()),
+                    config: config.coap.clone(),
+                    layer: Arc::new(config.coap.message_layer()),
+                    settings: coap_settings,
                     limits: l.limits.clone(),
                     tls: l.tls.clone(),
                 });
@@ -266,7 +274,7 @@ fn run_system(
                     name: Arc::from(l.name.as_str()),
                     limits: l.limits.clone(),
                     auth: crate::auth::ListenerAuth::new(
-                        chain.clone(),
+                        chain,
                         auth_handle.clone(),
                         config.auth.timeout,
                         config.auth.audit,
@@ -279,13 +287,6 @@ fn run_system(
                     broker: broker.clone(),
                     mqtt: mqtt_settings,
                     ws_only: l.protocol == ListenerProtocol::MqttWs,
-                    auth: crate::auth::ListenerAuth::new(
-                        chain,
-                        auth_handle.clone(),
-                        config.auth.timeout,
-                        config.auth.audit,
-                        broker.clone(),
-                    ),
                     config: config.http.clone(),
                     limits: l.limits.clone(),
                     auth_cache: Default::default(),
@@ -705,6 +706,12 @@ pub fn reload(path: &std::path::Path, broker: &Broker, listeners: &[Arc<Listener
             continue;
         };
         let chain = chains.for_listener(l.auth.as_deref())?;
+        if matches!(settings.transport, Protocol::MqttWs | Protocol::Coap) {
+            // HTTP, MQTT-over-WebSocket and CoAP listeners: the chain is swapped; their
+            // certificates (actix-web's, DTLS') need a restart.
+            updates.push((settings, chain, None, false));
+            continue;
+        }
         let tls = match &l.tls {
             Some(t) => Some(
                 crate::tls::server_config(t, &["mqtt"]).map_err(|e| anyhow::anyhow!("listener \"{}\": {e}", l.name))?,
@@ -714,11 +721,13 @@ pub fn reload(path: &std::path::Path, broker: &Broker, listeners: &[Arc<Listener
         if tls.is_some() != settings.tls.read().is_some() {
             anyhow::bail!("listener \"{}\": turning TLS on or off needs a restart", l.name);
         }
-        updates.push((settings, chain, tls));
+        updates.push((settings, chain, tls, true));
     }
-    for (settings, chain, tls) in updates {
+    for (settings, chain, tls, swap_tls) in updates {
         settings.auth.set_chain(chain);
-        *settings.tls.write() = tls;
+        if swap_tls {
+            *settings.tls.write() = tls;
+        }
     }
     broker.set_acl(acl);
     broker.set_audit(config.auth.audit);

@@ -46,12 +46,19 @@ pub struct CoapShared {
     pub config: CoapConfig,
     /// Message-layer settings, shared by every peer.
     pub layer: Arc<unigate_coap::Config>,
-    /// The auth chain.
-    pub auth: ListenerAuth,
+    /// The auth chain, in listener settings that a reload (SIGHUP, management API) swaps.
+    pub settings: Arc<crate::mqtt::protocol::ListenerSettings>,
     /// Listener limits (`max_connections` caps remote addresses; `max_topic_levels`).
     pub limits: Limits,
     /// DTLS settings; None: plain UDP.
     pub tls: Option<crate::tls::TlsConfig>,
+}
+
+impl CoapShared {
+    /// The listener's auth chain.
+    pub fn auth(&self) -> &ListenerAuth {
+        &self.settings.auth
+    }
 }
 
 /// How often retransmission timers are looked at.
@@ -246,7 +253,7 @@ impl CoapListener {
                 let keys = shared.clone();
                 let lookup: unigate_dtls::PskLookup = Arc::new(move |identity: &[u8]| {
                     let identity = std::str::from_utf8(identity).ok()?;
-                    keys.auth.chain().psk_key(identity).map(|k| k.expose().to_vec())
+                    keys.auth().chain().psk_key(identity).map(|k| k.expose().to_vec())
                 });
                 Some(super::dtls::server_config(tls, Some(lookup))?)
             }
@@ -518,7 +525,7 @@ impl CoapListener {
             }
         }
         creds.peer_certificates = d.conn.peer_certificates().unwrap_or_default();
-        let fut = self.shared.auth.run(creds);
+        let fut = self.shared.auth().run(creds);
         ctx.spawn(fut.into_actor(self).map(move |outcome, act, ctx| match outcome {
             Outcome::Allowed(identity) => {
                 let waiting = match act.peers.get_mut(&from).and_then(|e| e.dtls.as_mut()) {
@@ -743,7 +750,7 @@ impl CoapListener {
                 identity: Arc::new(identity),
             }));
         }
-        let chain = self.shared.auth.chain();
+        let chain = self.shared.auth().chain();
         if chain.allows_everyone() {
             return Some(Ok(Principal {
                 client_id,
@@ -759,7 +766,8 @@ impl CoapListener {
                 }));
             }
         }
-        let key = cache_key(&client_id, query);
+        // The chain is part of the key: after a reload nothing remembered under the old one counts.
+        let key = cache_key(&client_id, query, Arc::as_ptr(&chain) as usize);
         let now = Instant::now();
         if let Some((identity, until)) = self.auth_cache.get(&key) {
             if *until > now {
@@ -788,7 +796,7 @@ impl CoapListener {
         creds.client_id = Some(client_id.to_string());
         creds.username = query.username.clone();
         creds.password = query.password.as_ref().map(|p| Secret::new(p.as_bytes().to_vec()));
-        let fut = self.shared.auth.run(creds);
+        let fut = self.shared.auth().run(creds);
         ctx.spawn(fut.into_actor(self).map(move |outcome, act, ctx| match outcome {
             Outcome::Allowed(identity) => {
                 if let Some(key) = cache {
@@ -873,7 +881,7 @@ impl CoapListener {
         let client_id: ClientId = Arc::from(id.as_str());
         let identity = match authed.or_else(|| self.dtls_identity(from)) {
             Some(i) => i,
-            None if self.shared.auth.chain().allows_everyone() => Identity::anonymous(query.username.as_deref()),
+            None if self.shared.auth().chain().allows_everyone() => Identity::anonymous(query.username.as_deref()),
             None => {
                 // Connection requests always run the chain (no cache): they are rare and are
                 // where a changed password must take effect.
@@ -1671,9 +1679,10 @@ fn wants_con(t: NotifyType, qos: QoS, last_con: Instant, every: Duration, now: I
 
 /// The key under which a connectionless client's successful authentication is remembered: a
 /// hash, so the cache holds no password.
-fn cache_key(client_id: &str, q: &tr::Query) -> [u8; 32] {
+fn cache_key(client_id: &str, q: &tr::Query, chain: usize) -> [u8; 32] {
     use sha2::Digest;
     let mut h = sha2::Sha256::new();
+    h.update(chain.to_be_bytes());
     for part in [
         client_id,
         q.username.as_deref().unwrap_or(""),

@@ -100,7 +100,7 @@ pub async fn authenticate(
         })
         .transpose()?;
     let certs = req.conn_data::<PeerCerts>().cloned();
-    let chain = shared.auth.chain();
+    let chain = shared.auth().chain();
     let principal = |identity: Identity| {
         let id: Arc<str> = match (client_id, &identity.client_id, &identity.username) {
             (Some(c), _, _) => Arc::from(c),
@@ -149,11 +149,12 @@ pub async fn authenticate(
         creds.peer_certificates = chain_der.as_ref().clone();
     }
     let ttl = shared.config.auth_cache;
-    let key = (!ttl.is_zero()).then(|| cache_key(&creds));
+    // The chain is part of the key: after a reload (a new chain) nothing old is reused.
+    let key = (!ttl.is_zero()).then(|| cache_key(&creds, Arc::as_ptr(&chain) as usize));
     if let Some(identity) = key.as_ref().and_then(|k| shared.auth_cache.get(k)) {
         return Ok(principal(identity));
     }
-    match shared.auth.run(creds).await {
+    match shared.auth().run(creds).await {
         Outcome::Allowed(identity) => {
             if let Some(k) = key {
                 shared.auth_cache.put(k, identity.clone(), ttl);
@@ -167,8 +168,9 @@ pub async fn authenticate(
     }
 }
 
-fn cache_key(c: &Credentials) -> [u8; 32] {
+fn cache_key(c: &Credentials, chain: usize) -> [u8; 32] {
     let mut h = sha2::Sha256::new();
+    h.update(chain.to_be_bytes());
     let mut field = |b: &[u8]| {
         h.update((b.len() as u64).to_be_bytes());
         h.update(b);

@@ -188,9 +188,9 @@ async fn authenticate_with(
     }
     let auth = crate::auth::ListenerAuth::new(
         chain,
-        shared.auth.runtime.clone(),
-        shared.auth.timeout,
-        shared.auth.audit,
+        shared.auth().runtime.clone(),
+        shared.auth().timeout,
+        shared.auth().audit,
         shared.broker.clone(),
     );
     match auth.run(creds).await {

@@ -106,8 +106,6 @@ pub struct HttpShared {
     pub name: Arc<str>,
     /// The broker.
     pub broker: Arc<Broker>,
-    /// The auth chain.
-    pub auth: ListenerAuth,
     /// `[http]`.
     pub config: HttpConfig,
     /// Listener limits (`max_connections`, `max_topic_levels`).
@@ -120,6 +118,14 @@ pub struct HttpShared {
     pub mqtt: Arc<crate::mqtt::protocol::ListenerSettings>,
     /// A `protocol = "mqtt-ws"` listener: only `/mqtt` is served.
     pub ws_only: bool,
+}
+
+impl HttpShared {
+    /// The listener's auth chain: the one its MQTT-over-WebSocket connections use, so that a
+    /// reload (SIGHUP, management API) swaps it for both.
+    pub fn auth(&self) -> &ListenerAuth {
+        &self.mqtt.auth
+    }
 }
 
 /// Builds and starts the server on `listener` with `workers` threads; the returned server runs

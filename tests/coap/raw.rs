@@ -333,3 +333,58 @@ async fn coap_clients_are_sessions_listed_by_the_management_api() {
     assert_eq!(meter["details"]["observations"][0]["filter"], "m/+", "{body}");
     s.stop();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_swaps_the_coap_listeners_chain() {
+    let (dir, toml) = password_setup("reload");
+    let text = |chain_toml: &str| {
+        format!(
+            "workers = 2\nsys_interval = \"0s\"\n{chain_toml}\n\
+             [[listeners]]\nname = \"mqtt\"\nprotocol = \"mqtt\"\nbind = \"127.0.0.1:0\"\n\
+             [[listeners]]\nname = \"coap\"\nprotocol = \"coap\"\nbind = \"127.0.0.1:0\"\nauth = \"users\"\n\
+             [[listeners]]\nname = \"http\"\nprotocol = \"http\"\nbind = \"127.0.0.1:0\"\n"
+        )
+    };
+    let path = dir.join("unigate.toml");
+    std::fs::write(&path, text(&toml)).unwrap();
+    let config = unigate::config::Config::load(&path, Vec::new()).unwrap();
+    let opts = unigate::server::StartOptions {
+        handle_signals: false,
+        config_path: Some(path.clone()),
+    };
+    let running = unigate::server::start(config, [127, 0, 0, 1].into(), opts).unwrap();
+    let coap = running.addr("coap").unwrap();
+    let http = running.addr("http").unwrap();
+    let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let mut c = RawCoap {
+        sock,
+        server: coap,
+        next_mid: 1,
+    };
+    assert_eq!(
+        code(&c.call(RequestType::Post, "ps/dev/dev/t?u=dev&p=s3cret", b"x").await),
+        "2.04"
+    );
+    // The password authenticator leaves the chain; a reload through the management API.
+    let without = toml.replace("authenticators = [\"pw\"]", "authenticators = []");
+    std::fs::write(&path, text(&without)).unwrap();
+    let out = std::process::Command::new("curl")
+        .args([
+            "-sS",
+            "-X",
+            "POST",
+            "--max-time",
+            "10",
+            &format!("http://{http}/api/v1/auth/reload"),
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert_eq!(
+        code(&c.call(RequestType::Post, "ps/dev/dev/t?u=dev&p=s3cret", b"x").await),
+        "4.01",
+        "no cached answer survives the reload"
+    );
+    running.stop().unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -140,7 +140,7 @@ impl Drop for Mqtt {
 pub struct RawCoap {
     pub sock: UdpSocket,
     pub server: SocketAddr,
-    next_mid: u16,
+    pub next_mid: u16,
 }
 
 impl RawCoap {

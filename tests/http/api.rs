@@ -253,3 +253,64 @@ async fn https_negotiates_http2_by_alpn_and_falls_back_to_http1() {
     assert_eq!((r.status, r.version.as_str()), (200, "HTTP/1.1"), "{r:?}");
     s.stop();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_swaps_the_chain_of_an_https_listener() {
+    let pki = Pki::new("https-reload");
+    let dir = std::env::temp_dir().join(format!("unigate-http-reload-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("passwd.toml");
+    let mut store = PasswordStore::new(&file);
+    store.add("alice", &Secret::new("wonderland")).unwrap();
+    store.save().unwrap();
+    let text = |authenticators: &str| {
+        format!(
+            "workers = 2\nsys_interval = \"0s\"\n\
+             [auth.chains.web]\nauthenticators = [{authenticators}]\nno_match = \"deny\"\n\
+             [auth.authenticators.users]\nkind = \"password\"\nfile = {:?}\n\
+             [[listeners]]\nname = \"mqtt\"\nprotocol = \"mqtt\"\nbind = \"127.0.0.1:0\"\n\
+             [[listeners]]\nname = \"http\"\nprotocol = \"http\"\nbind = \"127.0.0.1:0\"\nauth = \"web\"\n\
+             tls = {{ cert = {:?}, key = {:?} }}\n",
+            file.display().to_string(),
+            pki.p("server.pem"),
+            pki.p("server.key")
+        )
+    };
+    let path = dir.join("unigate.toml");
+    std::fs::write(&path, text("\"users\"")).unwrap();
+    let config = unigate::config::Config::load(&path, Vec::new()).unwrap();
+    let opts = unigate::server::StartOptions {
+        handle_signals: false,
+        config_path: Some(path.clone()),
+    };
+    let running = unigate::server::start(config, [127, 0, 0, 1].into(), opts).unwrap();
+    let port = running.addr("http").unwrap().port();
+    let resolve = format!("localhost:{port}:127.0.0.1");
+    let get = |extra: &[&str], p: &str| {
+        curl(
+            &[&["--cacert", &pki.p("ca.pem"), "--resolve", &resolve], extra].concat(),
+            &format!("https://localhost:{port}{p}"),
+        )
+    };
+    let publish = || {
+        get(
+            &[
+                "-u",
+                "alice:wonderland",
+                "-H",
+                "content-type: application/json",
+                "-d",
+                r#"{"topic":"r/1"}"#,
+            ],
+            "/api/v1/publish",
+        )
+    };
+    assert_eq!(publish().status, 200);
+    // The chain loses its authenticator; the management API (loopback, no [management]) reloads.
+    std::fs::write(&path, text("")).unwrap();
+    let r = get(&["-X", "POST"], "/api/v1/auth/reload");
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(publish().status, 401, "the reloaded chain refuses alice");
+    running.stop().unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+}
