@@ -388,3 +388,30 @@ async fn a_reload_swaps_the_coap_listeners_chain() {
     running.stop().unwrap();
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_con_notification_goes_out_every_con_notify_interval() {
+    // RFC 7641 §4.5: even when NON would do, a CON now and then finds observers that are gone.
+    let s = server("[coap]\ncon_notify_interval = \"20ms\"\n");
+    let mqtt = Mqtt::connect(&s, "pub").await;
+    let mut c = RawCoap::new(&s).await;
+    observe(&mut c, "ps/hb?qos=0", b"hb").await;
+    // Time itself must pass here: the interval counts from the registration.
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    mqtt.publish("hb", q(0), false, "a").await;
+    let n = c.recv().await;
+    assert_eq!(
+        (n.header.get_type(), &n.payload[..]),
+        (MessageType::Confirmable, &b"a"[..])
+    );
+    c.send(&empty(MessageType::Acknowledgement, n.header.message_id)).await;
+    s.stop();
+    // With the default (24 h) the same observation gets NON.
+    let s = server("");
+    let mqtt = Mqtt::connect(&s, "pub").await;
+    let mut c = RawCoap::new(&s).await;
+    observe(&mut c, "ps/hb?qos=0", b"hb").await;
+    mqtt.publish("hb", q(0), false, "b").await;
+    assert_eq!(c.recv().await.header.get_type(), MessageType::NonConfirmable);
+    s.stop();
+}
