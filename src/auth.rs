@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
-use unigate_auth::{Chain, Credentials, DenyReason, NoMatch, Outcome};
+use unigate_auth::{Chain, Credentials, DenyReason, Identity, NoMatch, Outcome};
 
 /// `[auth]`: chains, authenticators, audit.
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -335,5 +335,63 @@ fn audit_auth(creds: &Credentials, outcome: &Outcome) {
             event = "authn", listener = %creds.listener, %peer, client_id, username,
             authenticator = %authenticator, result = "deny", reason = %reason
         ),
+    }
+}
+
+/// Successful authentications remembered for a while, so that a client sending the same
+/// credentials with every request (HTTP Basic, CoAP query passwords) is not hashed every time.
+/// Keyed by a SHA-256 of the credentials and of the chain that checked them: the cache holds
+/// no secret, and nothing remembered under a chain survives a reload that replaces it.
+#[derive(Default)]
+pub struct CredentialCache {
+    entries: parking_lot::Mutex<std::collections::HashMap<[u8; 32], (Identity, std::time::Instant)>>,
+}
+
+/// Remembered authentications at most (expired ones go first, then all).
+const MAX_CACHED_IDENTITIES: usize = 100_000;
+
+impl CredentialCache {
+    /// The key of `parts` (client id, user name, password, certificates…) checked by `chain`.
+    pub fn key(chain: &Arc<Chain>, parts: &[&[u8]]) -> [u8; 32] {
+        use sha2::Digest;
+        let mut h = sha2::Sha256::new();
+        h.update((Arc::as_ptr(chain) as usize).to_be_bytes());
+        for part in parts {
+            h.update((part.len() as u64).to_be_bytes());
+            h.update(part);
+        }
+        h.finalize().into()
+    }
+
+    /// The identity remembered under `key`, if still fresh.
+    pub fn get(&self, key: &[u8; 32]) -> Option<Identity> {
+        let now = std::time::Instant::now();
+        self.entries
+            .lock()
+            .get(key)
+            .filter(|(_, until)| *until > now)
+            .map(|(id, _)| id.clone())
+    }
+
+    /// Remembers `identity` under `key` for `ttl` (nothing for a zero `ttl`).
+    pub fn put(&self, key: [u8; 32], identity: &Identity, ttl: Duration) {
+        if ttl.is_zero() {
+            return;
+        }
+        let now = std::time::Instant::now();
+        let mut entries = self.entries.lock();
+        if entries.len() >= MAX_CACHED_IDENTITIES {
+            entries.retain(|_, (_, until)| *until > now);
+            if entries.len() >= MAX_CACHED_IDENTITIES {
+                entries.clear();
+            }
+        }
+        entries.insert(key, (identity.clone(), now + ttl));
+    }
+
+    /// Forgets what has expired.
+    pub fn purge(&self) {
+        let now = std::time::Instant::now();
+        self.entries.lock().retain(|_, (_, until)| *until > now);
     }
 }

@@ -170,209 +170,25 @@ fn run_system(
         let arbiters: Vec<Arbiter> = (0..workers).map(|_| Arbiter::new()).collect();
         let handles: Arc<[ArbiterHandle]> = arbiters.iter().map(|a| a.handle()).collect();
 
-        let mut bound = Vec::new();
-        let mut http_servers: Vec<actix_web::dev::ServerHandle> = Vec::new();
-        let mut all_settings: Vec<Arc<ListenerSettings>> = Vec::new();
+        let mut started = Started::default();
+        let ctx = StartCtx {
+            config: &config,
+            chains: &chains,
+            auth_handle: &auth_handle,
+            broker: &broker,
+            handles: &handles,
+        };
         for l in config.effective_listeners(host) {
-            if l.protocol == ListenerProtocol::Coap {
-                let chain = match chains.for_listener(l.auth.as_deref()) {
-                    Ok(c) => c,
-                    Err(e) => {
-                        let _ = ready.send(Err(anyhow::anyhow!("listener \"{}\": {e}", l.name)));
-                        return Ok(());
-                    }
-                };
-                if chain.allows_everyone() && !l.bind.ip().is_loopback() {
-                    tracing::warn!(
-                        listener = %l.name, bind = %l.bind,
-                        "listener accepts anonymous clients and is bound beyond loopback"
-                    );
-                }
-                let socket = match crate::coap::bind_udp(l.bind) {
-                    Ok(s) => s,
-                    Err(e) => {
-                        let _ = ready.send(Err(anyhow::anyhow!("listener \"{}\" on {}: {e}", l.name, l.bind)));
-                        return Ok(());
-                    }
-                };
-                let addr = socket.local_addr().unwrap_or(l.bind);
-                bound.push(BoundListener {
-                    name: l.name.clone(),
-                    protocol: l.protocol,
-                    addr,
-                    tls: l.tls.is_some(),
-                });
-                let coap_settings = Arc::new(ListenerSettings {
-                    transport: Protocol::Coap,
-                    tls: parking_lot::RwLock::new(None),
-                    name: Arc::from(l.name.as_str()),
-                    limits: l.limits.clone(),
-                    auth: crate::auth::ListenerAuth::new(
-                        chain,
-                        auth_handle.clone(),
-                        config.auth.timeout,
-                        config.auth.audit,
-                        broker.clone(),
-                    ),
-                });
-                all_settings.push(coap_settings.clone());
-                let shared = Arc::new(crate::coap::listener::CoapShared {
-                    name: Arc::from(l.name.as_str()),
-                    config: config.coap.clone(),
-                    layer: Arc::new(config.coap.message_layer()),
-                    settings: coap_settings,
-                    limits: l.limits.clone(),
-                    tls: l.tls.clone(),
-                });
-                let core = broker.clone();
-                let started = handles[0].spawn_fn(move || {
-                    if let Err(e) = crate::coap::listener::CoapListener::start_on(socket, shared, core) {
-                        tracing::error!(error = %e, "cannot register coap listener");
-                    }
-                });
-                if !started {
-                    let _ = ready.send(Err(anyhow::anyhow!("listener \"{}\": worker not running", l.name)));
-                    return Ok(());
-                }
-                continue;
-            }
-            if matches!(l.protocol, ListenerProtocol::Http | ListenerProtocol::MqttWs) {
-                let chain = match chains.for_listener(l.auth.as_deref()) {
-                    Ok(c) => c,
-                    Err(e) => {
-                        let _ = ready.send(Err(anyhow::anyhow!("listener \"{}\": {e}", l.name)));
-                        return Ok(());
-                    }
-                };
-                if chain.allows_everyone() && !l.bind.ip().is_loopback() {
-                    tracing::warn!(
-                        listener = %l.name, bind = %l.bind,
-                        "listener accepts anonymous clients and is bound beyond loopback"
-                    );
-                }
-                let tls = match &l.tls {
-                    Some(t) => match crate::tls::server_config(t, &["h2", "http/1.1"]) {
-                        Ok(c) => Some(c),
-                        Err(e) => {
-                            let _ = ready.send(Err(anyhow::anyhow!("listener \"{}\": {e}", l.name)));
-                            return Ok(());
-                        }
-                    },
-                    None => None,
-                };
-                let socket = match bind_one(l.bind) {
-                    Ok(s) => s,
-                    Err(e) => {
-                        let _ = ready.send(Err(anyhow::anyhow!("listener \"{}\" on {}: {e}", l.name, l.bind)));
-                        return Ok(());
-                    }
-                };
-                let addr = socket.local_addr().unwrap_or(l.bind);
-                let mqtt_settings = Arc::new(ListenerSettings {
-                    transport: Protocol::MqttWs,
-                    tls: parking_lot::RwLock::new(None),
-                    name: Arc::from(l.name.as_str()),
-                    limits: l.limits.clone(),
-                    auth: crate::auth::ListenerAuth::new(
-                        chain,
-                        auth_handle.clone(),
-                        config.auth.timeout,
-                        config.auth.audit,
-                        broker.clone(),
-                    ),
-                });
-                all_settings.push(mqtt_settings.clone());
-                let shared = Arc::new(crate::http::HttpShared {
-                    name: Arc::from(l.name.as_str()),
-                    broker: broker.clone(),
-                    mqtt: mqtt_settings,
-                    ws_only: l.protocol == ListenerProtocol::MqttWs,
-                    config: config.http.clone(),
-                    limits: l.limits.clone(),
-                    auth_cache: Default::default(),
-                    replay: Default::default(),
-                });
-                match crate::http::start(socket, shared, tls, workers) {
-                    Ok(srv) => {
-                        http_servers.push(srv.handle());
-                        actix_rt::spawn(srv);
-                    }
-                    Err(e) => {
-                        let _ = ready.send(Err(anyhow::anyhow!("listener \"{}\" on {}: {e}", l.name, l.bind)));
-                        return Ok(());
-                    }
-                }
-                bound.push(BoundListener {
-                    name: l.name.clone(),
-                    protocol: l.protocol,
-                    addr,
-                    tls: l.tls.is_some(),
-                });
-                continue;
-            }
-            match bind_per_worker(&l, handles.len()) {
-                Ok((addr, sockets)) => {
-                    bound.push(BoundListener {
-                        name: l.name.clone(),
-                        protocol: l.protocol,
-                        addr,
-                        tls: l.tls.is_some(),
-                    });
-                    let chain = match chains.for_listener(l.auth.as_deref()) {
-                        Ok(c) => c,
-                        Err(e) => {
-                            let _ = ready.send(Err(anyhow::anyhow!("listener \"{}\": {e}", l.name)));
-                            return Ok(());
-                        }
-                    };
-                    if chain.allows_everyone() && !l.bind.ip().is_loopback() {
-                        tracing::warn!(
-                            listener = %l.name, bind = %l.bind,
-                            "listener accepts anonymous clients and is bound beyond loopback"
-                        );
-                    }
-                    let tls = match &l.tls {
-                        Some(t) => match crate::tls::server_config(t, &["mqtt"]) {
-                            Ok(c) => Some(c),
-                            Err(e) => {
-                                let _ = ready.send(Err(anyhow::anyhow!("listener \"{}\": {e}", l.name)));
-                                return Ok(());
-                            }
-                        },
-                        None => None,
-                    };
-                    let settings = Arc::new(ListenerSettings {
-                        transport: Protocol::Mqtt,
-                        tls: parking_lot::RwLock::new(tls),
-                        name: Arc::from(l.name.as_str()),
-                        limits: l.limits.clone(),
-                        auth: crate::auth::ListenerAuth::new(
-                            chain,
-                            auth_handle.clone(),
-                            config.auth.timeout,
-                            config.auth.audit,
-                            broker.clone(),
-                        ),
-                    });
-                    all_settings.push(settings.clone());
-                    let open = Arc::new(AtomicUsize::new(0));
-                    for (socket, worker) in sockets.into_iter().zip(handles.iter()) {
-                        let (settings, broker, open) = (settings.clone(), broker.clone(), open.clone());
-                        worker.spawn(async move {
-                            match TcpListener::from_std(socket) {
-                                Ok(listener) => accept_loop(listener, settings, broker, open).await,
-                                Err(e) => tracing::error!(error = %e, "cannot register listener"),
-                            }
-                        });
-                    }
-                }
-                Err(e) => {
-                    let err = e.context(format!("listener \"{}\" on {}", l.name, l.bind));
-                    let _ = ready.send(Err(anyhow::anyhow!("{err:#}")));
-                    return Ok(());
-                }
+            if let Err(e) = ctx.start(&l, &mut started) {
+                let _ = ready.send(Err(anyhow::anyhow!("{e:#}")));
+                return Ok(());
             }
         }
+        let Started {
+            bound,
+            all_settings,
+            http_servers,
+        } = started;
         crate::http::mgmt::install(
             &broker,
             &config,
@@ -414,6 +230,151 @@ fn run_system(
     });
     auth_runtime.shutdown();
     result
+}
+
+/// What starting the listeners produced.
+#[derive(Default)]
+struct Started {
+    bound: Vec<BoundListener>,
+    /// Every listener's settings (their auth chains are swapped on reload).
+    all_settings: Vec<Arc<ListenerSettings>>,
+    http_servers: Vec<actix_web::dev::ServerHandle>,
+}
+
+/// What every listener is started with.
+struct StartCtx<'a> {
+    config: &'a Config,
+    chains: &'a crate::auth::Chains,
+    auth_handle: &'a tokio::runtime::Handle,
+    broker: &'a Arc<Broker>,
+    handles: &'a [ArbiterHandle],
+}
+
+impl StartCtx<'_> {
+    /// Binds and starts one listener; errors name it.
+    fn start(&self, l: &ListenerConfig, out: &mut Started) -> anyhow::Result<()> {
+        let result = match l.protocol {
+            ListenerProtocol::Mqtt => self.start_mqtt(l, out),
+            ListenerProtocol::Coap => self.start_coap(l, out),
+            ListenerProtocol::Http | ListenerProtocol::MqttWs => self.start_http(l, out),
+        };
+        result.with_context(|| format!("listener \"{}\" on {}", l.name, l.bind))
+    }
+
+    /// The listener's settings (its auth chain, limits, TLS for MQTT over TLS), registered for
+    /// reload.
+    fn settings(
+        &self,
+        l: &ListenerConfig,
+        transport: Protocol,
+        tls: Option<Arc<rustls::ServerConfig>>,
+        out: &mut Started,
+    ) -> anyhow::Result<Arc<ListenerSettings>> {
+        let chain = self.chains.for_listener(l.auth.as_deref())?;
+        if chain.allows_everyone() && !l.bind.ip().is_loopback() {
+            tracing::warn!(
+                listener = %l.name, bind = %l.bind,
+                "listener accepts anonymous clients and is bound beyond loopback"
+            );
+        }
+        let settings = Arc::new(ListenerSettings {
+            transport,
+            tls: parking_lot::RwLock::new(tls),
+            name: Arc::from(l.name.as_str()),
+            limits: l.limits.clone(),
+            auth: crate::auth::ListenerAuth::new(
+                chain,
+                self.auth_handle.clone(),
+                self.config.auth.timeout,
+                self.config.auth.audit,
+                self.broker.clone(),
+            ),
+        });
+        out.all_settings.push(settings.clone());
+        Ok(settings)
+    }
+
+    fn bound(l: &ListenerConfig, addr: SocketAddr, out: &mut Started) {
+        out.bound.push(BoundListener {
+            name: l.name.clone(),
+            protocol: l.protocol,
+            addr,
+            tls: l.tls.is_some(),
+        });
+    }
+
+    fn start_mqtt(&self, l: &ListenerConfig, out: &mut Started) -> anyhow::Result<()> {
+        let (addr, sockets) = bind_per_worker(l, self.handles.len())?;
+        let tls = l
+            .tls
+            .as_ref()
+            .map(|t| crate::tls::server_config(t, &["mqtt"]))
+            .transpose()?;
+        let settings = self.settings(l, Protocol::Mqtt, tls, out)?;
+        Self::bound(l, addr, out);
+        let open = Arc::new(AtomicUsize::new(0));
+        for (socket, worker) in sockets.into_iter().zip(self.handles.iter()) {
+            let (settings, broker, open) = (settings.clone(), self.broker.clone(), open.clone());
+            worker.spawn(async move {
+                match TcpListener::from_std(socket) {
+                    Ok(listener) => accept_loop(listener, settings, broker, open).await,
+                    Err(e) => tracing::error!(error = %e, "cannot register listener"),
+                }
+            });
+        }
+        Ok(())
+    }
+
+    fn start_coap(&self, l: &ListenerConfig, out: &mut Started) -> anyhow::Result<()> {
+        let settings = self.settings(l, Protocol::Coap, None, out)?;
+        let socket = crate::coap::bind_udp(l.bind)?;
+        Self::bound(l, socket.local_addr().unwrap_or(l.bind), out);
+        let shared = Arc::new(crate::coap::listener::CoapShared {
+            name: Arc::from(l.name.as_str()),
+            config: self.config.coap.clone(),
+            layer: Arc::new(self.config.coap.message_layer()),
+            settings,
+            limits: l.limits.clone(),
+            tls: l.tls.clone(),
+        });
+        let broker = self.broker.clone();
+        let worker = self.handles.first().context("no worker")?;
+        let spawned = worker.spawn_fn(move || {
+            if let Err(e) = crate::coap::listener::CoapListener::start_on(socket, shared, broker) {
+                tracing::error!(error = %e, "cannot register coap listener");
+            }
+        });
+        anyhow::ensure!(spawned, "worker not running");
+        Ok(())
+    }
+
+    fn start_http(&self, l: &ListenerConfig, out: &mut Started) -> anyhow::Result<()> {
+        let tls = l
+            .tls
+            .as_ref()
+            .map(|t| crate::tls::server_config(t, &["h2", "http/1.1"]))
+            .transpose()?;
+        // The settings of its MQTT-over-WebSocket connections; the HTTP side shares their
+        // auth chain, so a reload swaps both. The certificate is actix-web's.
+        let mqtt = self.settings(l, Protocol::MqttWs, None, out)?;
+        let socket = bind_one(l.bind)?;
+        let addr = socket.local_addr().unwrap_or(l.bind);
+        let shared = Arc::new(crate::http::HttpShared {
+            name: Arc::from(l.name.as_str()),
+            broker: self.broker.clone(),
+            mqtt,
+            ws_only: l.protocol == ListenerProtocol::MqttWs,
+            config: self.config.http.clone(),
+            limits: l.limits.clone(),
+            auth_cache: Default::default(),
+            replay: Default::default(),
+        });
+        let srv = crate::http::start(socket, shared, tls, self.handles.len())?;
+        out.http_servers.push(srv.handle());
+        actix_rt::spawn(srv);
+        Self::bound(l, addr, out);
+        Ok(())
+    }
 }
 
 async fn wait_for_stop(stop: tokio::sync::oneshot::Receiver<()>, signals: bool) {

@@ -79,6 +79,7 @@
 //!
 //! Tokens and keys are never logged; debug lines name the `alg`, `kid` and `iss` at most.
 
+use crate::url::is_loopback;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -329,19 +330,6 @@ fn unix_now() -> f64 {
         .map_or(0.0, |d| d.as_secs_f64())
 }
 
-/// Whether `url` names this machine (plain http is then no risk).
-fn is_loopback(url: &reqwest::Url) -> bool {
-    match url.host_str() {
-        Some("localhost") => true,
-        Some(host) => host
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback()),
-        None => false,
-    }
-}
-
 impl JwtAuthenticator {
     /// Builds the authenticator named `name`: reads the secret or key file, checks the
     /// algorithms against the key, compiles the claim checks. A JWKS is not fetched yet.
@@ -395,7 +383,7 @@ impl JwtAuthenticator {
             }
             if url.scheme() == "http" && !is_loopback(&url) {
                 tracing::warn!(
-                    authenticator = %name, url = %jwks::shown_url(&url),
+                    authenticator = %name, url = %crate::url::shown_url(&url),
                     "jwks_url uses plain http: whoever can alter the traffic can mint tokens"
                 );
             }

@@ -332,6 +332,7 @@ pub mod oauth2;
 pub mod password;
 pub mod psk;
 pub mod scram;
+mod url;
 pub mod x509;
 
 #[cfg(test)]

@@ -81,6 +81,7 @@
 //! Tokens and the client secret are never logged; failures are logged with the URL's scheme,
 //! host, port and path only.
 
+use crate::url::{is_loopback, shown_url};
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::future::Future;
@@ -358,29 +359,6 @@ fn active_ttl(exp: Option<f64>, now: f64, max: Duration) -> Duration {
         Some(exp) => Duration::try_from_secs_f64(exp - now).map_or(max, |left| left.min(max)),
         None => max,
     }
-}
-
-/// Whether `url` names this machine (plain http is then no risk).
-fn is_loopback(url: &reqwest::Url) -> bool {
-    match url.host_str() {
-        Some("localhost") => true,
-        Some(host) => host
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback()),
-        None => false,
-    }
-}
-
-/// `url` for logs: scheme, host, port and path only (a query may carry an API key).
-fn shown_url(url: &reqwest::Url) -> String {
-    let mut shown = format!("{}://{}", url.scheme(), url.host_str().unwrap_or(""));
-    if let Some(port) = url.port() {
-        shown.push_str(&format!(":{port}"));
-    }
-    shown.push_str(url.path());
-    shown
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, OAuth2Error> {

@@ -32,7 +32,7 @@ use unigate_pubsub::{Message, Origin, Protocol, QoS, Topic, TopicFilter};
 use unigate_translators::coap as tr;
 
 use super::{CoapConfig, DefaultQos, NotifyTopic, NotifyType};
-use crate::auth::ListenerAuth;
+use crate::auth::{CredentialCache, ListenerAuth};
 use crate::broker::metrics::Metrics;
 use crate::broker::session::{ClientId, Delivery, KickReason, QueueLimits, SessionLink, SubOptions};
 use crate::broker::{now_ms, Broker};
@@ -67,8 +67,6 @@ const TICK: Duration = Duration::from_millis(50);
 const SWEEP: Duration = Duration::from_secs(1);
 /// Datagrams waiting for the socket to become writable, at most (UDP: beyond it we drop).
 const MAX_SEND_BACKLOG: usize = 4096;
-/// Remembered authentications at most.
-const MAX_AUTH_CACHE: usize = 100_000;
 /// Observe sequence numbers are 24 bits (RFC 7641 §3.4).
 const OBSERVE_MASK: u32 = 0x00FF_FFFF;
 
@@ -214,7 +212,7 @@ pub struct CoapListener {
     timers: BinaryHeap<Reverse<(Instant, SocketAddr)>>,
     con_keys: HashMap<u64, ConInFlight>,
     next_key: u64,
-    auth_cache: HashMap<[u8; 32], (Identity, Instant)>,
+    auth_cache: CredentialCache,
     seed: u64,
     send_backlog: VecDeque<(Vec<u8>, SocketAddr)>,
     flushing: bool,
@@ -272,7 +270,7 @@ impl CoapListener {
             timers: BinaryHeap::new(),
             con_keys: HashMap::new(),
             next_key: 1,
-            auth_cache: HashMap::new(),
+            auth_cache: CredentialCache::default(),
             seed: rand::random(),
             send_backlog: VecDeque::new(),
             flushing: false,
@@ -636,9 +634,7 @@ impl CoapListener {
         for addr in stale {
             self.remove_peer(addr, true, ctx);
         }
-        if !self.shared.config.auth_cache.is_zero() {
-            self.auth_cache.retain(|_, (_, until)| *until > now);
-        }
+        self.auth_cache.purge();
     }
 
     // ------------------------------------------------------------------ requests
@@ -754,7 +750,7 @@ impl CoapListener {
         if chain.allows_everyone() {
             return Some(Ok(Principal {
                 client_id,
-                identity: Arc::new(Identity::anonymous(query.username.as_deref())),
+                identity: anonymous(query.username.as_deref()),
             }));
         }
         // An observing client already authenticated keeps its identity for its own requests.
@@ -766,16 +762,19 @@ impl CoapListener {
                 }));
             }
         }
-        // The chain is part of the key: after a reload nothing remembered under the old one counts.
-        let key = cache_key(&client_id, query, Arc::as_ptr(&chain) as usize);
-        let now = Instant::now();
-        if let Some((identity, until)) = self.auth_cache.get(&key) {
-            if *until > now {
-                return Some(Ok(Principal {
-                    client_id,
-                    identity: Arc::new(identity.clone()),
-                }));
-            }
+        let key = CredentialCache::key(
+            &chain,
+            &[
+                client_id.as_bytes(),
+                query.username.as_deref().unwrap_or("").as_bytes(),
+                query.password.as_deref().unwrap_or("").as_bytes(),
+            ],
+        );
+        if let Some(identity) = self.auth_cache.get(&key) {
+            return Some(Ok(Principal {
+                client_id,
+                identity: Arc::new(identity),
+            }));
         }
         self.authenticate(from, req.clone(), client_id, query, Some(key), ctx);
         None
@@ -800,7 +799,7 @@ impl CoapListener {
         ctx.spawn(fut.into_actor(self).map(move |outcome, act, ctx| match outcome {
             Outcome::Allowed(identity) => {
                 if let Some(key) = cache {
-                    act.remember(key, &identity);
+                    act.auth_cache.put(key, &identity, act.shared.config.auth_cache);
                 }
                 act.on_request(from, req, Some(identity), ctx);
             }
@@ -808,21 +807,6 @@ impl CoapListener {
                 act.error(from, &req.meta, ResponseType::Unauthorized, "not authorized", ctx);
             }
         }));
-    }
-
-    fn remember(&mut self, key: [u8; 32], identity: &Identity) {
-        let ttl = self.shared.config.auth_cache;
-        if ttl.is_zero() {
-            return;
-        }
-        if self.auth_cache.len() >= MAX_AUTH_CACHE {
-            let now = Instant::now();
-            self.auth_cache.retain(|_, (_, until)| *until > now);
-            if self.auth_cache.len() >= MAX_AUTH_CACHE {
-                self.auth_cache.clear();
-            }
-        }
-        self.auth_cache.insert(key, (identity.clone(), Instant::now() + ttl));
     }
 
     /// The connection-mode client named by `clientid` and `token`; it moves to `from` and its
@@ -1677,21 +1661,14 @@ fn wants_con(t: NotifyType, qos: QoS, last_con: Instant, every: Duration, now: I
     }
 }
 
-/// The key under which a connectionless client's successful authentication is remembered: a
-/// hash, so the cache holds no password.
-fn cache_key(client_id: &str, q: &tr::Query, chain: usize) -> [u8; 32] {
-    use sha2::Digest;
-    let mut h = sha2::Sha256::new();
-    h.update(chain.to_be_bytes());
-    for part in [
-        client_id,
-        q.username.as_deref().unwrap_or(""),
-        q.password.as_deref().unwrap_or(""),
-    ] {
-        h.update((part.len() as u64).to_be_bytes());
-        h.update(part.as_bytes());
+/// The identity of an anonymous request: shared when it names no user (every request of an
+/// open listener would otherwise allocate one).
+fn anonymous(username: Option<&str>) -> Arc<Identity> {
+    static NOBODY: std::sync::OnceLock<Arc<Identity>> = std::sync::OnceLock::new();
+    match username {
+        None => NOBODY.get_or_init(|| Arc::new(Identity::anonymous(None))).clone(),
+        Some(u) => Arc::new(Identity::anonymous(Some(u))),
     }
-    h.finalize().into()
 }
 
 fn subtle_eq(a: &[u8], b: &[u8]) -> subtle::Choice {

@@ -7,22 +7,17 @@
 //! credentials themselves), so that a client sending Basic credentials with every request
 //! does not pay for argon2 every time.
 
-use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Instant;
 
 use actix_web::dev::Extensions;
 use actix_web::HttpRequest;
 use base64::Engine as _;
-use parking_lot::Mutex;
-use sha2::Digest;
 use unigate_auth::{Credentials, Identity, Outcome, Protocol, Secret};
+
+use crate::auth::CredentialCache;
 
 use super::error::ApiError;
 use super::HttpShared;
-
-/// Remembered authentications at most.
-const MAX_CACHED: usize = 100_000;
 
 /// The TLS client certificate chain of a connection (DER, leaf first), stored at connect.
 #[derive(Clone)]
@@ -54,35 +49,6 @@ pub struct Principal {
     pub client_id: Arc<str>,
     /// The identity.
     pub identity: Identity,
-}
-
-/// Remembered identities by credential hash.
-#[derive(Default)]
-pub struct AuthCache {
-    entries: Mutex<HashMap<[u8; 32], (Identity, Instant)>>,
-}
-
-impl AuthCache {
-    fn get(&self, key: &[u8; 32]) -> Option<Identity> {
-        let now = Instant::now();
-        let entries = self.entries.lock();
-        entries
-            .get(key)
-            .filter(|(_, until)| *until > now)
-            .map(|(id, _)| id.clone())
-    }
-
-    fn put(&self, key: [u8; 32], identity: Identity, ttl: std::time::Duration) {
-        let now = Instant::now();
-        let mut entries = self.entries.lock();
-        if entries.len() >= MAX_CACHED {
-            entries.retain(|_, (_, until)| *until > now);
-            if entries.len() >= MAX_CACHED {
-                entries.clear();
-            }
-        }
-        entries.insert(key, (identity, now + ttl));
-    }
 }
 
 /// Authenticates a request; `client_id` is what the request asked to be known as.
@@ -149,15 +115,22 @@ pub async fn authenticate(
         creds.peer_certificates = chain_der.as_ref().clone();
     }
     let ttl = shared.config.auth_cache;
-    // The chain is part of the key: after a reload (a new chain) nothing old is reused.
-    let key = (!ttl.is_zero()).then(|| cache_key(&creds, Arc::as_ptr(&chain) as usize));
+    let key = (!ttl.is_zero()).then(|| {
+        let mut parts: Vec<&[u8]> = vec![
+            creds.client_id.as_deref().unwrap_or("").as_bytes(),
+            creds.username.as_deref().unwrap_or("").as_bytes(),
+            creds.password.as_ref().map(Secret::expose).unwrap_or(b""),
+        ];
+        parts.extend(creds.peer_certificates.iter().map(Vec::as_slice));
+        CredentialCache::key(&chain, &parts)
+    });
     if let Some(identity) = key.as_ref().and_then(|k| shared.auth_cache.get(k)) {
         return Ok(principal(identity));
     }
     match shared.auth().run(creds).await {
         Outcome::Allowed(identity) => {
             if let Some(k) = key {
-                shared.auth_cache.put(k, identity.clone(), ttl);
+                shared.auth_cache.put(k, &identity, ttl);
             }
             Ok(principal(identity))
         }
@@ -166,20 +139,4 @@ pub async fn authenticate(
             other => ApiError::unauthenticated(other.to_string()),
         }),
     }
-}
-
-fn cache_key(c: &Credentials, chain: usize) -> [u8; 32] {
-    let mut h = sha2::Sha256::new();
-    h.update(chain.to_be_bytes());
-    let mut field = |b: &[u8]| {
-        h.update((b.len() as u64).to_be_bytes());
-        h.update(b);
-    };
-    field(c.client_id.as_deref().unwrap_or("").as_bytes());
-    field(c.username.as_deref().unwrap_or("").as_bytes());
-    field(c.password.as_ref().map(Secret::expose).unwrap_or(b""));
-    for cert in &c.peer_certificates {
-        field(cert);
-    }
-    h.finalize().into()
 }

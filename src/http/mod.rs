@@ -111,7 +111,7 @@ pub struct HttpShared {
     /// Listener limits (`max_connections`, `max_topic_levels`).
     pub limits: Limits,
     /// Remembered authentications.
-    pub auth_cache: auth::AuthCache,
+    pub auth_cache: crate::auth::CredentialCache,
     /// SSE events kept for resumption.
     pub replay: sse::ReplayStore,
     /// What MQTT-over-WebSocket connections of this listener use (limits, auth chain).

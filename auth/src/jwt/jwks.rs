@@ -9,6 +9,7 @@
 //! by [`MAX_JWKS_LEN`]; a fetch abandoned because the caller's future was dropped (the server's
 //! `auth.timeout` fired first) counts as a failed one, so the rate limit still holds.
 
+use crate::url::shown_url;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -92,16 +93,6 @@ pub(crate) struct JwksSettings {
     pub(crate) min_refetch: Duration,
     pub(crate) timeout: Duration,
     pub(crate) accepted: Vec<Algorithm>,
-}
-
-/// `url` for logs: scheme, host, port and path only (a query may carry an API key).
-pub(crate) fn shown_url(url: &reqwest::Url) -> String {
-    let mut shown = format!("{}://{}", url.scheme(), url.host_str().unwrap_or(""));
-    if let Some(port) = url.port() {
-        shown.push_str(&format!(":{port}"));
-    }
-    shown.push_str(url.path());
-    shown
 }
 
 impl Jwks {
