@@ -67,6 +67,8 @@ pub struct Config {
     /// CoAP gateway settings shared by all CoAP listeners.
     #[serde(default)]
     pub coap: crate::coap::CoapConfig,
+    /// `[lwm2m]`: settings of every LwM2M listener.
+    pub lwm2m: crate::lwm2m::Lwm2mConfig,
     /// HTTP settings shared by all HTTP listeners.
     #[serde(default)]
     pub http: crate::http::HttpConfig,
@@ -108,6 +110,8 @@ pub enum ListenerProtocol {
     Http,
     /// MQTT over WebSocket only (`/mqtt`).
     MqttWs,
+    /// The LwM2M server (registration and device management over CoAP, UDP or DTLS).
+    Lwm2m,
 }
 
 impl std::fmt::Display for ListenerProtocol {
@@ -117,6 +121,7 @@ impl std::fmt::Display for ListenerProtocol {
             ListenerProtocol::Coap => f.write_str("coap"),
             ListenerProtocol::Http => f.write_str("http"),
             ListenerProtocol::MqttWs => f.write_str("mqtt-ws"),
+            ListenerProtocol::Lwm2m => f.write_str("lwm2m"),
         }
     }
 }
@@ -264,6 +269,7 @@ impl Config {
             listeners: Vec::new(),
             mqtt: MqttConfig::default(),
             coap: crate::coap::CoapConfig::default(),
+            lwm2m: crate::lwm2m::Lwm2mConfig::default(),
             http: crate::http::HttpConfig::default(),
             workers: 0,
             sys_interval: default_sys_interval(),
@@ -289,6 +295,14 @@ impl Config {
                 name: "coap".into(),
                 protocol: ListenerProtocol::Coap,
                 bind: SocketAddr::new(host, 5683),
+                tls: None,
+                auth: None,
+                limits: Limits::default(),
+            },
+            ListenerConfig {
+                name: "lwm2m".into(),
+                protocol: ListenerProtocol::Lwm2m,
+                bind: SocketAddr::new(host, 5783),
                 tls: None,
                 auth: None,
                 limits: Limits::default(),
@@ -398,7 +412,7 @@ impl Config {
                 Err(e) => return Err(invalid(format!("listeners[{i}].auth"), &e.to_string())),
             };
             match (&l.tls, l.protocol) {
-                (Some(tls), ListenerProtocol::Coap) => {
+                (Some(tls), ListenerProtocol::Coap | ListenerProtocol::Lwm2m) => {
                     let lookup = chain.has_psk().then(|| {
                         let none: unigate_dtls::PskLookup = std::sync::Arc::new(|_: &[u8]| None);
                         none
@@ -427,6 +441,9 @@ impl Config {
         }
         if let Err(e) = self.http.check() {
             return Err(invalid(format!("http.{}", e.0), e.1));
+        }
+        if let Err((key, why)) = self.lwm2m.check() {
+            return Err(invalid(key, &why));
         }
         if let Err(e) = self.coap.check() {
             return Err(invalid(format!("coap.{}", e.0), e.1));

@@ -22,6 +22,7 @@ pub mod broker;
 pub mod coap;
 pub mod config;
 pub mod http;
+pub mod lwm2m;
 pub mod mqtt;
 pub mod server;
 pub mod tls;

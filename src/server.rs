@@ -171,7 +171,15 @@ fn run_system(
         let handles: Arc<[ArbiterHandle]> = arbiters.iter().map(|a| a.handle()).collect();
 
         let mut started = Started::default();
+        let lwm2m = match crate::lwm2m::Hub::new(config.lwm2m.clone()) {
+            Ok(h) => h,
+            Err(e) => {
+                let _ = ready.send(Err(anyhow::anyhow!("lwm2m: {e:#}")));
+                return Ok(());
+            }
+        };
         let ctx = StartCtx {
+            lwm2m: &lwm2m,
             config: &config,
             chains: &chains,
             auth_handle: &auth_handle,
@@ -243,6 +251,7 @@ struct Started {
 
 /// What every listener is started with.
 struct StartCtx<'a> {
+    lwm2m: &'a Arc<crate::lwm2m::Hub>,
     config: &'a Config,
     chains: &'a crate::auth::Chains,
     auth_handle: &'a tokio::runtime::Handle,
@@ -256,6 +265,7 @@ impl StartCtx<'_> {
         let result = match l.protocol {
             ListenerProtocol::Mqtt => self.start_mqtt(l, out),
             ListenerProtocol::Coap => self.start_coap(l, out),
+            ListenerProtocol::Lwm2m => self.start_lwm2m(l, out),
             ListenerProtocol::Http | ListenerProtocol::MqttWs => self.start_http(l, out),
         };
         result.with_context(|| format!("listener \"{}\" on {}", l.name, l.bind))
@@ -348,6 +358,31 @@ impl StartCtx<'_> {
         Ok(())
     }
 
+    fn start_lwm2m(&self, l: &ListenerConfig, out: &mut Started) -> anyhow::Result<()> {
+        let settings = self.settings(l, Protocol::Lwm2m, None, out)?;
+        let socket = crate::coap::bind_udp(l.bind)?;
+        Self::bound(l, socket.local_addr().unwrap_or(l.bind), out);
+        let shared = Arc::new(crate::lwm2m::listener::Lwm2mShared {
+            name: Arc::from(l.name.as_str()),
+            hub: self.lwm2m.clone(),
+            layer: Arc::new(self.config.coap.message_layer()),
+            settings,
+            limits: l.limits.clone(),
+            tls: l.tls.clone(),
+        });
+        let broker = self.broker.clone();
+        // Every LwM2M listener on the first worker: the hub's endpoint table then only ever
+        // changes on one thread, and devices are few next to MQTT connections.
+        let worker = self.handles.first().context("no worker")?;
+        let spawned = worker.spawn_fn(move || {
+            if let Err(e) = crate::lwm2m::listener::Lwm2mListener::start_on(socket, shared, broker) {
+                tracing::error!(error = %e, "cannot register lwm2m listener");
+            }
+        });
+        anyhow::ensure!(spawned, "worker not running");
+        Ok(())
+    }
+
     fn start_http(&self, l: &ListenerConfig, out: &mut Started) -> anyhow::Result<()> {
         let tls = l
             .tls
@@ -368,6 +403,7 @@ impl StartCtx<'_> {
             limits: l.limits.clone(),
             auth_cache: Default::default(),
             replay: Default::default(),
+            lwm2m: self.lwm2m.clone(),
         });
         let srv = crate::http::start(socket, shared, tls, self.handles.len())?;
         out.http_servers.push(srv.handle());
@@ -667,7 +703,7 @@ pub fn reload(path: &std::path::Path, broker: &Broker, listeners: &[Arc<Listener
             continue;
         };
         let chain = chains.for_listener(l.auth.as_deref())?;
-        if matches!(settings.transport, Protocol::MqttWs | Protocol::Coap) {
+        if matches!(settings.transport, Protocol::MqttWs | Protocol::Coap | Protocol::Lwm2m) {
             // HTTP, MQTT-over-WebSocket and CoAP listeners: the chain is swapped; their
             // certificates (actix-web's, DTLS') need a restart.
             updates.push((settings, chain, None, false));

@@ -63,6 +63,12 @@ pub struct Metrics {
     pub http_sse_streams: AtomicI64,
     /// CoAP datagrams dropped because the socket stayed full.
     pub coap_send_dropped: AtomicU64,
+    /// LwM2M devices registered now.
+    pub lwm2m_registrations: AtomicI64,
+    /// LwM2M observations now.
+    pub lwm2m_observations: AtomicI64,
+    /// LwM2M notifications received.
+    pub lwm2m_notifications: AtomicU64,
 }
 
 impl Metrics {

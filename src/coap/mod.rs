@@ -7,6 +7,7 @@
 
 pub mod dtls;
 pub mod listener;
+pub mod transport;
 
 use std::net::SocketAddr;
 use std::time::Duration;

@@ -14,6 +14,7 @@
 pub mod auth;
 pub mod error;
 pub mod jsonws;
+pub mod lwm2m;
 pub mod metrics;
 pub mod mgmt;
 pub mod publish;
@@ -114,6 +115,8 @@ pub struct HttpShared {
     pub auth_cache: crate::auth::CredentialCache,
     /// SSE events kept for resumption.
     pub replay: sse::ReplayStore,
+    /// The LwM2M server's devices, for `/api/v1/lwm2m`.
+    pub lwm2m: Arc<crate::lwm2m::Hub>,
     /// What MQTT-over-WebSocket connections of this listener use (limits, auth chain).
     pub mqtt: Arc<crate::mqtt::protocol::ListenerSettings>,
     /// A `protocol = "mqtt-ws"` listener: only `/mqtt` is served.
@@ -186,7 +189,8 @@ fn routes(cfg: &mut web::ServiceConfig) {
         .route("/topics/{topic:.*}", web::post().to(publish::raw))
         .route("/topics/{topic:.*}", web::put().to(publish::raw))
         .route("/topics/{filter:.*}", web::get().to(sse::get))
-        .configure(mgmt::routes);
+        .configure(mgmt::routes)
+        .configure(lwm2m::routes);
 }
 
 async fn health() -> web::Json<serde_json::Value> {

@@ -7,6 +7,7 @@
 
 pub mod coap;
 pub mod http;
+pub mod lwm2m;
 pub mod mqtt;
 
 /// Errors of a translation.

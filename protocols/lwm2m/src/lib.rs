@@ -32,6 +32,7 @@ pub mod registration;
 pub mod registry;
 pub mod value;
 
+pub use coap_lite::ResponseType;
 pub use content::{decode, encode, ContentFormat};
 pub use error::{DdfError, DecodeError, EncodeError, OperationError, PathError, RegistrationError, ValueError};
 pub use operation::{code_msg, code_string, Attributes, CoapRequestParts, ExecuteArgs, Operation, WriteMode};

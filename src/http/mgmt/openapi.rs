@@ -44,6 +44,12 @@ use crate::http::HttpShared;
         system::stats,
         system::auth,
         system::reload,
+        crate::http::lwm2m::list,
+        crate::http::lwm2m::show,
+        crate::http::lwm2m::command,
+        crate::http::lwm2m::read_like,
+        crate::http::lwm2m::operation,
+        crate::http::lwm2m::notifications,
         document,
     ),
     components(schemas(ErrorBody)),
@@ -56,6 +62,7 @@ use crate::http::HttpShared;
         (name = "retained", description = "Retained messages"),
         (name = "system", description = "Listeners and statistics"),
         (name = "auth", description = "Auth configuration and reload"),
+        (name = "lwm2m", description = "LwM2M devices: registrations, commands, notifications"),
     )
 )]
 pub struct ApiDoc;
