@@ -23,6 +23,12 @@ if ! python3 -c "import paho.mqtt" 2>/dev/null; then
   python3 -m pip install --quiet --disable-pip-version-check 'paho-mqtt>=2,<3' \
     || python3 -m pip install --quiet --disable-pip-version-check --break-system-packages 'paho-mqtt>=2,<3'
 fi
+# An independent LwM2M device for the LwM2M tests (tests/lwm2m/aiocoap_device.py).
+if ! python3 -c "import aiocoap" 2>/dev/null; then
+  echo "test.sh: installing aiocoap"
+  python3 -m pip install --quiet --disable-pip-version-check 'aiocoap==0.4.14' \
+    || python3 -m pip install --quiet --disable-pip-version-check --break-system-packages 'aiocoap==0.4.14'
+fi
 
 # The oauth2 tests run a real authorisation server: node's oidc-provider (tests/oidc).
 if ! command -v node >/dev/null || ! command -v npm >/dev/null; then

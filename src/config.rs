@@ -68,6 +68,7 @@ pub struct Config {
     #[serde(default)]
     pub coap: crate::coap::CoapConfig,
     /// `[lwm2m]`: settings of every LwM2M listener.
+    #[serde(default)]
     pub lwm2m: crate::lwm2m::Lwm2mConfig,
     /// HTTP settings shared by all HTTP listeners.
     #[serde(default)]

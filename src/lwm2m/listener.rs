@@ -617,7 +617,7 @@ impl Lwm2mListener {
             let key = self.next_key;
             self.next_key += 1;
             let observe_path = match &q.cmd.op {
-                Operation::Observe { path } => Some(path.clone()),
+                Operation::Observe { path } => Some(*path),
                 _ => None,
             };
             let cancel = match &q.cmd.op {
@@ -739,7 +739,7 @@ impl Lwm2mListener {
             None => {
                 // A notification of an observation.
                 let Some(o) = &r.observe else { return };
-                let (echo, req_path, path) = (o.echo.clone(), o.req_path.clone(), o.path.clone());
+                let (echo, req_path, path) = (o.echo.clone(), o.req_path.clone(), o.path);
                 if code != ResponseType::Content || observe_seq.is_none() {
                     // The observation ended on the device's side (RFC 7641 §3.2).
                     if let Some(d) = self.devices.get_mut(&ep) {
@@ -1086,7 +1086,7 @@ struct KickCommands(u64, KickReason);
 impl Handler<KickCommands> for Lwm2mListener {
     type Result = ();
     fn handle(&mut self, KickCommands(generation, reason): KickCommands, ctx: &mut Self::Context) {
-        if !self.commands.as_ref().is_some_and(|(_, g)| *g == generation) {
+        if self.commands.as_ref().is_none_or(|(_, g)| *g != generation) {
             return;
         }
         self.commands = None;

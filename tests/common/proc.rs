@@ -114,6 +114,14 @@ impl Proc {
         }
     }
 
+    /// Writes a line to the child's stdin.
+    pub fn send_line(&mut self, line: &str) {
+        use std::io::Write as _;
+        let stdin = self.stdin.as_mut().expect("stdin open");
+        writeln!(stdin, "{line}").expect("write to child");
+        stdin.flush().expect("flush child stdin");
+    }
+
     /// Closes the child's stdin (mosquitto_pub -l then disconnects and exits).
     pub fn close_stdin(&mut self) {
         self.stdin = None;

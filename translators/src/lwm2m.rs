@@ -298,7 +298,7 @@ fn content_of(data: &Json, base: Option<&Path>, registry: &Registry) -> Result<V
                     return Err(format!("{path} is not under {b}"));
                 }
             }
-            Ok((path.clone(), value_of(item, &path, registry)?))
+            Ok((path, value_of(item, &path, registry)?))
         })
         .collect()
 }
@@ -366,7 +366,7 @@ fn operation(msg_type: &str, data: &Json, registry: &Registry) -> Result<Operati
                 let path = path_of(data, "path")?;
                 let value = value_of(data, &path, registry)?;
                 Operation::Write {
-                    content: vec![(path.clone(), value)],
+                    content: vec![(path, value)],
                     path,
                     mode: mode.unwrap_or(WriteMode::Replace),
                 }
