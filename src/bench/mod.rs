@@ -25,6 +25,7 @@ mod coap_wire;
 mod e2e;
 mod idle;
 mod load;
+mod lwm2m;
 mod observe;
 mod payload;
 mod procfs;
@@ -73,6 +74,9 @@ pub enum Scenario {
     /// the server's memory per observer (--server-pid), then MQTT messages fanned out to them
     /// as notifications: rate and latency.
     CoapObservers(CoapObserversArgs),
+    /// LwM2M devices registering (`POST /rd`), updating and de-registering: rates,
+    /// latencies, and with --server-pid the server's memory per registered device.
+    Lwm2m(Lwm2mArgs),
 }
 
 /// Options every scenario takes.
@@ -349,6 +353,42 @@ pub struct CoapObserversArgs {
     pub keep: bool,
 }
 
+/// `unigate bench lwm2m`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct Lwm2mArgs {
+    /// LwM2M server address, host:port.
+    #[arg(long, default_value = "127.0.0.1:5783")]
+    pub lwm2m: String,
+    /// Simulated devices, each a UDP socket with its own port.
+    #[arg(long, default_value_t = 10_000)]
+    pub devices: u32,
+    /// Object instances in each registration's link-format payload (at least 2: /1/0, /3/0).
+    #[arg(long, default_value_t = 4)]
+    pub objects: u32,
+    /// Registration lifetime in seconds.
+    #[arg(long, default_value_t = 3600)]
+    pub lifetime: u32,
+    /// Updates each device sends after registering.
+    #[arg(long, default_value_t = 1)]
+    pub updates: u32,
+    /// Requests in flight at once.
+    #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u32).range(1..))]
+    pub concurrency: u32,
+    /// Seconds before a request is sent again (then twice that, …; 4 times at most).
+    #[arg(long, default_value_t = 2.0)]
+    pub timeout: f64,
+    /// Bench threads, each a single-threaded runtime.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub threads: u16,
+    /// PID of the server: its resident memory (VmRSS) before and after registering, and its
+    /// CPU time.
+    #[arg(long)]
+    pub server_pid: Option<u32>,
+    /// Leave the devices registered at the end instead of de-registering them.
+    #[arg(long)]
+    pub keep: bool,
+}
+
 /// Runs the load tool.
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     clock::init();
@@ -360,6 +400,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         Scenario::CoapNon(a) => coap::run(a.load, false, a.window, a.qos),
         Scenario::CoapCon(a) => coap::run(a.load, true, a.window, a.qos),
         Scenario::CoapObservers(a) => observe::run(a),
+        Scenario::Lwm2m(a) => lwm2m::run(a),
     }
 }
 
