@@ -588,7 +588,8 @@ mod tests {
                 content: vec![("/3/0/13".parse().unwrap(), Value::Time(1_600_000_000))]
             }
         );
-        // Typed by the registry (/1/0/1 lifetime is an integer) without "type"; relative paths.
+        // Typed by the registry (/1/0/1 lifetime is an unsigned integer since Server object 1.2,
+        // /1/0/3 an integer) without "type"; relative paths.
         let c = cmd(json!({"msgType": "write", "data": {"basePath": "/1/0", "content": [{"path": "1", "value": "300"}, {"path": "/1/0/3", "value": 10}]}})).unwrap();
         assert_eq!(
             c.operation,
@@ -596,7 +597,7 @@ mod tests {
                 path: "/1/0".parse().unwrap(),
                 mode: WriteMode::PartialUpdate,
                 content: vec![
-                    ("/1/0/1".parse().unwrap(), Value::Integer(300)),
+                    ("/1/0/1".parse().unwrap(), Value::UnsignedInteger(300)),
                     ("/1/0/3".parse().unwrap(), Value::Integer(10))
                 ]
             }

@@ -334,6 +334,203 @@ mod tests {
         assert!(r.object(3303).unwrap().multiple);
     }
 
+    /// Spot checks of facts of the embedded definitions against the OMNA registry (objects 0 1.2,
+    /// 1 1.2, 2 1.1, 3 1.2, 4 1.3, 5 1.1, 6 1.0, 7 1.0, 3303 1.1, 3304 1.1, 3311 1.0), mostly ones
+    /// that were once wrong here.
+    #[test]
+    fn core_definitions_match_the_omna_registry() {
+        use ResourceType as T;
+        let r = Registry::core();
+        // (object, urn, LWM2MVersion, ObjectVersion)
+        for (id, urn, lwm2m, version) in [
+            (0, "urn:oma:lwm2m:oma:0:1.2", "1.1", "1.2"),
+            (1, "urn:oma:lwm2m:oma:1:1.2", "1.2", "1.2"),
+            (2, "urn:oma:lwm2m:oma:2:1.1", "1.0", "1.1"),
+            (3, "urn:oma:lwm2m:oma:3:1.2", "1.1", "1.2"),
+            (4, "urn:oma:lwm2m:oma:4:1.3", "1.1", "1.3"),
+            (5, "urn:oma:lwm2m:oma:5:1.1", "1.1", "1.1"),
+            (6, "urn:oma:lwm2m:oma:6", "1.0", "1.0"),
+            (7, "urn:oma:lwm2m:oma:7", "1.0", "1.0"),
+            (3303, "urn:oma:lwm2m:ext:3303:1.1", "1.0", "1.1"),
+            (3304, "urn:oma:lwm2m:ext:3304:1.1", "1.0", "1.1"),
+            (3311, "urn:oma:lwm2m:ext:3311", "1.0", "1.0"),
+        ] {
+            let o = r.object(id).unwrap();
+            assert_eq!(
+                (o.urn.as_str(), o.lwm2m_version.as_str(), o.object_version.as_str()),
+                (urn, lwm2m, version),
+                "object {id}"
+            );
+        }
+        assert_eq!(r.object(0).unwrap().name, "LWM2M Security");
+        let ids = |obj: u16| r.object(obj).unwrap().resources.keys().copied().collect::<Vec<_>>();
+        assert_eq!(ids(0), (0..=30).collect::<Vec<_>>());
+        assert_eq!(ids(1), (0..=27).collect::<Vec<_>>());
+        assert_eq!(ids(4), (0..=13).collect::<Vec<_>>());
+        assert_eq!(ids(5), [0, 1, 2, 3, 5, 6, 7, 8, 9, 10, 11, 12, 13]);
+        assert_eq!(ids(6), (0..=6).collect::<Vec<_>>());
+
+        // (object, resource) -> (name, operations, multiple, mandatory, type, range, units)
+        let fact = |obj: u16, res: u16| {
+            let d = r.resource(obj, res).unwrap_or_else(|| panic!("/{obj}/{res} missing"));
+            let o = d.operations;
+            let ops: String = [(o.read, 'R'), (o.write, 'W'), (o.execute, 'E')]
+                .iter()
+                .filter_map(|&(on, c)| on.then_some(c))
+                .collect();
+            (
+                d.name.clone(),
+                ops,
+                d.multiple,
+                d.mandatory,
+                d.kind,
+                d.range.clone(),
+                d.units.clone(),
+            )
+        };
+        let f = |name: &str, ops: &str, multiple, mandatory, kind, range: &str, units: &str| {
+            (
+                name.to_owned(),
+                ops.to_owned(),
+                multiple,
+                mandatory,
+                kind,
+                range.to_owned(),
+                units.to_owned(),
+            )
+        };
+        let cases = [
+            ((0, 0), f("LWM2M Server URI", "", false, true, T::String, "0..255", "")),
+            (
+                (0, 8),
+                f("SMS Binding Secret Key(s)", "", false, false, T::Opaque, "16,32,48", ""),
+            ),
+            (
+                (0, 18),
+                f(
+                    "Groups To Use by Client",
+                    "",
+                    true,
+                    false,
+                    T::UnsignedInteger,
+                    "0..65535",
+                    "",
+                ),
+            ),
+            ((0, 26), f("MQTT Server", "", false, false, T::Objlnk, "", "")),
+            (
+                (0, 28),
+                f("RDS Destination Port", "", false, false, T::Integer, "0..15", ""),
+            ),
+            ((1, 1), f("Lifetime", "RW", false, true, T::UnsignedInteger, "", "s")),
+            (
+                (1, 13),
+                f(
+                    "Registration Priority Order",
+                    "R",
+                    false,
+                    false,
+                    T::UnsignedInteger,
+                    "",
+                    "",
+                ),
+            ),
+            (
+                (1, 14),
+                f(
+                    "Initial Registration Delay Timer",
+                    "RW",
+                    false,
+                    false,
+                    T::UnsignedInteger,
+                    "",
+                    "s",
+                ),
+            ),
+            (
+                (1, 16),
+                f(
+                    "Bootstrap on Registration Failure",
+                    "R",
+                    false,
+                    false,
+                    T::Boolean,
+                    "",
+                    "",
+                ),
+            ),
+            (
+                (1, 20),
+                f(
+                    "Communication Sequence Retry Count",
+                    "RW",
+                    false,
+                    false,
+                    T::UnsignedInteger,
+                    "",
+                    "",
+                ),
+            ),
+            ((1, 24), f("Alternate APN Links", "RW", true, false, T::Objlnk, "", "")),
+            (
+                (1, 26),
+                f("Default Notification Mode", "RW", false, false, T::Integer, "0..1", ""),
+            ),
+            ((2, 2), f("ACL", "RW", true, false, T::Integer, "0..31", "")),
+            ((3, 7), f("Power Source Voltage", "R", true, false, T::Integer, "", "")),
+            (
+                (3, 9),
+                f("Battery Level", "R", false, false, T::Integer, "0..100", "/100"),
+            ),
+            ((3, 10), f("Memory Free", "R", false, false, T::Integer, "", "")),
+            ((3, 11), f("Error Code", "R", true, true, T::Integer, "0..32", "")),
+            ((4, 2), f("Radio Signal Strength", "R", false, true, T::Integer, "", "")),
+            ((4, 9), f("SMNC", "R", false, false, T::Integer, "0..999", "")),
+            (
+                (4, 13),
+                f("Coverage Enhancement Level", "R", false, false, T::Integer, "0..4", ""),
+            ),
+            ((5, 1), f("Package URI", "RW", false, true, T::String, "0..255", "")),
+            ((5, 5), f("Update Result", "R", false, true, T::Integer, "0..11", "")),
+            ((5, 10), f("Cancel", "E", false, false, T::None, "", "")),
+            ((5, 12), f("Last State Change Time", "R", false, false, T::Time, "", "")),
+            (
+                (5, 13),
+                f("Maximum Defer Period", "RW", false, false, T::UnsignedInteger, "", "s"),
+            ),
+            ((6, 0), f("Latitude", "R", false, true, T::Float, "", "lat")),
+            ((6, 5), f("Timestamp", "R", false, true, T::Time, "", "")),
+            ((7, 2), f("Tx Data", "R", false, false, T::Integer, "", "")),
+            ((7, 4), f("Max Message Size", "R", false, false, T::Integer, "", "B")),
+            ((3303, 5518), f("Timestamp", "R", false, false, T::Time, "", "")),
+            (
+                (3303, 6050),
+                f("Fractional Timestamp", "R", false, false, T::Float, "0..1", "s"),
+            ),
+            (
+                (3304, 6042),
+                f(
+                    "Measurement Quality Indicator",
+                    "R",
+                    false,
+                    false,
+                    T::Integer,
+                    "0..23",
+                    "",
+                ),
+            ),
+            (
+                (3311, 5851),
+                f("Dimmer", "RW", false, false, T::Integer, "0..100", "/100"),
+            ),
+            ((3311, 5852), f("On time", "RW", false, false, T::Integer, "", "s")),
+            ((3311, 5820), f("Power factor", "R", false, false, T::Float, "", "")),
+        ];
+        for ((obj, res), want) in cases {
+            assert_eq!(fact(obj, res), want, "/{obj}/{res}");
+        }
+    }
+
     #[test]
     fn load_custom_and_reject() {
         let xml = r#"<?xml version="1.0"?><LWM2M><Object ObjectType="MODefinition"><Name>X</Name>
