@@ -64,7 +64,11 @@ struct ThreadCtx {
 }
 
 /// What one phase of a thread returns.
-type Phase = (Vec<(UdpSocket, String)>, Histogram);
+type Phase = (Vec<Dev>, Histogram);
+
+/// A registered device: its socket, location and next message id (message ids must not repeat
+/// within EXCHANGE_LIFETIME, or the server answers a request as a duplicate of an earlier one).
+type Dev = (UdpSocket, String, u16);
 
 fn request(method: RequestType, path: &str, query: &[String], payload: &[u8], mid: u16, token: u32) -> Vec<u8> {
     let mut p = Packet::new();
@@ -153,7 +157,7 @@ async fn register_thread(ids: Vec<u32>, ctx: Rc<ThreadCtx>) -> anyhow::Result<Ph
                                 .join("/")
                         })
                         .unwrap_or_default();
-                    Some((sock, location))
+                    Some((sock, location, mid.wrapping_add(1)))
                 }
                 Ok(p) => {
                     ctx.shared.fail(format!("register answered {:?}", p.header.code));
@@ -177,20 +181,16 @@ async fn register_thread(ids: Vec<u32>, ctx: Rc<ThreadCtx>) -> anyhow::Result<Ph
 }
 
 /// Sends `updates` Updates from every device (or one DELETE with `deregister`).
-async fn update_thread(
-    devices: Vec<(UdpSocket, String)>,
-    updates: u32,
-    deregister: bool,
-    ctx: Rc<ThreadCtx>,
-) -> anyhow::Result<Phase> {
+async fn update_thread(devices: Vec<Dev>, updates: u32, deregister: bool, ctx: Rc<ThreadCtx>) -> anyhow::Result<Phase> {
     let mut tasks = Vec::with_capacity(devices.len());
-    for (n, (sock, location)) in devices.into_iter().enumerate() {
+    for (n, (sock, location, mut next_mid)) in devices.into_iter().enumerate() {
         let ctx = ctx.clone();
         tasks.push(tokio::task::spawn_local(async move {
             let _permit = ctx.gate.acquire().await.ok()?;
             let rounds = if deregister { 1 } else { updates };
             for _ in 0..rounds {
-                let mid: u16 = rand::random();
+                let mid = next_mid;
+                next_mid = next_mid.wrapping_add(1);
                 let (method, want) = if deregister {
                     (RequestType::Delete, ResponseType::Deleted)
                 } else {
@@ -215,7 +215,7 @@ async fn update_thread(
                     }
                 }
             }
-            Some((sock, location))
+            Some((sock, location, next_mid))
         }));
     }
     let mut out = Vec::with_capacity(tasks.len());
