@@ -88,6 +88,37 @@ struct InFlight {
     token: Vec<u8>,
     /// For observations: what notifications carry.
     observe: Option<ObserveState>,
+    /// A block-wise answer (RFC 7959 §2.4) being collected: the request to ask the next block
+    /// with, and the blocks so far.
+    blocks: Option<Box<Blocks>>,
+}
+
+/// A Block2 answer in progress.
+struct Blocks {
+    request: OutgoingRequest,
+    body: Vec<u8>,
+}
+
+/// Largest answer collected from blocks.
+const MAX_BLOCKWISE_BODY: usize = 1 << 20;
+
+/// A Block2 option value: (block number, more, size exponent).
+fn block2_of(p: &Packet) -> Option<(u32, bool, u8)> {
+    let v = p.get_first_option(CoapOption::Block2)?;
+    if v.len() > 3 {
+        return None;
+    }
+    let n = v.iter().fold(0u32, |acc, b| (acc << 8) | u32::from(*b));
+    let szx = (n & 0x7) as u8;
+    (szx < 7).then_some((n >> 4, n & 0x8 != 0, szx))
+}
+
+/// The option bytes asking for block `num` of size exponent `szx`.
+fn block2_value(num: u32, szx: u8) -> Vec<u8> {
+    let v = (num << 4) | u32::from(szx);
+    let b = v.to_be_bytes();
+    let skip = b.iter().take_while(|x| **x == 0).count();
+    b[skip..].to_vec()
 }
 
 struct ObserveState {
@@ -624,6 +655,10 @@ impl Lwm2mListener {
                 Operation::CancelObserve { path } => Some(path.to_string()),
                 _ => None,
             };
+            let blockwise = matches!(
+                q.cmd.op,
+                Operation::Read { .. } | Operation::Discover { .. } | Operation::ReadComposite { .. }
+            );
             let req = OutgoingRequest {
                 method: parts.method,
                 path: parts.path,
@@ -641,6 +676,12 @@ impl Lwm2mListener {
                 req_path: q.cmd.req_path.clone(),
                 path,
             });
+            let blocks = blockwise.then(|| {
+                Box::new(Blocks {
+                    request: req.clone(),
+                    body: Vec::new(),
+                })
+            });
             self.requests.insert(
                 key,
                 InFlight {
@@ -650,6 +691,7 @@ impl Lwm2mListener {
                     deadline: now + timeout,
                     token: Vec::new(),
                     observe,
+                    blocks,
                 },
             );
             if let Some(d) = self.devices.get_mut(ep) {
@@ -694,10 +736,49 @@ impl Lwm2mListener {
         if let Some(d) = self.devices.get_mut(&ep) {
             d.last_heard = Instant::now();
         }
+        let block = block2_of(&packet);
+        let mut payload = packet.payload;
+        let mut block_error = None;
+        let mut next_block = None;
+        if let (true, ResponseType::Content, Some((num, more, szx)), Some(b)) =
+            (r.cmd.is_some(), code, block, r.blocks.as_mut())
+        {
+            let size = 16usize << szx;
+            if (num as usize).saturating_mul(size) != b.body.len() {
+                block_error = Some(format!("block {num} of the answer came out of order"));
+            } else if b.body.len() + payload.len() > MAX_BLOCKWISE_BODY {
+                block_error = Some(format!("the answer is larger than {MAX_BLOCKWISE_BODY} bytes"));
+            } else {
+                b.body.extend_from_slice(&payload);
+                if more {
+                    let mut next = b.request.clone();
+                    next.options.retain(|(n, _)| *n != 23);
+                    next.options.push((23, block2_value(num + 1, szx)));
+                    next_block = Some(next);
+                } else {
+                    payload = std::mem::take(&mut b.body);
+                }
+            }
+        }
+        if let Some(next) = next_block {
+            // Ask for the next block under the same key; the command stays pending.
+            let mut token = Vec::new();
+            transport::with_peer(self, from, ctx, |peer, now, out| {
+                token = peer.send_request(now, next, out);
+            });
+            if let Some(r) = self.requests.get_mut(&key) {
+                r.token = token;
+            }
+            return;
+        }
+        let Some(r) = self.requests.get_mut(&key) else { return };
         match r.cmd.take() {
             Some(cmd) => {
                 // The answer to a command.
-                let content = self.content(&cmd.op, code, format, &packet.payload);
+                let content = match block_error {
+                    Some(e) => Err(e),
+                    None => self.content(&cmd.op, code, format, &payload),
+                };
                 let observed = matches!(cmd.op, Operation::Observe { .. })
                     && code == ResponseType::Content
                     && observe_seq.is_some();
@@ -751,7 +832,7 @@ impl Lwm2mListener {
                     self.cancel_key(from, key);
                     return;
                 }
-                let body = match self.decode_content(Some(&path), false, code, format, &packet.payload) {
+                let body = match self.decode_content(Some(&path), false, code, format, &payload) {
                     Ok(c) => tr::notify_event(&echo, &req_path, observe_seq.unwrap_or(0), c.unwrap_or(Json::Null)),
                     Err(e) => {
                         let mut b = tr::notify_event(&echo, &req_path, observe_seq.unwrap_or(0), Json::Null);

@@ -756,3 +756,48 @@ async fn the_http_api_lists_devices_runs_commands_and_streams_notifications() {
     assert!(line.contains("2.5"), "{line}");
     s.stop();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn block_wise_answers_are_collected() {
+    let s = server("");
+    let (mut d, mut m) = registered(&s, "chunky", &["lwm2m=1.1"]).await;
+    command(
+        &m,
+        "chunky",
+        json!({"requestID": 1, "msgType": "read", "data": {"path": "/3/0"}}),
+    )
+    .await;
+    let body: &[u8] = br#"[{"bn":"/3/0/","n":"0","vs":"ACME Corporation"},{"n":"9","v":87}]"#;
+    let mut blocks = 0;
+    loop {
+        let req = d.next_request().await;
+        assert_eq!(path_of(&req), "3/0");
+        let num = req.get_first_option(CoapOption::Block2).map_or(0, |v| uint_of(v) >> 4) as usize;
+        let chunk = &body[num * 16..body.len().min(num * 16 + 16)];
+        let more = (num + 1) * 16 < body.len();
+        let mut resp = unigate_coap::coap_lite::Packet::new();
+        resp.header.set_type(MessageType::Acknowledgement);
+        resp.header.code = MessageClass::Response(ResponseType::Content);
+        resp.header.message_id = req.header.message_id;
+        resp.set_token(req.get_token().to_vec());
+        resp.add_option(CoapOption::ContentFormat, crate::device::uint(110));
+        resp.add_option(
+            CoapOption::Block2,
+            crate::device::uint(((num as u32) << 4) | (u32::from(more) << 3)),
+        );
+        resp.payload = chunk.to_vec();
+        d.send(&resp).await;
+        blocks += 1;
+        if !more {
+            break;
+        }
+    }
+    assert_eq!(blocks, 5);
+    let (_, body) = event(&mut m).await;
+    assert_eq!(
+        body["data"]["content"],
+        json!([{"path": "/3/0/0", "value": "ACME Corporation"}, {"path": "/3/0/9", "value": 87}])
+    );
+    m.assert_silent().await;
+    s.stop();
+}
