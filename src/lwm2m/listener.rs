@@ -353,6 +353,11 @@ impl Lwm2mListener {
         }
         // A second registration of a known endpoint replaces the first (TS Core §6.2.1),
         // wherever it was.
+        // One registration per address: two endpoints cannot both be reached at one
+        // address and port, and a flood of endpoint names from one socket stays one entry.
+        if let Some(other) = self.by_addr.get(&from).filter(|o| **o != ep).cloned() {
+            self.drop_device(&other, "superseded", ctx);
+        }
         if self.devices.contains_key(&ep) {
             self.drop_device(&ep, "replaced", ctx);
         } else if let Some(other) = self.hub().devices.get(&*ep).map(|a| a.clone()) {

@@ -801,3 +801,23 @@ async fn block_wise_answers_are_collected() {
     m.assert_silent().await;
     s.stop();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_address_holds_one_registration() {
+    let s = server("");
+    let (mut d, mut m) = registered(&s, "first", &[]).await;
+    // A flood of endpoint names from one socket keeps one registration: each supersedes the last.
+    for i in 0..50 {
+        assert_eq!(code(&d.register(&format!("flood{i}"), &[], "</3/0>").await), "2.01");
+    }
+    let (topic, body) = event(&mut m).await;
+    assert_eq!(
+        (topic.as_str(), body["data"]["reason"].as_str()),
+        ("lwm2m/first/up/deregister", Some("superseded"))
+    );
+    let base = format!("http://127.0.0.1:{}/api/v1/lwm2m/clients", s.listener("http").port());
+    let (status, list) = tokio::task::spawn_blocking(move || curl(&[], &base)).await.unwrap();
+    assert_eq!((status, list["meta"]["count"].as_u64()), (200, Some(1)));
+    assert_eq!(list["data"][0]["ep"], "flood49");
+    s.stop();
+}

@@ -464,7 +464,8 @@ pub fn registration_event(msg_type: &str, reg: &Registration) -> Json {
     json!({"msgType": msg_type, "data": data})
 }
 
-/// The de-registration event; `reason` is `deregistered`, `expired` or `replaced`.
+/// The de-registration event; `reason` is `deregistered`, `expired` or `superseded` (another
+/// endpoint registered from the same address).
 pub fn deregistration_event(ep: &str, reason: &str) -> Json {
     json!({"msgType": "deregister", "data": {"ep": ep, "reason": reason}})
 }
@@ -692,5 +693,88 @@ mod tests {
             discover_content(b"</3/0>;dim=8,</3/0/0>, </3/0/1>", 16).unwrap(),
             json!(["</3/0>;dim=8", "</3/0/0>", "</3/0/1>"])
         );
+    }
+}
+
+#[cfg(test)]
+mod proptests {
+    #![allow(clippy::unwrap_used)]
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    use super::*;
+
+    fn json_value() -> impl Strategy<Value = Json> {
+        let leaf = prop_oneof![
+            Just(Json::Null),
+            any::<bool>().prop_map(Json::from),
+            any::<i64>().prop_map(Json::from),
+            any::<f64>().prop_map(|f| serde_json::Number::from_f64(f).map_or(Json::Null, Json::Number)),
+            "[/0-9a-z='?, ]{0,12}".prop_map(Json::from),
+        ];
+        leaf.prop_recursive(3, 24, 4, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(Json::Array),
+                prop::collection::btree_map(
+                    prop_oneof![
+                        Just("path".to_string()),
+                        Just("basePath".to_string()),
+                        Just("value".to_string()),
+                        Just("type".to_string()),
+                        Just("content".to_string()),
+                        Just("args".to_string()),
+                        Just("paths".to_string()),
+                        Just("pmin".to_string()),
+                        "[a-z]{1,6}",
+                    ],
+                    inner,
+                    0..5
+                )
+                .prop_map(|m| Json::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest! {
+        /// Any bytes: a command or an error with what could be echoed, never a panic.
+        #[test]
+        fn arbitrary_bytes_never_panic(data in prop::collection::vec(any::<u8>(), 0..256)) {
+            let _ = parse_command(&data, &Registry::core());
+        }
+
+        /// Command-shaped JSON of any content: parses or is refused; what parses builds a
+        /// request or a typed error, and every outcome has a response body with the echo.
+        #[test]
+        fn command_shaped_json_is_handled(
+            msg_type in prop_oneof![
+                Just("read"), Just("write"), Just("execute"), Just("create"), Just("delete"),
+                Just("discover"), Just("write-attr"), Just("observe"), Just("cancel-observe"),
+                Just("read-composite"), Just("write-composite"), Just("bogus")
+            ],
+            data in json_value(),
+            id in any::<u32>(),
+        ) {
+            let cmd = json!({"requestID": id, "msgType": msg_type, "data": data});
+            let registry = Registry::core();
+            let body = match parse_command(cmd.to_string().as_bytes(), &registry) {
+                Ok(c) => {
+                    let _ = c.operation.to_request(None, unigate_lwm2m::ContentFormat::Tlv, None);
+                    let _ = c.operation.to_request(Some("/lwm2m"), unigate_lwm2m::ContentFormat::SenmlCbor, None);
+                    response(&c.echo, &c.req_path, ResponseType::Content, None, None)
+                }
+                Err(e) => response(&e.echo, &e.req_path, ResponseType::BadRequest, None, Some(&e.reason)),
+            };
+            prop_assert_eq!(&body["requestID"], &json!(id));
+            prop_assert_eq!(&body["msgType"], &json!(msg_type));
+        }
+
+        /// A read of any valid path names that path back.
+        #[test]
+        fn reads_keep_their_path(ids in prop::collection::vec(0u16..65535, 1..=4)) {
+            let path = Path::new(&ids).unwrap();
+            let c = parse_command(json!({"msgType": "read", "data": {"path": path.to_string()}}).to_string().as_bytes(), &Registry::core()).unwrap();
+            prop_assert_eq!(c.operation, Operation::Read { path });
+            prop_assert_eq!(c.req_path, path.to_string());
+        }
     }
 }
