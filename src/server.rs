@@ -348,10 +348,22 @@ impl StartCtx<'_> {
             tls: l.tls.clone(),
         });
         let broker = self.broker.clone();
+        self.on_first_worker("coap", move || {
+            crate::coap::listener::CoapListener::start_on(socket, shared, broker).map(drop)
+        })
+    }
+
+    /// Starts a UDP listener's actor on the first worker (one actor owns the socket; every
+    /// LwM2M listener there also keeps the hub's endpoint table changing on one thread).
+    fn on_first_worker(
+        &self,
+        what: &'static str,
+        start: impl FnOnce() -> Result<(), crate::tls::TlsError> + Send + 'static,
+    ) -> anyhow::Result<()> {
         let worker = self.handles.first().context("no worker")?;
         let spawned = worker.spawn_fn(move || {
-            if let Err(e) = crate::coap::listener::CoapListener::start_on(socket, shared, broker) {
-                tracing::error!(error = %e, "cannot register coap listener");
+            if let Err(e) = start() {
+                tracing::error!(error = %e, "cannot register {what} listener");
             }
         });
         anyhow::ensure!(spawned, "worker not running");
@@ -371,16 +383,9 @@ impl StartCtx<'_> {
             tls: l.tls.clone(),
         });
         let broker = self.broker.clone();
-        // Every LwM2M listener on the first worker: the hub's endpoint table then only ever
-        // changes on one thread, and devices are few next to MQTT connections.
-        let worker = self.handles.first().context("no worker")?;
-        let spawned = worker.spawn_fn(move || {
-            if let Err(e) = crate::lwm2m::listener::Lwm2mListener::start_on(socket, shared, broker) {
-                tracing::error!(error = %e, "cannot register lwm2m listener");
-            }
-        });
-        anyhow::ensure!(spawned, "worker not running");
-        Ok(())
+        self.on_first_worker("lwm2m", move || {
+            crate::lwm2m::listener::Lwm2mListener::start_on(socket, shared, broker).map(drop)
+        })
     }
 
     fn start_http(&self, l: &ListenerConfig, out: &mut Started) -> anyhow::Result<()> {

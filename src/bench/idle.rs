@@ -5,7 +5,7 @@
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::{watch, Semaphore};
@@ -14,7 +14,7 @@ use unigate_mqtt::{Packet, ProtocolVersion};
 use super::client::{Conn, Fill, SessionSpec, IDLE_READ};
 use super::clock;
 use super::procfs::rss_kb;
-use super::report::{latency_line, per_sec, Json};
+use super::report::{latency_line, per_sec, Failures, Json};
 use super::runtime;
 use super::stats::Histogram;
 use super::{run_tag, seconds, IdleArgs};
@@ -28,19 +28,9 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(300);
 #[derive(Default)]
 struct Shared {
     connected: AtomicU64,
-    failed: AtomicU64,
+    failures: Failures,
     closed_by_server: AtomicU64,
     last_connack_ns: AtomicU64,
-    first_error: Mutex<Option<String>>,
-}
-
-impl Shared {
-    fn fail(&self, why: String) {
-        self.failed.fetch_add(1, Ordering::Relaxed);
-        if let Ok(mut first) = self.first_error.lock() {
-            first.get_or_insert(why);
-        }
-    }
 }
 
 #[derive(Clone)]
@@ -125,7 +115,7 @@ pub(crate) fn measure(a: &IdleArgs) -> anyhow::Result<IdleOutcome> {
     // Wait until every connection is up or has failed.
     let deadline = Instant::now() + CONNECT_TIMEOUT;
     loop {
-        let done = shared.connected.load(Ordering::Relaxed) + shared.failed.load(Ordering::Relaxed);
+        let done = shared.connected.load(Ordering::Relaxed) + shared.failures.count();
         if done >= n || Instant::now() >= deadline {
             break;
         }
@@ -145,13 +135,13 @@ pub(crate) fn measure(a: &IdleArgs) -> anyhow::Result<IdleOutcome> {
 
     Ok(IdleOutcome {
         connected,
-        failed: shared.failed.load(Ordering::Relaxed),
+        failed: shared.failures.count(),
         closed: shared.closed_by_server.load(Ordering::Relaxed),
         connect_secs,
         latency,
         rss_before,
         rss_after,
-        first_error: shared.first_error.lock().ok().and_then(|e| e.clone()),
+        first_error: shared.failures.first(),
     })
 }
 
@@ -245,7 +235,7 @@ async fn hold_one(client_id: String, task: Task) -> Option<u64> {
     let mut conn = match result {
         Ok(conn) => conn,
         Err(e) => {
-            task.shared.fail(format!("{e:#}"));
+            task.shared.failures.record(format!("{e:#}"));
             return None;
         }
     };

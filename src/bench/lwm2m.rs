@@ -13,7 +13,7 @@ use std::cell::RefCell;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant as StdInstant};
 
 use anyhow::bail;
@@ -24,7 +24,7 @@ use unigate_coap::coap_lite::{CoapOption, MessageClass, MessageType, Packet, Req
 
 use super::coap::local_for;
 use super::procfs::{cpu_percent, cpu_secs, rss_kb};
-use super::report::{latency_line, per_sec, Json};
+use super::report::{latency_line, per_sec, Failures, Json};
 use super::runtime;
 use super::stats::Histogram;
 use super::{run_tag, seconds, Lwm2mArgs};
@@ -38,17 +38,7 @@ const MAX_RETRANSMIT: u32 = 4;
 struct Shared {
     registered: AtomicU64,
     updated: AtomicU64,
-    failed: AtomicU64,
-    first_error: Mutex<Option<String>>,
-}
-
-impl Shared {
-    fn fail(&self, why: String) {
-        self.failed.fetch_add(1, Ordering::Relaxed);
-        if let Ok(mut first) = self.first_error.lock() {
-            first.get_or_insert(why);
-        }
-    }
+    failures: Failures,
 }
 
 struct ThreadCtx {
@@ -124,12 +114,13 @@ async fn register_thread(ids: Vec<u32>, ctx: Rc<ThreadCtx>) -> anyhow::Result<Ph
                 Ok(s) => s,
                 Err(e) => {
                     ctx.shared
-                        .fail(format!("opening a UDP socket: {e} (raise `ulimit -n`?)"));
+                        .failures
+                        .record(format!("opening a UDP socket: {e} (raise `ulimit -n`?)"));
                     return None;
                 }
             };
             if let Err(e) = sock.connect(ctx.server).await {
-                ctx.shared.fail(e.to_string());
+                ctx.shared.failures.record(e.to_string());
                 return None;
             }
             let _permit = ctx.gate.acquire().await.ok()?;
@@ -160,11 +151,13 @@ async fn register_thread(ids: Vec<u32>, ctx: Rc<ThreadCtx>) -> anyhow::Result<Ph
                     Some((sock, location, mid.wrapping_add(1)))
                 }
                 Ok(p) => {
-                    ctx.shared.fail(format!("register answered {:?}", p.header.code));
+                    ctx.shared
+                        .failures
+                        .record(format!("register answered {:?}", p.header.code));
                     None
                 }
                 Err(e) => {
-                    ctx.shared.fail(format!("register: {e}"));
+                    ctx.shared.failures.record(format!("register: {e}"));
                     None
                 }
             }
@@ -206,11 +199,13 @@ async fn update_thread(devices: Vec<Dev>, updates: u32, deregister: bool, ctx: R
                         ctx.shared.updated.fetch_add(1, Ordering::Relaxed);
                     }
                     Ok(p) => {
-                        ctx.shared.fail(format!("{method:?} answered {:?}", p.header.code));
+                        ctx.shared
+                            .failures
+                            .record(format!("{method:?} answered {:?}", p.header.code));
                         return None;
                     }
                     Err(e) => {
-                        ctx.shared.fail(format!("{method:?}: {e}"));
+                        ctx.shared.failures.record(format!("{method:?}: {e}"));
                         return None;
                     }
                 }
@@ -336,7 +331,7 @@ pub(crate) fn run(a: Lwm2mArgs) -> anyhow::Result<()> {
         rss(a.server_pid)?
     };
 
-    let failed = shared.failed.load(Ordering::Relaxed);
+    let failed = shared.failures.count();
     let regs_per_s = per_sec(registered, reg_secs);
     let upd_per_s = per_sec(updated, upd_secs);
     println!(
@@ -364,7 +359,7 @@ pub(crate) fn run(a: Lwm2mArgs) -> anyhow::Result<()> {
     if let Some(cpu) = server_cpu {
         println!("  CPU        server {cpu:.0} % of one core while registering");
     }
-    let first_error = shared.first_error.lock().ok().and_then(|e| e.clone());
+    let first_error = shared.failures.first();
     if let Some(e) = &first_error {
         println!("  error      first of {failed}: {e}");
     }

@@ -19,7 +19,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant as StdInstant};
 
 use anyhow::bail;
@@ -34,7 +34,7 @@ use super::coap_wire::{empty_ack, parse, RequestSpec, Template, ACK, CON};
 use super::payload::{self, Stamp, HEADER_LEN};
 use super::procfs::{cpu_percent, cpu_secs, rss_kb, udp_rcvbuf_errors};
 use super::publisher::{self, PubOutcome, PubPlan};
-use super::report::{latency_line, per_sec, Json};
+use super::report::{latency_line, per_sec, Failures, Json};
 use super::runtime;
 use super::stats::{Acked, Bitset, Histogram};
 use super::{qos_of, run_tag, seconds, CoapObserversArgs};
@@ -57,22 +57,12 @@ const DEREGISTER: u64 = 1 << 63;
 #[derive(Default)]
 struct Shared {
     registered: AtomicU64,
-    failed: AtomicU64,
+    failures: Failures,
     last_registered_ns: AtomicU64,
     /// Distinct notifications received.
     progress: AtomicU64,
     /// Registered observers per topic.
     per_topic: Vec<AtomicU64>,
-    first_error: Mutex<Option<String>>,
-}
-
-impl Shared {
-    fn fail(&self, why: String) {
-        self.failed.fetch_add(1, Ordering::Relaxed);
-        if let Ok(mut first) = self.first_error.lock() {
-            first.get_or_insert(why);
-        }
-    }
 }
 
 /// What one observer saw.
@@ -204,8 +194,9 @@ async fn observer(index: u32, sock: UdpSocket, ctx: Rc<ThreadCtx>) -> ObsOutcome
             }
             Ok(code) => ctx
                 .shared
-                .fail(format!("registration answered {}.{:02}", code >> 5, code & 0x1F)),
-            Err(e) => ctx.shared.fail(e),
+                .failures
+                .record(format!("registration answered {}.{:02}", code >> 5, code & 0x1F)),
+            Err(e) => ctx.shared.failures.record(e),
         }
     }
     if !out.registered {
@@ -303,7 +294,7 @@ async fn observer_thread(ids: Vec<u32>, ctx: ThreadCtx) -> anyhow::Result<(Vec<O
                 } else {
                     ""
                 };
-                ctx.shared.fail(format!("opening a UDP socket: {e}{hint}"));
+                ctx.shared.failures.record(format!("opening a UDP socket: {e}{hint}"));
             }
         }
     }
@@ -473,9 +464,7 @@ pub(crate) fn run(a: CoapObserversArgs) -> anyhow::Result<()> {
     }
     let n = u64::from(a.observers);
     let deadline = StdInstant::now() + SETUP_TIMEOUT;
-    while shared.registered.load(Ordering::Relaxed) + shared.failed.load(Ordering::Relaxed) < n
-        && StdInstant::now() < deadline
-    {
+    while shared.registered.load(Ordering::Relaxed) + shared.failures.count() < n && StdInstant::now() < deadline {
         std::thread::sleep(Duration::from_millis(5));
     }
     let registered = shared.registered.load(Ordering::Relaxed);
@@ -563,7 +552,7 @@ pub(crate) fn run(a: CoapObserversArgs) -> anyhow::Result<()> {
         };
     }
     let stray: u64 = observers.iter().map(|o| o.stray).sum();
-    let failed = shared.failed.load(Ordering::Relaxed);
+    let failed = shared.failures.count();
     let regs_per_s = per_sec(registered, reg_secs);
     let notify_per_s = per_sec(received, super::clock::secs_between(go_ns, last_rx));
     let publish_secs = super::clock::secs_between(go_ns, last_publish_ns);
@@ -614,7 +603,7 @@ pub(crate) fn run(a: CoapObserversArgs) -> anyhow::Result<()> {
     if let Some(drops) = rcvbuf_drops {
         println!("  UDP        {drops} datagrams dropped on full socket receive buffers (host-wide RcvbufErrors)");
     }
-    let first_error = shared.first_error.lock().ok().and_then(|e| e.clone());
+    let first_error = shared.failures.first();
     if let Some(e) = &first_error {
         println!("  error      first of {failed}: {e}");
     }

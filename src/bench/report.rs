@@ -142,3 +142,30 @@ mod tests {
         assert_eq!(Json::default().finish(), "{}");
     }
 }
+
+/// Failures of a run's tasks, counted across threads, with the first one's reason.
+#[derive(Debug, Default)]
+pub(crate) struct Failures {
+    count: std::sync::atomic::AtomicU64,
+    first: std::sync::Mutex<Option<String>>,
+}
+
+impl Failures {
+    /// Counts a failure; keeps `why` if it is the first.
+    pub(crate) fn record(&self, why: String) {
+        self.count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if let Ok(mut first) = self.first.lock() {
+            first.get_or_insert(why);
+        }
+    }
+
+    /// How many so far.
+    pub(crate) fn count(&self) -> u64 {
+        self.count.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// The first one's reason.
+    pub(crate) fn first(&self) -> Option<String> {
+        self.first.lock().ok().and_then(|e| e.clone())
+    }
+}

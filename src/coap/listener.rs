@@ -186,27 +186,15 @@ impl CoapListener {
         shared: Arc<CoapShared>,
         broker: Arc<Broker>,
     ) -> Result<Addr<CoapListener>, crate::tls::TlsError> {
-        let dtls = match &shared.tls {
-            Some(tls) => {
-                let keys = shared.clone();
-                let lookup: unigate_dtls::PskLookup = Arc::new(move |identity: &[u8]| {
-                    let identity = std::str::from_utf8(identity).ok()?;
-                    keys.auth().chain().psk_key(identity).map(|k| k.expose().to_vec())
-                });
-                Some(super::dtls::server_config(tls, Some(lookup))?)
-            }
-            None => None,
-        };
         let transport = Transport::new(
             socket,
-            shared.name.clone(),
             Protocol::Coap,
             shared.layer.clone(),
             broker.clone(),
-            shared.limits.max_connections,
-            dtls,
-        )
-        .map_err(|e| crate::tls::TlsError::Rustls(e.to_string()))?;
+            &shared.limits,
+            shared.tls.as_ref(),
+            &shared.settings,
+        )?;
         Ok(CoapListener::create(move |_ctx| CoapListener {
             transport,
             shared,

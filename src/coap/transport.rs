@@ -92,19 +92,34 @@ pub struct Transport {
 }
 
 impl Transport {
-    /// A transport on `socket` (made non-blocking here); `dtls` makes it a DTLS listener.
+    /// A listener's transport on `socket` (made non-blocking here); a `tls` table makes it
+    /// DTLS, with pre-shared keys looked up in the listener's auth chain (swapped on reload).
     pub fn new(
         socket: std::net::UdpSocket,
-        name: Arc<str>,
         protocol: Protocol,
         layer: Arc<unigate_coap::Config>,
         broker: Arc<crate::broker::Broker>,
-        max_peers: usize,
-        dtls: Option<DtlsServerConfig>,
-    ) -> std::io::Result<Self> {
-        socket.set_nonblocking(true)?;
+        limits: &crate::config::Limits,
+        tls: Option<&crate::tls::TlsConfig>,
+        settings: &Arc<crate::mqtt::protocol::ListenerSettings>,
+    ) -> Result<Self, crate::tls::TlsError> {
+        let dtls = match tls {
+            Some(tls) => {
+                let keys = settings.clone();
+                let lookup: unigate_dtls::PskLookup = Arc::new(move |identity: &[u8]| {
+                    let identity = std::str::from_utf8(identity).ok()?;
+                    keys.auth.chain().psk_key(identity).map(|k| k.expose().to_vec())
+                });
+                Some(super::dtls::server_config(tls, Some(lookup))?)
+            }
+            None => None,
+        };
+        let io = |e: std::io::Error| crate::tls::TlsError::Rustls(e.to_string());
+        socket.set_nonblocking(true).map_err(io)?;
+        let max_peers = limits.max_connections;
+        let name = settings.name.clone();
         Ok(Transport {
-            socket: Rc::new(UdpSocket::from_std(socket)?),
+            socket: Rc::new(UdpSocket::from_std(socket).map_err(io)?),
             name,
             protocol,
             layer,

@@ -173,31 +173,15 @@ impl Lwm2mListener {
         shared: Arc<Lwm2mShared>,
         broker: Arc<Broker>,
     ) -> Result<Addr<Lwm2mListener>, crate::tls::TlsError> {
-        let dtls = match &shared.tls {
-            Some(tls) => {
-                let keys = shared.clone();
-                let lookup: unigate_dtls::PskLookup = Arc::new(move |identity: &[u8]| {
-                    let identity = std::str::from_utf8(identity).ok()?;
-                    keys.settings
-                        .auth
-                        .chain()
-                        .psk_key(identity)
-                        .map(|k| k.expose().to_vec())
-                });
-                Some(crate::coap::dtls::server_config(tls, Some(lookup))?)
-            }
-            None => None,
-        };
         let transport = Transport::new(
             socket,
-            shared.name.clone(),
             Protocol::Lwm2m,
             shared.layer.clone(),
             broker.clone(),
-            shared.limits.max_connections,
-            dtls,
-        )
-        .map_err(|e| crate::tls::TlsError::Rustls(e.to_string()))?;
+            &shared.limits,
+            shared.tls.as_ref(),
+            &shared.settings,
+        )?;
         Ok(Lwm2mListener::create(move |_ctx| Lwm2mListener {
             transport,
             shared,

@@ -45,14 +45,16 @@ pub struct Lwm2mTopics {
 
 impl Default for Lwm2mTopics {
     fn default() -> Self {
+        let [command, response, notify, register, update, deregister, send] =
+            unigate_translators::lwm2m::DEFAULT_SUFFIXES.map(str::to_owned);
         Lwm2mTopics {
-            command: "dn".into(),
-            response: "up/resp".into(),
-            notify: "up/notify".into(),
-            register: "up/register".into(),
-            update: "up/update".into(),
-            deregister: "up/deregister".into(),
-            send: "up/send".into(),
+            command,
+            response,
+            notify,
+            register,
+            update,
+            deregister,
+            send,
         }
     }
 }
@@ -103,7 +105,7 @@ pub struct Lwm2mConfig {
 impl Default for Lwm2mConfig {
     fn default() -> Self {
         Lwm2mConfig {
-            mount_point: "lwm2m/${endpoint}/".into(),
+            mount_point: unigate_translators::lwm2m::DEFAULT_MOUNT.into(),
             topics: Lwm2mTopics::default(),
             min_lifetime: Duration::from_secs(15),
             max_lifetime: Duration::from_secs(30 * 86_400),

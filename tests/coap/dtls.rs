@@ -11,11 +11,7 @@ use crate::util::*;
 /// sends it: the ASCII bytes), and a server whose CoAP listener speaks DTLS with it. The ACL
 /// lets only the user name `dev1` (the PSK identity) and the MQTT client `sub` use `dtls/#`.
 fn psk_server(name: &str) -> (TestServer, std::path::PathBuf) {
-    let dir = std::env::temp_dir().join(format!("unigate-coaps-{}-{name}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join("psk.toml");
-    let hex: String = b"secretkey".iter().map(|b| format!("{b:02x}")).collect();
-    std::fs::write(&file, format!("[keys]\n\"dev1\" = \"hex:{hex}\"\n")).unwrap();
+    let (dir, file) = crate::common::psk_file(&format!("coaps-{name}"), "dev1", b"secretkey");
     let s = server_with(
         &format!(
             "[auth.chains.devices]\nauthenticators = [\"keys\"]\nno_match = \"deny\"\n\

@@ -81,3 +81,15 @@ impl Drop for TestServer {
 
 /// Upper bound for any single wait in a test; waits are for events, this only stops a hang.
 pub const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A psk authenticator's key file in a fresh temporary folder, holding `identity` with `key`
+/// (hex-encoded in the file, as libcoap's `-k` sends the ASCII bytes). Returns the folder (to
+/// remove at the end) and the file.
+pub fn psk_file(tag: &str, identity: &str, key: &[u8]) -> (std::path::PathBuf, std::path::PathBuf) {
+    let dir = std::env::temp_dir().join(format!("unigate-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let file = dir.join("psk.toml");
+    let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
+    std::fs::write(&file, format!("[keys]\n\"{identity}\" = \"hex:{hex}\"\n")).expect("write psk file");
+    (dir, file)
+}

@@ -66,11 +66,7 @@ async fn an_aiocoap_device_registers_is_read_updates_and_deregisters() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_libcoap_device_registers_over_dtls_as_its_psk_identity() {
-    let dir = std::env::temp_dir().join(format!("unigate-lwm2m-psk-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join("psk.toml");
-    let hex: String = b"secretkey".iter().map(|b| format!("{b:02x}")).collect();
-    std::fs::write(&file, format!("[keys]\n\"dev1\" = \"hex:{hex}\"\n")).unwrap();
+    let (dir, file) = crate::common::psk_file("lwm2m-psk", "dev1", b"secretkey");
     let s = crate::common::TestServer::start_text(&format!(
         "workers = 2\nsys_interval = \"0s\"\n\
          [auth.chains.devices]\nauthenticators = [\"keys\"]\nno_match = \"deny\"\n\

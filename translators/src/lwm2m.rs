@@ -158,19 +158,33 @@ impl TopicScheme {
     }
 }
 
+/// The default mount point, EMQX's.
+pub const DEFAULT_MOUNT: &str = "lwm2m/${endpoint}/";
+/// The default suffixes: command, response, notify, register, update, deregister, send.
+pub const DEFAULT_SUFFIXES: [&str; 7] = [
+    "dn",
+    "up/resp",
+    "up/notify",
+    "up/register",
+    "up/update",
+    "up/deregister",
+    "up/send",
+];
+
 impl Default for TopicScheme {
     fn default() -> Self {
-        // The default is valid by construction; the tests check it.
+        let [command, response, notify, register, update, deregister, send] = DEFAULT_SUFFIXES.map(str::to_owned);
+        // The same as `TopicScheme::new(DEFAULT_MOUNT, DEFAULT_SUFFIXES)`, which a test checks.
         TopicScheme {
             mount: vec!["lwm2m".into(), ENDPOINT.into()],
             endpoint_level: 1,
-            command: "dn".into(),
-            response: "up/resp".into(),
-            notify: "up/notify".into(),
-            register: "up/register".into(),
-            update: "up/update".into(),
-            deregister: "up/deregister".into(),
-            send: "up/send".into(),
+            command,
+            response,
+            notify,
+            register,
+            update,
+            deregister,
+            send,
         }
     }
 }
@@ -499,19 +513,7 @@ mod tests {
 
     #[test]
     fn default_scheme_is_emqx() {
-        let s = TopicScheme::new(
-            "lwm2m/${endpoint}/",
-            [
-                "dn",
-                "up/resp",
-                "up/notify",
-                "up/register",
-                "up/update",
-                "up/deregister",
-                "up/send",
-            ],
-        )
-        .unwrap();
+        let s = TopicScheme::new(DEFAULT_MOUNT, DEFAULT_SUFFIXES).unwrap();
         assert_eq!(s, TopicScheme::default());
         assert_eq!(s.uplink("ep1", Uplink::Response).unwrap().as_str(), "lwm2m/ep1/up/resp");
         assert_eq!(s.command_filter().unwrap().as_str(), "lwm2m/+/dn");
