@@ -124,7 +124,15 @@ fn block2_value(num: u32, szx: u8) -> Vec<u8> {
 struct ObserveState {
     echo: Arc<Map<String, Json>>,
     req_path: String,
-    path: Path,
+    /// Its key among the device's observations: the path, or the paths of a composite one.
+    key: String,
+    /// What notifications are decoded under (`None`: the root, for composite ones).
+    path: Option<Path>,
+}
+
+/// What an observation is known by: its path, or a composite one's paths joined by `,`.
+fn observation_key(paths: &[Path]) -> String {
+    paths.iter().map(ToString::to_string).collect::<Vec<_>>().join(",")
 }
 
 /// A registered device.
@@ -625,7 +633,7 @@ impl Lwm2mListener {
             }
             let Some(q) = d.queue.pop_front() else { return };
             let root = d.reg.alternate_path.clone();
-            let (format, accept) = formats(&d.reg);
+            let (format, accept) = formats(&d.reg, q.cmd.op.path().is_none());
             let (addr, serial) = (d.addr, d.serial);
             let parts = match q.cmd.op.to_request(root.as_deref(), format, accept) {
                 Ok(p) => p,
@@ -637,11 +645,13 @@ impl Lwm2mListener {
             let key = self.next_key;
             self.next_key += 1;
             let observe_path = match &q.cmd.op {
-                Operation::Observe { path } => Some(*path),
+                Operation::Observe { path } => Some((Some(*path), path.to_string())),
+                Operation::ObserveComposite { paths } => Some((None, observation_key(paths))),
                 _ => None,
             };
             let cancel = match &q.cmd.op {
                 Operation::CancelObserve { path } => Some(path.to_string()),
+                Operation::CancelObserveComposite { paths } => Some(observation_key(paths)),
                 _ => None,
             };
             let blockwise = matches!(
@@ -660,9 +670,10 @@ impl Lwm2mListener {
                 options: Vec::new(),
                 key,
             };
-            let observe = observe_path.map(|path| ObserveState {
+            let observe = observe_path.map(|(path, key)| ObserveState {
                 echo: Arc::new(q.cmd.echo.clone()),
                 req_path: q.cmd.req_path.clone(),
+                key,
                 path,
             });
             let blocks = blockwise.then(|| {
@@ -761,6 +772,7 @@ impl Lwm2mListener {
             return;
         }
         let Some(r) = self.requests.get_mut(&key) else { return };
+        let obs_key = r.observe.as_ref().map(|o| o.key.clone());
         match r.cmd.take() {
             Some(cmd) => {
                 // The answer to a command.
@@ -768,10 +780,7 @@ impl Lwm2mListener {
                     Some(e) => Err(e),
                     None => self.content(&cmd.op, code, format, &payload),
                 };
-                let observed = matches!(cmd.op, Operation::Observe { .. })
-                    && code == ResponseType::Content
-                    && observe_seq.is_some();
-                let path = cmd.req_path.clone();
+                let observed = code == ResponseType::Content && observe_seq.is_some();
                 let (content, error) = match content {
                     Ok(c) => (c, None),
                     Err(e) => (None, Some(e)),
@@ -787,13 +796,10 @@ impl Lwm2mListener {
                         d.busy = None;
                     }
                 }
-                if observed {
+                if let (true, Some(path)) = (observed, obs_key) {
                     let max = self.hub().config.max_observations;
-                    let replaced = self.devices.get(&ep).and_then(|d| d.observations.get(&path).copied());
-                    if let Some(old) = replaced {
-                        self.forget_observation(&ep, &path);
-                        let _ = old;
-                    }
+                    // Observing the same thing again replaces the older observation.
+                    self.forget_observation(&ep, &path);
                     let full = self.devices.get(&ep).is_some_and(|d| d.observations.len() >= max);
                     if full {
                         self.cancel_key(from, key);
@@ -812,16 +818,17 @@ impl Lwm2mListener {
                 let (echo, req_path, path) = (o.echo.clone(), o.req_path.clone(), o.path);
                 if code != ResponseType::Content || observe_seq.is_none() {
                     // The observation ended on the device's side (RFC 7641 §3.2).
+                    let obs_key = o.key.clone();
                     if let Some(d) = self.devices.get_mut(&ep) {
-                        if d.observations.get(&req_path) == Some(&key) {
-                            d.observations.remove(&req_path);
+                        if d.observations.get(&obs_key) == Some(&key) {
+                            d.observations.remove(&obs_key);
                             Metrics::gauge(&self.broker.metrics.lwm2m_observations, -1);
                         }
                     }
                     self.cancel_key(from, key);
                     return;
                 }
-                let body = match self.decode_content(Some(&path), false, code, format, &payload) {
+                let body = match self.decode_content(path.as_ref(), false, code, format, &payload) {
                     Ok(c) => tr::notify_event(&echo, &req_path, observe_seq.unwrap_or(0), c.unwrap_or(Json::Null)),
                     Err(e) => {
                         let mut b = tr::notify_event(&echo, &req_path, observe_seq.unwrap_or(0), Json::Null);
@@ -906,8 +913,8 @@ impl Lwm2mListener {
             self.answer(&ep, cmd, ResponseType::GatewayTimeout, None, Some(why));
         } else if let Some(o) = &r.observe {
             if let Some(d) = self.devices.get_mut(&ep) {
-                if d.observations.get(&o.req_path) == Some(&key) {
-                    d.observations.remove(&o.req_path);
+                if d.observations.get(&o.key) == Some(&key) {
+                    d.observations.remove(&o.key);
                     Metrics::gauge(&self.broker.metrics.lwm2m_observations, -1);
                 }
             }
@@ -1045,10 +1052,16 @@ impl Lwm2mListener {
 
 /// The format for payloads (Write, Create) and the Accept (none: the device chooses) for a
 /// device: what it said it takes in its registration (`ct`), else TLV up to 1.1 and SenML CBOR
-/// from 1.2.
-fn formats(reg: &Registration) -> (ContentFormat, Option<ContentFormat>) {
+/// from 1.2. Composite operations (1.1) take SenML: CBOR unless the device listed only JSON.
+fn formats(reg: &Registration, composite: bool) -> (ContentFormat, Option<ContentFormat>) {
     let takes = |f: ContentFormat| reg.content_formats.contains(&f.code());
-    let format = if reg.content_formats.is_empty() {
+    let format = if composite {
+        if takes(ContentFormat::SenmlJson) && !takes(ContentFormat::SenmlCbor) {
+            ContentFormat::SenmlJson
+        } else {
+            ContentFormat::SenmlCbor
+        }
+    } else if reg.content_formats.is_empty() {
         if reg.version >= Version::V1_2 {
             ContentFormat::SenmlCbor
         } else {

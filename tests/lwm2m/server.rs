@@ -821,3 +821,48 @@ async fn one_address_holds_one_registration() {
     assert_eq!(list["data"][0]["ep"], "flood49");
     s.stop();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn composite_observations_notify_and_cancel() {
+    let s = server("");
+    let (mut d, mut m) = registered(&s, "multi", &["lwm2m=1.1", "b=U"]).await;
+    let paths = json!(["/3303/0/5700", "/3/0/9"]);
+    command(
+        &m,
+        "multi",
+        json!({"requestID": 1, "msgType": "observe-composite", "data": {"paths": paths}}),
+    )
+    .await;
+    let req = d.next_request().await;
+    assert_eq!(req.header.code, MessageClass::Request(RequestType::Fetch));
+    assert_eq!(req.get_first_option(CoapOption::Observe).map(|v| uint_of(v)), Some(0));
+    let token = req.get_token().to_vec();
+    let first = br#"[{"n":"/3303/0/5700","v":20.5},{"n":"/3/0/9","v":90}]"#;
+    d.reply(&req, ResponseType::Content, Some(110), first, Some(1)).await;
+    let (topic, body) = event(&mut m).await;
+    assert_eq!(
+        (topic.as_str(), body["data"]["reqPath"].as_str()),
+        ("lwm2m/multi/up/resp", Some("/3303/0/5700,/3/0/9"))
+    );
+    assert_eq!(body["data"]["content"][1], json!({"path": "/3/0/9", "value": 90}));
+    d.notify(&token, 2, 110, br#"[{"n":"/3/0/9","v":89}]"#, false).await;
+    let (topic, body) = event(&mut m).await;
+    assert_eq!(topic, "lwm2m/multi/up/notify");
+    assert_eq!(body["data"]["content"], json!([{"path": "/3/0/9", "value": 89}]));
+    command(
+        &m,
+        "multi",
+        json!({"requestID": 2, "msgType": "cancel-observe-composite", "data": {"paths": paths}}),
+    )
+    .await;
+    let req = d.next_request().await;
+    assert_eq!(req.get_first_option(CoapOption::Observe).map(|v| uint_of(v)), Some(1));
+    d.reply(&req, ResponseType::Content, Some(110), first, None).await;
+    assert_eq!(event(&mut m).await.1["requestID"], 2);
+    let rst = d
+        .notify(&token, 3, 110, br#"[{"n":"/3/0/9","v":88}]"#, true)
+        .await
+        .unwrap();
+    assert_eq!(rst.header.get_type(), MessageType::Reset);
+    s.stop();
+}

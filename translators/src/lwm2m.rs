@@ -229,13 +229,15 @@ pub fn parse_command(payload: &[u8], registry: &Registry) -> Result<Command, Com
     };
     let data = map.remove("data").unwrap_or(Json::Null);
     let echo = map;
-    let req_path = data
-        .get("path")
-        .or_else(|| data.get("basePath"))
-        .and_then(Json::as_str)
-        .map(drop_query)
-        .unwrap_or_default()
-        .to_owned();
+    // A composite command names its paths, joined by `,`.
+    let req_path = match data.get("path").or_else(|| data.get("basePath")).and_then(Json::as_str) {
+        Some(p) => drop_query(p).to_owned(),
+        None => data
+            .get("paths")
+            .and_then(Json::as_array)
+            .map(|ps| ps.iter().filter_map(Json::as_str).collect::<Vec<_>>().join(","))
+            .unwrap_or_default(),
+    };
     let msg_type = match echo.get("msgType").and_then(Json::as_str) {
         Some(t) => t.to_owned(),
         None => return Err(fail(echo, req_path, "no string \"msgType\"".into())),
@@ -646,7 +648,10 @@ mod tests {
         let c = cmd(json!({"msgType": "cancel-observe", "data": {"path": "/3303/0/5700"}})).unwrap();
         assert_eq!(c.operation.name(), "cancel-observe");
         let c = cmd(json!({"msgType": "read-composite", "data": {"paths": ["/3/0/0", "/3303/0/5700"]}})).unwrap();
-        assert_eq!(c.operation.name(), "read-composite");
+        assert_eq!(
+            (c.operation.name(), c.req_path.as_str()),
+            ("read-composite", "/3/0/0,/3303/0/5700")
+        );
     }
 
     #[test]
