@@ -22,7 +22,7 @@ fn check_config_accepts_the_example() {
     let example = concat!(env!("CARGO_MANIFEST_DIR"), "/unigate.example.toml");
     let out = Command::new(BIN).args(["check-config", example]).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(String::from_utf8_lossy(&out.stdout).contains("OK (4 listeners)"));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("OK (5 listeners)"));
 }
 
 #[test]

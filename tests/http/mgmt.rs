@@ -702,6 +702,12 @@ async fn openapi_document_lists_every_route() {
         ("/api/v1/stats", "get"),
         ("/api/v1/auth", "get"),
         ("/api/v1/auth/reload", "post"),
+        ("/api/v1/lwm2m/clients", "get"),
+        ("/api/v1/lwm2m/clients/{ep}", "get"),
+        ("/api/v1/lwm2m/clients/{ep}/commands", "post"),
+        ("/api/v1/lwm2m/clients/{ep}/{op}", "get"),
+        ("/api/v1/lwm2m/clients/{ep}/{op}", "post"),
+        ("/api/v1/lwm2m/clients/{ep}/notifications", "get"),
         ("/api/v1/openapi.json", "get"),
     ];
     for (path, method) in expected {
