@@ -7,6 +7,7 @@ mod common;
 mod util;
 
 mod api;
+mod browser;
 mod jsonws;
 mod mgmt;
 mod sse;
