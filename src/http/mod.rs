@@ -148,6 +148,12 @@ pub fn start(
                     .limit(data.config.max_body)
                     .error_handler(|e, _| error::ApiError::from_json(e).into()),
             )
+            // Query strings that do not fit (`?qos=x`, `?retain=maybe`) get the JSON error body
+            // too, not actix's plain-text one.
+            .app_data(
+                web::QueryConfig::default()
+                    .error_handler(|e, _| error::ApiError::bad_request(format!("invalid query: {e}")).into()),
+            )
             .configure(|cfg| {
                 if data.ws_only {
                     cfg.route("/mqtt", web::get().to(ws::handshake));

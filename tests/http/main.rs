@@ -10,5 +10,6 @@ mod api;
 mod browser;
 mod jsonws;
 mod mgmt;
+mod schemathesis;
 mod sse;
 mod ws;
