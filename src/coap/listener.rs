@@ -78,6 +78,8 @@ struct PeerEntry {
     scheduled: Option<Instant>,
     /// The DTLS association, on a DTLS listener.
     dtls: Option<Box<DtlsState>>,
+    /// The peer in the per-listener counts (`/metrics`).
+    _counted: crate::broker::metrics::OpenConnection,
 }
 
 impl PeerEntry {
@@ -232,6 +234,8 @@ pub struct CoapListener {
     paused: bool,
     /// How the broker resumes us after a pause.
     publisher: Option<Arc<dyn SessionLink>>,
+    /// Remote addresses with state, per listener (`/metrics`).
+    peer_counts: Arc<crate::broker::metrics::ConnectionCounts>,
 }
 
 /// Datagrams read per readiness event before other work on the thread gets a turn.
@@ -261,7 +265,9 @@ impl CoapListener {
             .set_nonblocking(true)
             .map_err(|e| crate::tls::TlsError::Rustls(e.to_string()))?;
         let socket = Rc::new(UdpSocket::from_std(socket).map_err(|e| crate::tls::TlsError::Rustls(e.to_string()))?);
+        let peer_counts = broker.metrics.listener(&shared.name, "coap");
         Ok(CoapListener::create(move |_ctx| CoapListener {
+            peer_counts,
             socket,
             shared,
             broker,
@@ -355,6 +361,7 @@ impl CoapListener {
                     last_seen: now,
                     scheduled: None,
                     dtls: None,
+                    _counted: self.peer_counts.opened(),
                 }
             });
             f(&mut entry.peer, now, &mut events);
@@ -464,6 +471,7 @@ impl CoapListener {
                         established: false,
                         waiting: Vec::new(),
                     })),
+                    _counted: self.peer_counts.opened(),
                 },
             );
         }

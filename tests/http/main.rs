@@ -9,6 +9,7 @@ mod util;
 mod api;
 mod browser;
 mod jsonws;
+mod metrics;
 mod mgmt;
 mod schemathesis;
 mod sse;
