@@ -284,6 +284,7 @@ impl ListenerAuth {
         let audit = self.audit;
         let broker = self.broker.clone();
         let task = self.runtime.spawn(async move {
+            let started = std::time::Instant::now();
             let outcome = match tokio::time::timeout(timeout, chain.authenticate(&creds)).await {
                 Ok(o) => o,
                 Err(_) => Outcome::Denied {
@@ -294,9 +295,16 @@ impl ListenerAuth {
             if audit {
                 audit_auth(&creds, &outcome);
             }
+            let took = started.elapsed();
             match &outcome {
-                Outcome::Allowed(id) => broker.metrics.count_auth(&id.authenticator, true),
-                Outcome::Denied { authenticator, .. } => broker.metrics.count_auth(authenticator, false),
+                Outcome::Allowed(id) => {
+                    broker.metrics.count_auth(&id.authenticator, true);
+                    broker.metrics.observe_auth(&id.authenticator, took);
+                }
+                Outcome::Denied { authenticator, .. } => {
+                    broker.metrics.count_auth(authenticator, false);
+                    broker.metrics.observe_auth(authenticator, took);
+                }
             }
             outcome
         });

@@ -102,6 +102,8 @@ impl Drop for RunningServer {
 pub struct ConnectionGuard {
     open: Arc<AtomicUsize>,
     broker: Arc<Broker>,
+    /// The connection in the per-listener counts (`/metrics`).
+    _counted: crate::broker::metrics::OpenConnection,
 }
 
 impl Drop for ConnectionGuard {
@@ -495,6 +497,7 @@ async fn accept_loop(
     broker: Arc<Broker>,
     open: Arc<AtomicUsize>,
 ) {
+    let counts = broker.metrics.listener(&settings.name, "mqtt");
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(s) => s,
@@ -515,6 +518,7 @@ async fn accept_loop(
         let guard = ConnectionGuard {
             open: open.clone(),
             broker: broker.clone(),
+            _counted: counts.opened(),
         };
         if let Err(e) = Connection::start(stream, peer, broker.clone(), settings.clone(), guard) {
             tracing::debug!(%peer, error = %e, "connection failed at start");

@@ -1,6 +1,12 @@
 //! A small MQTT client for the load tool: one TCP socket, the `unigate_mqtt` codec, and two
 //! buffers. It is not a general client: each scenario drives it through its own loop.
 //!
+//! With a WebSocket path ([`Target::ws_path`]) the connection upgrades first (RFC 6455 §4.1,
+//! subprotocol `mqtt`) and then carries MQTT in binary frames (MQTT 5 §6): the packets queued
+//! since the last write go out as one masked frame (a frame may hold several packets, §6), and
+//! the server's frames are unwrapped into the read buffer before decoding. The framing lives
+//! only in [`Conn::try_flush`] and [`Conn::try_fill`], so the scenarios run unchanged.
+//!
 //! I/O is readiness-based (`readable()` / `try_read_buf`, `writable()` / `try_write`) on the
 //! whole `TcpStream`, so one task can wait for "readable, or writable while output is pending,
 //! or a timer" in a single `select!` without splitting the socket. Packets are encoded into
@@ -9,6 +15,7 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use bytes::{Buf, BytesMut};
@@ -22,6 +29,31 @@ use unigate_mqtt::{
 pub(crate) const BUSY_READ: usize = 64 * 1024;
 /// Read size of a connection that only ever gets CONNACK and PINGRESP.
 pub(crate) const IDLE_READ: usize = 256;
+
+/// Where the clients connect.
+#[derive(Debug, Clone)]
+pub(crate) struct Target {
+    /// The server's address.
+    pub addr: SocketAddr,
+    /// MQTT over WebSocket at this path (e.g. `/mqtt`); None: MQTT over TCP.
+    pub ws_path: Option<Arc<str>>,
+}
+
+impl Target {
+    /// MQTT over TCP to `addr`.
+    pub(crate) fn tcp(addr: SocketAddr) -> Target {
+        Target { addr, ws_path: None }
+    }
+}
+
+/// WebSocket framing state of a connection.
+#[derive(Debug, Default)]
+struct WsFraming {
+    /// Bytes read and not yet unwrapped from their frames.
+    raw_in: BytesMut,
+    /// Frames not yet written.
+    raw_out: BytesMut,
+}
 
 /// How a client opens its session.
 #[derive(Debug, Clone)]
@@ -63,27 +95,30 @@ pub(crate) struct Conn {
     /// The server's Receive Maximum (MQTT 5; 65,535 when absent or 3.1.1).
     pub receive_maximum: u16,
     read_size: usize,
+    /// WebSocket framing, for MQTT over WebSocket.
+    ws: Option<WsFraming>,
 }
 
 impl Conn {
     /// Connects, sends CONNECT and waits for a successful CONNACK.
     pub(crate) async fn connect(
-        addr: SocketAddr,
+        target: &Target,
         version: ProtocolVersion,
         spec: &SessionSpec,
         read_size: usize,
     ) -> anyhow::Result<Conn> {
-        Self::connect_as(addr, version, spec, read_size, None).await
+        Self::connect_as(target, version, spec, read_size, None).await
     }
 
     /// [`Conn::connect`] with a user name and password (a password file entry, or a JWT).
     pub(crate) async fn connect_as(
-        addr: SocketAddr,
+        target: &Target,
         version: ProtocolVersion,
         spec: &SessionSpec,
         read_size: usize,
         credentials: Option<&(Option<String>, Option<bytes::Bytes>)>,
     ) -> anyhow::Result<Conn> {
+        let addr = target.addr;
         let stream = TcpStream::connect(addr)
             .await
             .with_context(|| format!("connecting to {addr}"))?;
@@ -96,7 +131,11 @@ impl Conn {
             session_present: false,
             receive_maximum: u16::MAX,
             read_size,
+            ws: None,
         };
+        if let Some(path) = &target.ws_path {
+            conn.upgrade(addr, path).await?;
+        }
         let connect = Connect {
             protocol: version,
             clean_start: spec.clean_start,
@@ -179,9 +218,14 @@ impl Conn {
         encode(packet, self.version, &mut self.wbuf).with_context(|| format!("encoding {}", packet.kind()))
     }
 
+    /// Bytes queued and not yet written (MQTT bytes not yet framed, and frames).
+    pub(crate) fn pending_out(&self) -> usize {
+        self.wbuf.len() + self.ws.as_ref().map_or(0, |ws| ws.raw_out.len())
+    }
+
     /// Writes the whole output buffer.
     pub(crate) async fn flush(&mut self) -> io::Result<()> {
-        while !self.wbuf.is_empty() {
+        while self.pending_out() > 0 {
             self.stream.writable().await?;
             self.try_flush()?;
         }
@@ -190,10 +234,20 @@ impl Conn {
 
     /// Writes what the socket takes now, without waiting.
     pub(crate) fn try_flush(&mut self) -> io::Result<()> {
-        while !self.wbuf.is_empty() {
-            match self.stream.try_write(&self.wbuf) {
+        let out = match &mut self.ws {
+            None => &mut self.wbuf,
+            Some(ws) => {
+                if !self.wbuf.is_empty() {
+                    let payload = self.wbuf.split();
+                    ws_frame(&mut ws.raw_out, WS_BINARY, &payload);
+                }
+                &mut ws.raw_out
+            }
+        };
+        while !out.is_empty() {
+            match self.stream.try_write(out) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => self.wbuf.advance(n),
+                Ok(n) => out.advance(n),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
                 Err(e) => return Err(e),
             }
@@ -203,15 +257,69 @@ impl Conn {
 
     /// Reads what the socket has now, without waiting.
     pub(crate) fn try_fill(&mut self) -> io::Result<Fill> {
-        if self.rbuf.capacity() - self.rbuf.len() < self.read_size / 4 {
-            self.rbuf.reserve(self.read_size);
+        let buf = match &mut self.ws {
+            None => &mut self.rbuf,
+            Some(ws) => &mut ws.raw_in,
+        };
+        if buf.capacity() - buf.len() < self.read_size / 4 {
+            buf.reserve(self.read_size);
         }
-        match self.stream.try_read_buf(&mut self.rbuf) {
-            Ok(0) => Ok(Fill::Eof),
-            Ok(_) => Ok(Fill::Data),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(Fill::Empty),
-            Err(e) => Err(e),
+        let fill = match self.stream.try_read_buf(buf) {
+            Ok(0) => Fill::Eof,
+            Ok(_) => Fill::Data,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Fill::Empty,
+            Err(e) => return Err(e),
+        };
+        if let Some(ws) = &mut self.ws {
+            if ws_unwrap(ws, &mut self.rbuf)? == Unwrapped::Closed {
+                return Ok(Fill::Eof);
+            }
         }
+        Ok(fill)
+    }
+
+    /// The WebSocket opening handshake (RFC 6455 §4.1) with subprotocol `mqtt`; bytes the
+    /// server sent after its answer stay for the framing layer.
+    async fn upgrade(&mut self, addr: SocketAddr, path: &str) -> anyhow::Result<()> {
+        use base64::Engine as _;
+        let key = base64::engine::general_purpose::STANDARD.encode(rand::random::<[u8; 16]>());
+        let request = format!(
+            "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: mqtt\r\n\r\n"
+        );
+        self.wbuf.extend_from_slice(request.as_bytes());
+        self.flush().await?;
+        let head_end = loop {
+            if let Some(i) = self.rbuf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i + 4;
+            }
+            if self.rbuf.len() > 16 * 1024 {
+                bail!("WebSocket handshake: the answer's head is too long");
+            }
+            self.stream.readable().await?;
+            if self.try_fill()? == Fill::Eof {
+                bail!("WebSocket handshake: the server closed the connection");
+            }
+        };
+        let head = self.rbuf.split_to(head_end);
+        let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
+        let status = head.lines().next().unwrap_or_default();
+        if !status.starts_with("http/1.1 101") {
+            bail!("WebSocket handshake refused: {status}");
+        }
+        if !head
+            .lines()
+            .any(|l| l.replace(' ', "") == "sec-websocket-protocol:mqtt")
+        {
+            bail!("WebSocket handshake: the server did not agree to the mqtt subprotocol");
+        }
+        let mut ws = WsFraming::default();
+        ws.raw_in.extend_from_slice(&self.rbuf.split());
+        if ws_unwrap(&mut ws, &mut self.rbuf)? == Unwrapped::Closed {
+            bail!("WebSocket: the server closed right after the handshake");
+        }
+        self.ws = Some(ws);
+        Ok(())
     }
 
     /// Decodes the next whole packet in the read buffer, if there is one.
@@ -233,10 +341,146 @@ impl Conn {
     }
 }
 
+/// Binary frame opcode (RFC 6455 §5.2).
+const WS_BINARY: u8 = 0x2;
+/// Close frame opcode.
+const WS_CLOSE: u8 = 0x8;
+/// Ping frame opcode.
+const WS_PING: u8 = 0x9;
+/// Pong frame opcode.
+const WS_PONG: u8 = 0xA;
+
+/// Appends one final frame of `opcode` carrying `payload`, masked as a client must (RFC 6455
+/// §5.3).
+fn ws_frame(out: &mut BytesMut, opcode: u8, payload: &[u8]) {
+    out.reserve(payload.len() + 14);
+    out.extend_from_slice(&[0x80 | opcode]);
+    let len = payload.len();
+    if len < 126 {
+        out.extend_from_slice(&[0x80 | len as u8]);
+    } else if let Ok(len) = u16::try_from(len) {
+        out.extend_from_slice(&[0x80 | 126]);
+        out.extend_from_slice(&len.to_be_bytes());
+    } else {
+        out.extend_from_slice(&[0x80 | 127]);
+        out.extend_from_slice(&(len as u64).to_be_bytes());
+    }
+    let key: [u8; 4] = rand::random();
+    out.extend_from_slice(&key);
+    let start = out.len();
+    out.extend_from_slice(payload);
+    for (i, b) in out[start..].iter_mut().enumerate() {
+        *b ^= key[i & 3];
+    }
+}
+
+/// What [`ws_unwrap`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Unwrapped {
+    /// Data frames (if any) were unwrapped; more may follow.
+    Open,
+    /// The server sent a close frame.
+    Closed,
+}
+
+/// Moves the payloads of every whole data frame in `ws.raw_in` to `rbuf`, answers pings, and
+/// reports a close frame. An incomplete frame stays buffered.
+fn ws_unwrap(ws: &mut WsFraming, rbuf: &mut BytesMut) -> io::Result<Unwrapped> {
+    let bad = |why: &str| io::Error::new(io::ErrorKind::InvalidData, format!("WebSocket: {why}"));
+    loop {
+        let raw = &ws.raw_in[..];
+        let (Some(&b0), Some(&b1)) = (raw.first(), raw.get(1)) else {
+            return Ok(Unwrapped::Open);
+        };
+        let opcode = b0 & 0x0f;
+        let masked = b1 & 0x80 != 0;
+        let (len, mut at) = match b1 & 0x7f {
+            126 => match raw.get(2..4) {
+                Some(b) => (u64::from(u16::from_be_bytes([b[0], b[1]])), 4),
+                None => return Ok(Unwrapped::Open),
+            },
+            127 => match raw.get(2..10).and_then(|b| <[u8; 8]>::try_from(b).ok()) {
+                Some(b) => (u64::from_be_bytes(b), 10),
+                None => return Ok(Unwrapped::Open),
+            },
+            n => (u64::from(n), 2),
+        };
+        let len = usize::try_from(len).map_err(|_| bad("frame too long"))?;
+        let key = if masked {
+            let Some(k) = raw.get(at..at + 4).and_then(|k| <[u8; 4]>::try_from(k).ok()) else {
+                return Ok(Unwrapped::Open);
+            };
+            at += 4;
+            Some(k)
+        } else {
+            None
+        };
+        if raw.len() < at.saturating_add(len) {
+            return Ok(Unwrapped::Open);
+        }
+        let mut frame = ws.raw_in.split_to(at + len);
+        frame.advance(at);
+        if let Some(key) = key {
+            for (i, b) in frame.iter_mut().enumerate() {
+                *b ^= key[i & 3];
+            }
+        }
+        match opcode {
+            0x0 | WS_BINARY => rbuf.extend_from_slice(&frame),
+            WS_CLOSE => return Ok(Unwrapped::Closed),
+            WS_PING => ws_frame(&mut ws.raw_out, WS_PONG, &frame),
+            WS_PONG => {}
+            other => return Err(bad(&format!("unexpected frame opcode {other:#x}"))),
+        }
+    }
+}
+
 /// The text of a DISCONNECT the server sent, for error messages.
 pub(crate) fn describe_disconnect(d: &Disconnect) -> String {
     match &d.properties.reason_string {
         Some(why) => format!("server sent DISCONNECT {:#04x} ({why})", d.reason_code.0),
         None => format!("server sent DISCONNECT {:#04x}", d.reason_code.0),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn frames_round_trip_through_the_unwrapper() {
+        for len in [0usize, 5, 125, 126, 65_535, 65_536, 70_000] {
+            let payload: Vec<u8> = (0..len).map(|i| i as u8).collect();
+            let mut ws = WsFraming::default();
+            ws_frame(&mut ws.raw_in, WS_BINARY, &payload);
+            // Fed in two pieces: the first half is not a whole frame.
+            let whole = ws.raw_in.split();
+            let mut rbuf = BytesMut::new();
+            ws.raw_in.extend_from_slice(&whole[..whole.len() / 2]);
+            assert_eq!(ws_unwrap(&mut ws, &mut rbuf).unwrap(), Unwrapped::Open);
+            assert!(rbuf.is_empty() || len == 0 && whole.len() / 2 == 0);
+            ws.raw_in.extend_from_slice(&whole[whole.len() / 2..]);
+            assert_eq!(ws_unwrap(&mut ws, &mut rbuf).unwrap(), Unwrapped::Open);
+            assert_eq!(&rbuf[..], &payload[..], "len {len}");
+            assert!(ws.raw_in.is_empty());
+        }
+    }
+
+    #[test]
+    fn pings_are_answered_and_close_is_reported() {
+        let mut ws = WsFraming::default();
+        // Server frames are unmasked: ping "hi", then close.
+        ws.raw_in.extend_from_slice(&[0x89, 2, b'h', b'i', 0x88, 0]);
+        let mut rbuf = BytesMut::new();
+        assert_eq!(ws_unwrap(&mut ws, &mut rbuf).unwrap(), Unwrapped::Closed);
+        let mut pong = WsFraming::default();
+        pong.raw_in.extend_from_slice(&ws.raw_out);
+        assert_eq!(pong.raw_in[0], 0x80 | WS_PONG);
+        assert!(pong.raw_in[1] & 0x80 != 0, "a client's frames are masked");
+        // A text frame is not MQTT.
+        let mut text = WsFraming::default();
+        text.raw_in.extend_from_slice(&[0x81, 1, b'x']);
+        assert!(ws_unwrap(&mut text, &mut rbuf).is_err());
     }
 }

@@ -26,7 +26,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use unigate_coap::coap_lite::RequestType;
 
-use super::client::{Conn, SessionSpec, BUSY_READ};
+use super::client::{Conn, SessionSpec, Target, BUSY_READ};
 use super::coap_wire::{empty_ack, parse, RequestSpec, Template, ACK, CON, RST};
 use super::payload::Stamp;
 use super::procfs::{cpu_percent, cpu_secs, udp_rcvbuf_errors};
@@ -423,7 +423,7 @@ async fn subscriber_thread(
         keep_alive: 60,
     };
     let connected = async {
-        let mut conn = Conn::connect(plan.addr, plan.version, &session, BUSY_READ).await?;
+        let mut conn = Conn::connect(&Target::tcp(plan.addr), plan.version, &session, BUSY_READ).await?;
         conn.subscribe(&plan.filter, plan.qos).await?;
         anyhow::Ok(conn)
     };

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use unigate_mqtt::{ProtocolVersion, QoS};
 
-use super::client::SessionSpec;
+use super::client::{SessionSpec, Target};
 use super::load::{self, DropPlan, LoadPlan, SubPlan, Summary};
 use super::publisher::PubPlan;
 use super::{clock, idle, CommonArgs, IdleArgs};
@@ -16,6 +16,7 @@ use crate::server::{self, RunningServer, StartOptions};
 
 fn start_server() -> anyhow::Result<(RunningServer, SocketAddr)> {
     let text = "workers = 2\nsys_interval = \"0s\"\n[[listeners]]\nname = \"mqtt\"\nprotocol = \"mqtt\"\n\
+                bind = \"127.0.0.1:0\"\n[[listeners]]\nname = \"ws\"\nprotocol = \"mqtt-ws\"\n\
                 bind = \"127.0.0.1:0\"\n";
     let config = Config::parse(text, "bench test", Vec::new())?;
     let running = server::start(config, [127, 0, 0, 1].into(), StartOptions::default())?;
@@ -51,7 +52,7 @@ fn publisher(index: u32, topic: &str, qos: QoS, rate: f64) -> PubPlan {
 
 fn plan(addr: SocketAddr, version: ProtocolVersion) -> LoadPlan {
     LoadPlan {
-        addr,
+        target: Target::tcp(addr),
         version,
         threads: 2,
         publishers: Vec::new(),
@@ -91,6 +92,34 @@ fn fan_in_qos1_delivers_every_message_once() -> anyhow::Result<()> {
         (0, 0, 0)
     );
     assert_eq!(s.latency.count(), 8_000);
+    server.stop()
+}
+
+#[test]
+fn fan_in_over_websocket_delivers_every_message_once() -> anyhow::Result<()> {
+    let (server, _) = start_server()?;
+    let ws = server.addr("ws").ok_or_else(|| anyhow::anyhow!("no ws listener"))?;
+    let mut p = plan(ws, ProtocolVersion::V5);
+    p.target.ws_path = Some("/mqtt".into());
+    for i in 0..2 {
+        // Large payloads too: frames over 64 KiB take the 8-byte length.
+        let mut pubp = publisher(i, &format!("bench/t6/{i}"), QoS::AtLeastOnce, 0.0);
+        pubp.count = Some(1_000);
+        pubp.size = if i == 0 { 32 } else { 100_000 };
+        p.publishers.push((session(&format!("t6-pub-{i}")), pubp));
+    }
+    p.subscribers.push(SubPlan {
+        session: session("t6-sub"),
+        filter: "bench/t6/#".to_owned(),
+        qos: QoS::AtLeastOnce,
+        drop: None,
+    });
+    let s = run(p)?;
+    assert_eq!((s.sent, s.acked, s.received), (2_000, 2_000, 2_000));
+    assert_eq!(
+        (s.delivery.lost, s.delivery.duplicated, s.delivery.reordered),
+        (0, 0, 0)
+    );
     server.stop()
 }
 
@@ -173,6 +202,7 @@ fn idle_connections_all_connect() -> anyhow::Result<()> {
     let args = IdleArgs {
         common: CommonArgs {
             addr: addr.to_string(),
+            ws: None,
             mqtt_version: ProtocolVersion::V5,
             threads: 2,
         },

@@ -3,7 +3,6 @@
 //! CONNACK latency) and, given the server's PID, its resident memory before and after: the
 //! memory an idle connection costs.
 
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -11,7 +10,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{watch, Semaphore};
 use unigate_mqtt::{Packet, ProtocolVersion};
 
-use super::client::{Conn, Fill, SessionSpec, IDLE_READ};
+use super::client::{Conn, Fill, SessionSpec, Target, IDLE_READ};
 use super::clock;
 use super::procfs::rss_kb;
 use super::report::{latency_line, per_sec, Failures, Json};
@@ -35,7 +34,7 @@ struct Shared {
 
 #[derive(Clone)]
 struct Task {
-    addr: SocketAddr,
+    target: Target,
     version: ProtocolVersion,
     keep_alive: u16,
     credentials: Option<Arc<(Option<String>, Option<bytes::Bytes>)>>,
@@ -67,7 +66,7 @@ pub(crate) struct IdleOutcome {
 
 /// Opens the connections, holds them, closes them.
 pub(crate) fn measure(a: &IdleArgs) -> anyhow::Result<IdleOutcome> {
-    let addr = a.common.socket_addr()?;
+    let target = a.common.target()?;
     let hold = seconds("hold", a.hold)?;
     let tag = run_tag();
     let n = u64::from(a.connections);
@@ -76,7 +75,7 @@ pub(crate) fn measure(a: &IdleArgs) -> anyhow::Result<IdleOutcome> {
     let shared = Arc::new(Shared::default());
     let (stop_tx, stop_rx) = watch::channel(false);
     let task = Task {
-        addr,
+        target,
         version: a.common.mqtt_version,
         keep_alive: a.keep_alive,
         credentials: (a.username.is_some() || a.password.is_some()).then(|| {
@@ -230,7 +229,14 @@ async fn hold_one(client_id: String, task: Task) -> Option<u64> {
     };
     let permit = task.gate.acquire().await.ok()?;
     let started = clock::now_ns();
-    let result = Conn::connect_as(task.addr, task.version, &spec, IDLE_READ, task.credentials.as_deref()).await;
+    let result = Conn::connect_as(
+        &task.target,
+        task.version,
+        &spec,
+        IDLE_READ,
+        task.credentials.as_deref(),
+    )
+    .await;
     drop(permit);
     let mut conn = match result {
         Ok(conn) => conn,

@@ -85,6 +85,10 @@ pub struct CommonArgs {
     /// Server address, host:port.
     #[arg(long, default_value = "127.0.0.1:1883")]
     pub addr: String,
+    /// MQTT over WebSocket: upgrade at this path of --addr (e.g. `/mqtt`, subprotocol `mqtt`)
+    /// instead of MQTT over TCP. The message-flow scenarios and `idle` take it.
+    #[arg(long, value_name = "PATH")]
+    pub ws: Option<String>,
     /// MQTT version: 3 (meaning 3.1.1) or 5.
     #[arg(long, default_value = "5", value_parser = parse_version)]
     pub mqtt_version: ProtocolVersion,
@@ -415,6 +419,19 @@ fn parse_version(s: &str) -> Result<ProtocolVersion, String> {
 impl CommonArgs {
     fn socket_addr(&self) -> anyhow::Result<SocketAddr> {
         resolve(&self.addr)
+    }
+
+    /// Where MQTT clients connect: --addr, over WebSocket with --ws.
+    fn target(&self) -> anyhow::Result<client::Target> {
+        let addr = self.socket_addr()?;
+        match &self.ws {
+            None => Ok(client::Target::tcp(addr)),
+            Some(path) if path.starts_with('/') && !path.contains(char::is_whitespace) => Ok(client::Target {
+                addr,
+                ws_path: Some(path.as_str().into()),
+            }),
+            Some(path) => anyhow::bail!("--ws takes a URL path starting with /, not {path:?}"),
+        }
     }
 }
 

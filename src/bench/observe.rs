@@ -28,7 +28,7 @@ use tokio::sync::{watch, Semaphore};
 use tokio::time::Instant;
 use unigate_coap::coap_lite::RequestType;
 
-use super::client::{Conn, SessionSpec, BUSY_READ};
+use super::client::{Conn, SessionSpec, Target, BUSY_READ};
 use super::coap::local_for;
 use super::coap_wire::{empty_ack, parse, RequestSpec, Template, ACK, CON};
 use super::payload::{self, Stamp, HEADER_LEN};
@@ -318,7 +318,7 @@ async fn publisher_thread(
 ) -> anyhow::Result<Vec<PubOutcome>> {
     let mut conns = Vec::with_capacity(plans.len());
     for (session, plan) in plans {
-        match Conn::connect(addr, version, &session, BUSY_READ).await {
+        match Conn::connect(&Target::tcp(addr), version, &session, BUSY_READ).await {
             Ok(conn) => conns.push((conn, plan)),
             Err(e) => {
                 let why = format!("MQTT publisher: {e:#}");

@@ -171,7 +171,7 @@ impl Publisher {
                     }
                 };
                 let stamp_ns = clock::now_ns();
-                while self.sent < due && self.window_open() && self.conn.wbuf.len() < HIGH_WATER {
+                while self.sent < due && self.window_open() && self.conn.pending_out() < HIGH_WATER {
                     self.queue_message(stamp_ns)?;
                 }
                 more_due = self.sent < due && self.window_open();
@@ -184,7 +184,7 @@ impl Publisher {
                 return Ok(());
             }
             self.conn.try_flush()?;
-            if more_due && self.conn.wbuf.len() < HIGH_WATER {
+            if more_due && self.conn.pending_out() < HIGH_WATER {
                 // Unlimited (or behind schedule) with room: go round again, after letting the
                 // other clients on this thread run and the reactor see new readiness.
                 tokio::task::yield_now().await;
@@ -203,7 +203,7 @@ impl Publisher {
                 }
                 _ => None,
             };
-            let pending_out = !self.conn.wbuf.is_empty();
+            let pending_out = self.conn.pending_out() > 0;
             tokio::select! {
                 biased;
                 ready = self.conn.stream.readable() => { ready?; }

@@ -11,6 +11,7 @@
 //! return the delay, and the caller's runtime calls back ([`Broker::expire_session`],
 //! [`Broker::fire_will`]) when it elapses. That keeps the core free of a runtime and testable.
 
+mod histogram;
 pub mod metrics;
 pub mod session;
 
@@ -243,6 +244,14 @@ impl Broker {
     /// matching session is congested and `publisher` was registered to be resumed when it
     /// drains (the caller stops reading from that client meanwhile).
     pub fn publish_from(&self, msg: Message, publisher: Option<&Arc<dyn SessionLink>>) -> (usize, bool) {
+        let started = std::time::Instant::now();
+        let routed = self.route(msg, publisher);
+        self.metrics.routing_latency.observe(started.elapsed());
+        routed
+    }
+
+    /// The body of [`Broker::publish_from`], timed by it.
+    fn route(&self, msg: Message, publisher: Option<&Arc<dyn SessionLink>>) -> (usize, bool) {
         let msg = Arc::new(msg);
         if msg.retain && self.settings.retain_available {
             self.store_retained(&msg);
@@ -842,6 +851,47 @@ impl Broker {
         out.sort_by(|a, b| a.topic.as_str().cmp(b.topic.as_str()));
         out
     }
+
+    /// The sessions' queues now (a scrape of `/metrics`): each session's lock is taken once,
+    /// briefly, one at a time.
+    pub fn queue_depths(&self) -> QueueDepths {
+        let mut d = QueueDepths::default();
+        for entry in self.sessions.iter() {
+            let st = entry.value().lock();
+            let queued = st.queue.len();
+            d.queued += queued as u64;
+            d.inflight += st.inflight.len() as u64;
+            if st.attached.is_none() {
+                d.queued_offline += queued as u64;
+            }
+            let bucket = QueueDepths::BOUNDS
+                .iter()
+                .position(|&b| queued <= b)
+                .unwrap_or(QueueDepths::BOUNDS.len());
+            d.sessions_by_depth[bucket] += 1;
+        }
+        d
+    }
+}
+
+/// What [`Broker::queue_depths`] found.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct QueueDepths {
+    /// Messages queued for all sessions, online and offline.
+    pub queued: u64,
+    /// Of them, queued for offline sessions.
+    pub queued_offline: u64,
+    /// QoS 1/2 messages sent and not yet acknowledged.
+    pub inflight: u64,
+    /// Sessions per queue-length bucket (not cumulative): `sessions_by_depth[i]` sessions have
+    /// at most `BOUNDS[i]` queued messages and more than the bound before; the last entry
+    /// counts the sessions above every bound.
+    pub sessions_by_depth: [u64; QueueDepths::BOUNDS.len() + 1],
+}
+
+impl QueueDepths {
+    /// Queue-length bucket bounds.
+    pub const BOUNDS: [usize; 7] = [0, 1, 10, 100, 1_000, 10_000, 100_000];
 }
 
 /// Why a subscription is refused by broker features.

@@ -44,6 +44,8 @@ pub struct PeerEntry {
     scheduled: Option<Instant>,
     /// The DTLS association, on a DTLS listener.
     dtls: Option<Box<DtlsState>>,
+    /// The peer in the per-listener counts (`/metrics`).
+    _counted: crate::broker::metrics::OpenConnection,
 }
 
 impl PeerEntry {
@@ -89,6 +91,8 @@ pub struct Transport {
     read_armed: bool,
     /// Not reading (back-pressure); see [`resume_reading`].
     pub paused: bool,
+    /// Remote addresses with state, per listener (`/metrics`).
+    peer_counts: Arc<crate::broker::metrics::ConnectionCounts>,
 }
 
 impl Transport {
@@ -118,7 +122,9 @@ impl Transport {
         socket.set_nonblocking(true).map_err(io)?;
         let max_peers = limits.max_connections;
         let name = settings.name.clone();
+        let peer_counts = broker.metrics.listener(&name, protocol.as_str());
         Ok(Transport {
+            peer_counts,
             socket: Rc::new(UdpSocket::from_std(socket).map_err(io)?),
             name,
             protocol,
@@ -177,6 +183,7 @@ impl Transport {
             last_seen: now,
             scheduled: None,
             dtls,
+            _counted: self.peer_counts.opened(),
         }
     }
 }

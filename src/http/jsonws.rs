@@ -90,7 +90,9 @@ pub async fn handshake(
     };
     let (tx, rx) = mpsc::unbounded_channel();
     let pending = Arc::new(AtomicUsize::new(0));
+    let counted = shared.broker.metrics.listener(&shared.name, "http-ws").opened();
     let addr = JsonWs {
+        _counted: counted,
         shared: shared.into_inner(),
         who,
         client_id,
@@ -155,6 +157,8 @@ pub struct JsonWs {
     out: mpsc::UnboundedSender<Out>,
     pending: Arc<AtomicUsize>,
     closing: bool,
+    /// The connection in the per-listener counts (`/metrics`).
+    _counted: crate::broker::metrics::OpenConnection,
 }
 
 impl JsonWs {

@@ -6,7 +6,8 @@ use std::sync::atomic::Ordering;
 use actix_web::{web, HttpResponse};
 
 use super::HttpShared;
-use crate::broker::{Broker, Metrics};
+use crate::broker::metrics::{HistogramSnapshot, HttpRoute, BOUNDS_MICROS};
+use crate::broker::{Broker, Metrics, QueueDepths};
 
 /// `GET /metrics`.
 pub async fn handler(shared: web::Data<HttpShared>) -> HttpResponse {
@@ -189,6 +190,24 @@ pub fn render(broker: &Broker) -> String {
     }
     gauge(
         &mut out,
+        "unigate_lwm2m_registrations",
+        "LwM2M devices registered.",
+        m.lwm2m_registrations.load(Ordering::Relaxed),
+    );
+    gauge(
+        &mut out,
+        "unigate_lwm2m_observations",
+        "LwM2M observations of devices.",
+        m.lwm2m_observations.load(Ordering::Relaxed),
+    );
+    counter(
+        &mut out,
+        "unigate_lwm2m_notifications_total",
+        "LwM2M notifications received from devices.",
+        Metrics::read(&m.lwm2m_notifications),
+    );
+    gauge(
+        &mut out,
         "unigate_http_sse_streams",
         "Server-Sent Events streams open now.",
         m.http_sse_streams.load(Ordering::Relaxed),
@@ -199,5 +218,141 @@ pub fn render(broker: &Broker) -> String {
         "Seconds since start.",
         broker.uptime().as_secs() as i64,
     );
+    render_connections_queues_latencies(&mut out, broker);
     out
+}
+
+/// Connections by listener and protocol, queue depths, and the latency histograms.
+fn render_connections_queues_latencies(out: &mut String, broker: &Broker) {
+    let m = &broker.metrics;
+    let counts = m.listener_counts();
+    family(
+        out,
+        "unigate_listener_connections",
+        "gauge",
+        "Connections open now, by listener and protocol (MQTT over TCP/TLS and WebSocket, SSE streams, \
+         JSON WebSockets, CoAP peers).",
+    );
+    for (listener, protocol, open, _) in &counts {
+        let _ = writeln!(
+            out,
+            "unigate_listener_connections{{listener=\"{}\",protocol=\"{protocol}\"}} {open}",
+            escape(listener)
+        );
+    }
+    family(
+        out,
+        "unigate_listener_connections_accepted_total",
+        "counter",
+        "Connections opened since start, by listener and protocol.",
+    );
+    for (listener, protocol, _, accepted) in &counts {
+        let _ = writeln!(
+            out,
+            "unigate_listener_connections_accepted_total{{listener=\"{}\",protocol=\"{protocol}\"}} {accepted}",
+            escape(listener)
+        );
+    }
+
+    let q = broker.queue_depths();
+    family(
+        out,
+        "unigate_queued_messages",
+        "gauge",
+        "Messages queued for sessions, by whether the session is online.",
+    );
+    let _ = writeln!(
+        out,
+        "unigate_queued_messages{{session=\"online\"}} {}",
+        q.queued - q.queued_offline
+    );
+    let _ = writeln!(
+        out,
+        "unigate_queued_messages{{session=\"offline\"}} {}",
+        q.queued_offline
+    );
+    family(
+        out,
+        "unigate_inflight_messages",
+        "gauge",
+        "QoS 1/2 messages sent to clients and not yet acknowledged.",
+    );
+    let _ = writeln!(out, "unigate_inflight_messages {}", q.inflight);
+    // A histogram computed at scrape time: each session is one observation of its queue length.
+    family(
+        out,
+        "unigate_session_queue_depth",
+        "histogram",
+        "Sessions by the number of messages queued for them (at scrape time).",
+    );
+    let mut cumulative = 0u64;
+    for (i, n) in q.sessions_by_depth.iter().enumerate() {
+        cumulative += n;
+        match QueueDepths::BOUNDS.get(i) {
+            Some(b) => {
+                let _ = writeln!(out, "unigate_session_queue_depth_bucket{{le=\"{b}\"}} {cumulative}");
+            }
+            None => {
+                let _ = writeln!(out, "unigate_session_queue_depth_bucket{{le=\"+Inf\"}} {cumulative}");
+            }
+        }
+    }
+    let _ = writeln!(out, "unigate_session_queue_depth_sum {}", q.queued);
+    let _ = writeln!(out, "unigate_session_queue_depth_count {cumulative}");
+
+    family(
+        out,
+        "unigate_routing_duration_seconds",
+        "histogram",
+        "Time to route a published message: subscription lookup and handing it to every matching session.",
+    );
+    histogram(
+        out,
+        "unigate_routing_duration_seconds",
+        "",
+        &m.routing_latency.snapshot(),
+    );
+    family(
+        out,
+        "unigate_http_request_duration_seconds",
+        "histogram",
+        "HTTP request latency until the response head, by route.",
+    );
+    for route in HttpRoute::ALL {
+        let labels = format!("route=\"{}\"", route.as_str());
+        histogram(
+            out,
+            "unigate_http_request_duration_seconds",
+            &labels,
+            &m.http_route(route).snapshot(),
+        );
+    }
+    family(
+        out,
+        "unigate_auth_duration_seconds",
+        "histogram",
+        "Authentication latency, by the authenticator that decided.",
+    );
+    for (authenticator, snapshot) in m.auth_latencies() {
+        let labels = format!("authenticator=\"{}\"", escape(&authenticator));
+        histogram(out, "unigate_auth_duration_seconds", &labels, &snapshot);
+    }
+}
+
+/// The `_bucket`, `_sum` and `_count` lines of one histogram; `labels` (may be empty) go before
+/// `le`.
+fn histogram(out: &mut String, name: &str, labels: &str, h: &HistogramSnapshot) {
+    let sep = if labels.is_empty() { "" } else { "," };
+    for (bound, n) in BOUNDS_MICROS.iter().zip(&h.cumulative) {
+        let le = *bound as f64 / 1e6;
+        let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"{le}\"}} {n}");
+    }
+    let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {}", h.count());
+    let braces = if labels.is_empty() {
+        String::new()
+    } else {
+        format!("{{{labels}}}")
+    };
+    let _ = writeln!(out, "{name}_sum{braces} {}", h.sum_micros as f64 / 1e6);
+    let _ = writeln!(out, "{name}_count{braces} {}", h.count());
 }

@@ -28,6 +28,7 @@ use actix_web::{web, App, HttpServer};
 use serde::Deserialize;
 
 use crate::auth::ListenerAuth;
+use crate::broker::metrics::HttpRoute;
 use crate::broker::Broker;
 use crate::config::Limits;
 
@@ -143,13 +144,33 @@ pub fn start(
     let (request_timeout, keep_alive) = (shared.config.request_timeout, shared.config.keep_alive);
     let data = web::Data::from(shared);
     let server = HttpServer::new(move || {
+        let timed = data.clone();
         App::new()
+            .wrap_fn(move |req, srv| {
+                // Request latency by route (until the response head): one clock read each way
+                // and an atomic increment, no allocation.
+                let route = HttpRoute::of(req.method().as_str(), req.path());
+                let started = std::time::Instant::now();
+                let response = actix_web::dev::Service::call(srv, req);
+                let shared = timed.clone();
+                async move {
+                    let response = response.await;
+                    shared.broker.metrics.http_route(route).observe(started.elapsed());
+                    response
+                }
+            })
             .app_data(data.clone())
             .app_data(web::PayloadConfig::new(data.config.max_body))
             .app_data(
                 web::JsonConfig::default()
                     .limit(data.config.max_body)
                     .error_handler(|e, _| error::ApiError::from_json(e).into()),
+            )
+            // Query strings that do not fit (`?qos=x`, `?retain=maybe`) get the JSON error body
+            // too, not actix's plain-text one.
+            .app_data(
+                web::QueryConfig::default()
+                    .error_handler(|e, _| error::ApiError::bad_request(format!("invalid query: {e}")).into()),
             )
             .configure(|cfg| {
                 if data.ws_only {

@@ -225,6 +225,7 @@ pub async fn get(
     }
     Metrics::gauge(&shared.broker.metrics.http_sse_streams, 1);
     let stream = SseStream {
+        _counted: shared.broker.metrics.listener(&shared.name, "http-sse").opened(),
         shared: shared.clone().into_inner(),
         session: attached.session,
         generation: attached.generation,
@@ -278,6 +279,8 @@ struct SseStream {
     next_id: Arc<AtomicU64>,
     replay: Option<VecDeque<(u64, Bytes)>>,
     first: Option<Bytes>,
+    /// The stream in the per-listener counts (`/metrics`).
+    _counted: crate::broker::metrics::OpenConnection,
 }
 
 impl SseStream {

@@ -82,6 +82,8 @@ pub struct WsConnection {
     timer: Option<SpawnHandle>,
     awaiting_connect: bool,
     broker: Arc<crate::broker::Broker>,
+    /// The connection in the per-listener counts (`/metrics`).
+    _counted: crate::broker::metrics::OpenConnection,
 }
 
 impl WsConnection {
@@ -113,6 +115,7 @@ impl WsConnection {
             closing: None,
             timer: None,
             awaiting_connect: true,
+            _counted: broker.metrics.listener(&shared.name, "mqtt-ws").opened(),
             broker,
         }
         .start();

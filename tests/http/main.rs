@@ -7,7 +7,10 @@ mod common;
 mod util;
 
 mod api;
+mod browser;
 mod jsonws;
+mod metrics;
 mod mgmt;
+mod schemathesis;
 mod sse;
 mod ws;

@@ -10,7 +10,7 @@ use crate::util::url as url_of;
 use crate::util::*;
 
 /// A rumqttc MQTT 3.1.1 client over WebSocket whose PUBLISHes arrive on a channel.
-async fn ws_client(url: &str, id: &str) -> (AsyncClient, mpsc::UnboundedReceiver<rumqttc::Publish>) {
+pub(crate) async fn ws_client(url: &str, id: &str) -> (AsyncClient, mpsc::UnboundedReceiver<rumqttc::Publish>) {
     let mut opts = MqttOptions::new(id, url, 0);
     opts.set_transport(Transport::Ws);
     opts.set_keep_alive(Duration::from_secs(30));

@@ -819,6 +819,22 @@ async fn one_address_holds_one_registration() {
     let (status, list) = tokio::task::spawn_blocking(move || curl(&[], &base)).await.unwrap();
     assert_eq!((status, list["meta"]["count"].as_u64()), (200, Some(1)));
     assert_eq!(list["data"][0]["ep"], "flood49");
+    let metrics = format!("http://127.0.0.1:{}/metrics", s.listener("http").port());
+    let text = tokio::task::spawn_blocking(move || {
+        let out = std::process::Command::new("curl")
+            .args(["-sS", &metrics])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).to_string()
+    })
+    .await
+    .unwrap();
+    assert!(text.lines().any(|l| l == "unigate_lwm2m_registrations 1"), "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("unigate_listener_connections{listener=\"lwm2m\",protocol=\"lwm2m\"}")),
+        "{text}"
+    );
     s.stop();
 }
 

@@ -31,8 +31,10 @@ const DESCRIBE_CONCURRENCY: usize = 64;
 #[serde(deny_unknown_fields)]
 pub struct ClientsQuery {
     /// Page number, from 1.
+    #[param(minimum = 1)]
     pub page: Option<usize>,
     /// Entries per page (at most 1000; default 100).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<usize>,
     /// Only clients speaking this protocol (`mqtt`, `mqtt-ws`, `coap`, `http-sse`, …).
     pub protocol: Option<String>,
@@ -86,8 +88,9 @@ pub struct ClientEntry {
     pub inflight: usize,
     /// Session expiry interval in seconds; `null`: never expires.
     pub session_expiry_interval: Option<u32>,
-    /// Protocol details from the connection (MQTT version, keep alive, CoAP observations, …).
-    #[schema(value_type = Object)]
+    /// Protocol details from the connection (MQTT version, keep alive, CoAP observations, …);
+    /// `null` while offline.
+    #[schema(value_type = Option<Object>)]
     pub details: serde_json::Value,
 }
 
@@ -130,8 +133,10 @@ impl SubscriptionEntry {
 #[serde(deny_unknown_fields)]
 pub struct SubscriptionsQuery {
     /// Page number, from 1.
+    #[param(minimum = 1)]
     pub page: Option<usize>,
     /// Entries per page (at most 1000; default 100).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<usize>,
     /// Only this client's subscriptions.
     pub clientid: Option<String>,
@@ -144,9 +149,11 @@ pub struct SubscriptionsQuery {
 #[serde(deny_unknown_fields)]
 pub struct SubscribeRequest {
     /// The topic filter (`$share/{group}/…` for a shared subscription).
+    #[schema(min_length = 1)]
     pub topic: String,
     /// The QoS asked for (default 0); the broker's `mqtt.max_qos` caps what is granted.
     #[serde(default)]
+    #[schema(minimum = 0, maximum = 2)]
     pub qos: u8,
     /// MQTT 5 No Local: not for shared subscriptions.
     #[serde(default)]
@@ -161,6 +168,7 @@ pub struct SubscribeRequest {
 #[serde(deny_unknown_fields)]
 pub struct UnsubscribeRequest {
     /// The topic filter, as subscribed.
+    #[schema(min_length = 1)]
     pub topic: String,
 }
 
@@ -303,6 +311,7 @@ fn subscriptions_of(session: &Session) -> Vec<SubscriptionEntry> {
     tag = "clients",
     params(("clientid" = String, Path, description = "The client id"), Pagination),
     responses((status = 200, body = Page<SubscriptionEntry>),
+        (status = 400, description = "Bad query", body = ErrorBody),
         (status = 404, description = "No such client", body = ErrorBody),
         (status = 401, description = "Not authenticated", body = ErrorBody),
         (status = 403, description = "Not allowed", body = ErrorBody)),
@@ -325,8 +334,10 @@ pub async fn subscriptions(
 #[serde(deny_unknown_fields)]
 pub struct Pagination {
     /// Page number, from 1.
+    #[param(minimum = 1)]
     pub page: Option<usize>,
     /// Entries per page (at most 1000; default 100).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<usize>,
 }
 
@@ -336,8 +347,10 @@ pub struct Pagination {
     params(("clientid" = String, Path, description = "The client id")),
     request_body = SubscribeRequest,
     responses((status = 200, description = "The subscription as granted", body = SubscriptionEntry),
-        (status = 400, description = "Bad topic filter or QoS", body = ErrorBody),
+        (status = 400, description = "Bad topic filter or QoS, or malformed JSON", body = ErrorBody),
         (status = 404, description = "No such client", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 415, description = "Not `Content-Type: application/json`", body = ErrorBody),
         (status = 401, description = "Not authenticated", body = ErrorBody),
         (status = 403, description = "Not allowed", body = ErrorBody)),
     security(("bearer" = []), ("basic" = [])))]
@@ -385,8 +398,10 @@ pub async fn subscribe(
     params(("clientid" = String, Path, description = "The client id")),
     request_body = UnsubscribeRequest,
     responses((status = 204, description = "Unsubscribed"),
-        (status = 400, description = "Bad topic filter", body = ErrorBody),
+        (status = 400, description = "Bad topic filter, or malformed JSON", body = ErrorBody),
         (status = 404, description = "No such client or subscription", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 415, description = "Not `Content-Type: application/json`", body = ErrorBody),
         (status = 401, description = "Not authenticated", body = ErrorBody),
         (status = 403, description = "Not allowed", body = ErrorBody)),
     security(("bearer" = []), ("basic" = [])))]

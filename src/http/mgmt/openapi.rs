@@ -53,7 +53,7 @@ use crate::http::HttpShared;
         document,
     ),
     components(schemas(ErrorBody)),
-    modifiers(&Security),
+    modifiers(&Security, &Unavailable),
     tags(
         (name = "publish", description = "Publishing and reading topics"),
         (name = "health", description = "Health, readiness, Prometheus metrics (no credentials)"),
@@ -88,6 +88,42 @@ impl Modify for Security {
     }
 }
 
+/// Every operation that authenticates may answer 503: the identity provider is unreachable,
+/// or the server is shutting down.
+struct Unavailable;
+
+impl Modify for Unavailable {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+        for item in doc.paths.paths.values_mut() {
+            for op in [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.patch,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                let authenticates = op.security.as_ref().is_none_or(|s| !s.is_empty());
+                if authenticates && !op.responses.responses.contains_key("503") {
+                    let response = ResponseBuilder::new()
+                        .description("Identity provider unavailable, or shutting down")
+                        .content(
+                            "application/json",
+                            ContentBuilder::new()
+                                .schema(Some(Ref::from_schema_name("ErrorBody")))
+                                .build(),
+                        )
+                        .build();
+                    op.responses.responses.insert("503".into(), response.into());
+                }
+            }
+        }
+    }
+}
+
 /// The document as JSON, built once.
 pub fn json() -> &'static str {
     static DOC: OnceLock<String> = OnceLock::new();
@@ -116,14 +152,17 @@ mod public {
 
     /// `POST /api/v1/publish` body.
     #[derive(Serialize, ToSchema)]
+    #[serde(deny_unknown_fields)]
     pub struct PublishRequest {
-        /// The topic name.
+        /// The topic name: not empty, no wildcards (`+`, `#`), no NUL.
+        #[schema(min_length = 1, pattern = "^[^+#\\x00]+$")]
         topic: String,
         /// The payload, written per `encoding`.
         payload: Option<String>,
         /// `plain` (default) or `base64`.
-        encoding: Option<String>,
+        encoding: Option<Encoding>,
         /// 0, 1 or 2 (default 0).
+        #[schema(minimum = 0, maximum = 2)]
         qos: Option<u8>,
         /// Retain flag.
         retain: Option<bool>,
@@ -132,6 +171,16 @@ mod public {
         /// or a list of pairs).
         #[schema(value_type = Object)]
         properties: Option<serde_json::Value>,
+    }
+
+    /// How `payload` (and `correlation_data`) are written.
+    #[derive(Serialize, ToSchema)]
+    #[serde(rename_all = "lowercase")]
+    pub enum Encoding {
+        /// UTF-8 text.
+        Plain,
+        /// Base64 (standard alphabet, padded).
+        Base64,
     }
 
     /// A routed message.
@@ -176,7 +225,8 @@ mod public {
         responses((status = 200, description = "One result per message, in order: `{id, routed}` or `{code, message}`"),
             (status = 400, description = "Bad request", body = ErrorBody),
             (status = 401, description = "Not authenticated", body = ErrorBody),
-            (status = 413, description = "Body too large", body = ErrorBody)),
+            (status = 413, description = "Body too large", body = ErrorBody),
+            (status = 415, description = "Unsupported media type", body = ErrorBody)),
         security(("bearer" = []), ("basic" = [])))]
     pub fn publish_bulk() {}
 
@@ -185,7 +235,7 @@ mod public {
             description = "The payload; its Content-Type becomes the content type",
             content_type = "application/octet-stream"),
         params(("topic" = String, Path, description = "The topic name; may contain `/`"),
-            ("qos" = Option<u8>, Query, description = "0 (default), 1 or 2"),
+            ("qos" = Option<u8>, Query, minimum = 0, maximum = 2, description = "0 (default), 1 or 2"),
             ("retain" = Option<bool>, Query, description = "Retain flag"),
             ("clientid" = Option<String>, Query, description = "The client id the request acts as")),
         responses((status = 200, body = Published),
@@ -202,7 +252,7 @@ mod public {
             description = "The payload; its Content-Type becomes the content type",
             content_type = "application/octet-stream"),
         params(("topic" = String, Path, description = "The topic name; may contain `/`"),
-            ("qos" = Option<u8>, Query, description = "0 (default), 1 or 2"),
+            ("qos" = Option<u8>, Query, minimum = 0, maximum = 2, description = "0 (default), 1 or 2"),
             ("retain" = Option<bool>, Query, description = "Retain flag"),
             ("clientid" = Option<String>, Query, description = "The client id the request acts as")),
         responses((status = 200, body = Published),
@@ -216,10 +266,11 @@ mod public {
     #[utoipa::path(get, operation_id = "readTopic", path = "/topics/{topic}", tag = "publish",
         params(("topic" = String, Path, description = "A topic filter (SSE) or a topic name (retained read)"),
             ("clientid" = Option<String>, Query, description = "Makes an SSE stream resumable (`Last-Event-ID`)"),
-            ("qos" = Option<u8>, Query, description = "SSE subscription QoS (default 1)"),
-            ("rh" = Option<u8>, Query, description = "SSE retain handling: 0 (default), 1, 2")),
+            ("qos" = Option<u8>, Query, minimum = 0, maximum = 2, description = "SSE subscription QoS (default 1)"),
+            ("rh" = Option<u8>, Query, minimum = 0, maximum = 2, description = "SSE retain handling: 0 (default), 1, 2")),
         responses((status = 200, description = "With `Accept: text/event-stream`: a stream of messages as \
             Server-Sent Events; otherwise the retained message as JSON"),
+            (status = 400, description = "Bad query, topic or topic filter", body = ErrorBody),
             (status = 404, description = "Nothing retained there", body = ErrorBody),
             (status = 401, description = "Not authenticated", body = ErrorBody),
             (status = 403, description = "Not allowed", body = ErrorBody)),

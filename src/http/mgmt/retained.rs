@@ -28,13 +28,16 @@ const MAX_PREVIEW: usize = 64 * 1024;
 #[serde(deny_unknown_fields)]
 pub struct RetainedQuery {
     /// Page number, from 1.
+    #[param(minimum = 1)]
     pub page: Option<usize>,
     /// Entries per page (at most 1000; default 100).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<usize>,
     /// Only topics this filter matches (MQTT matching: `#` does not match `$SYS/…`).
     pub filter: Option<String>,
     /// Payload bytes shown per message (default 256, at most 65536); `truncated` says when
     /// there was more.
+    #[param(maximum = 65536)]
     pub preview: Option<usize>,
 }
 

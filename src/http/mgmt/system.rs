@@ -34,6 +34,7 @@ pub struct ListenerEntry {
 /// `GET /api/v1/listeners`.
 #[utoipa::path(get, operation_id = "listListeners", path = "/api/v1/listeners", tag = "system", params(Pagination),
     responses((status = 200, description = "The bound listeners, in configuration order", body = Page<ListenerEntry>),
+        (status = 400, description = "Bad query", body = ErrorBody),
         (status = 401, description = "Not authenticated", body = ErrorBody),
         (status = 403, description = "Not allowed", body = ErrorBody)),
     security(("bearer" = []), ("basic" = [])))]
