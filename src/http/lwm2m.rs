@@ -155,7 +155,9 @@ pub fn http_status(code: &str) -> StatusCode {
     params(("ep" = String, Path, description = "Endpoint name")),
     request_body(content = Object, description = "A command: {requestID?, msgType, data:{path, value?, type?, args?, basePath?, content?, attributes?}}"),
     responses((status = 200, description = "The device's answer (the up/resp JSON); other statuses follow its CoAP code", body = Object),
-        (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 504, body = ErrorBody)))]
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 413, body = ErrorBody), (status = 415, body = ErrorBody),
+        (status = 504, body = ErrorBody)))]
 pub async fn command(
     req: HttpRequest,
     shared: web::Data<HttpShared>,
@@ -179,7 +181,8 @@ pub struct PathQuery {
 #[utoipa::path(get, path = "/api/v1/lwm2m/clients/{ep}/{op}", tag = "lwm2m",
     params(("ep" = String, Path, description = "Endpoint name"), ("op" = String, Path, description = "read or discover"), PathQuery),
     responses((status = 200, description = "The device's answer (the up/resp JSON)", body = Object),
-        (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 504, body = ErrorBody)))]
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 504, body = ErrorBody)))]
 pub async fn read_like(
     req: HttpRequest,
     shared: web::Data<HttpShared>,
@@ -201,7 +204,9 @@ pub async fn read_like(
     params(("ep" = String, Path, description = "Endpoint name"), ("op" = String, Path, description = "read, write, execute, create, delete, discover, write-attr, observe, cancel-observe, read-composite, observe-composite, write-composite")),
     request_body(content = Object, description = "The command's data: {path, value?, type?, args?, basePath?, content?, …}"),
     responses((status = 200, description = "The device's answer (the up/resp JSON)", body = Object),
-        (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 504, body = ErrorBody)))]
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 413, body = ErrorBody), (status = 415, body = ErrorBody),
+        (status = 504, body = ErrorBody)))]
 pub async fn operation(
     req: HttpRequest,
     shared: web::Data<HttpShared>,
@@ -218,7 +223,8 @@ pub async fn operation(
 #[utoipa::path(get, path = "/api/v1/lwm2m/clients/{ep}/notifications", tag = "lwm2m",
     params(("ep" = String, Path, description = "Endpoint name")),
     responses((status = 200, description = "text/event-stream of notify events", content_type = "text/event-stream", body = String),
-        (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)))]
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 406, description = "the request does not accept text/event-stream", body = ErrorBody)))]
 pub async fn notifications(
     req: HttpRequest,
     shared: web::Data<HttpShared>,
@@ -226,6 +232,16 @@ pub async fn notifications(
     q: web::Query<super::sse::SseQuery>,
 ) -> Result<HttpResponse, ApiError> {
     guard(&req, &shared, Access::Read).await?;
+    let wants_sse = req
+        .headers()
+        .get_all(actix_web::http::header::ACCEPT)
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.contains("text/event-stream"));
+    if !wants_sse {
+        return Err(ApiError::not_acceptable(
+            "this is a stream: ask for Accept: text/event-stream",
+        ));
+    }
     if !tr::valid_endpoint(&ep) {
         return Err(ApiError::bad_request("invalid endpoint name"));
     }
