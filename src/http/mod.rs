@@ -142,6 +142,9 @@ pub fn start(
 ) -> std::io::Result<actix_web::dev::Server> {
     let max_conn = shared.limits.max_connections.div_ceil(workers.max(1)).max(1);
     let (request_timeout, keep_alive) = (shared.config.request_timeout, shared.config.keep_alive);
+    // Every HTTP connection is counted while it is open (its connection data is dropped with
+    // it), WebSocket upgrades included.
+    let counts = shared.broker.metrics.listener(&shared.name, "http");
     let data = web::Data::from(shared);
     let server = HttpServer::new(move || {
         let timed = data.clone();
@@ -187,7 +190,10 @@ pub fn start(
     .keep_alive(keep_alive)
     .disable_signals()
     .shutdown_timeout(1)
-    .on_connect(auth::on_connect);
+    .on_connect(move |conn, ext| {
+        auth::on_connect(conn, ext);
+        ext.insert(counts.opened());
+    });
     let server = match tls {
         Some(config) => {
             let mut config = (*config).clone();

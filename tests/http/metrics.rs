@@ -392,6 +392,10 @@ async fn metrics_after_real_traffic_are_well_formed_and_plausible() {
     assert!(m.must("unigate_listener_connections_accepted_total", &l("mqtt", "mqtt")) >= 4.0);
     assert_eq!(m.must("unigate_listener_connections", &l("http", "mqtt-ws")), 1.0);
     assert_eq!(m.must("unigate_listener_connections", &l("http", "http-sse")), 1.0);
+    // HTTP connections: this scrape's, the SSE stream's and the WebSocket's at least (curl
+    // runs before it closed theirs may not have been noticed yet).
+    assert!(m.must("unigate_listener_connections", &l("http", "http")) >= 3.0);
+    assert!(m.must("unigate_listener_connections_accepted_total", &l("http", "http")) >= 8.0);
     assert!(m.must("unigate_messages_received_total", &[("qos", "1")]) >= 5.0);
     assert!(
         m.must("unigate_messages_sent_total", &[("qos", "1")]) >= 10.0,
@@ -458,5 +462,27 @@ async fn metrics_after_real_traffic_are_well_formed_and_plausible() {
     assert!(m.must("unigate_http_request_duration_seconds_count", &[("route", "mqtt_ws")]) >= 1.0);
     drop(ws);
     drop(stream);
+    s.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_connections_are_counted_while_open() {
+    let s = server("", "");
+    for _ in 0..3 {
+        assert_eq!(curl(&[], &url(&s, "/health")).status, 200);
+    }
+    // Once the server has noticed the three closes, only the scrape's own connection is open.
+    within("closed HTTP connections counted down", async {
+        loop {
+            let m = Exposition::parse(&curl(&[], &url(&s, "/metrics")).body);
+            let labels = [("listener", "http"), ("protocol", "http")];
+            if m.must("unigate_listener_connections", &labels) == 1.0 {
+                assert!(m.must("unigate_listener_connections_accepted_total", &labels) >= 4.0);
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    })
+    .await;
     s.stop();
 }
