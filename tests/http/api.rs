@@ -314,3 +314,40 @@ async fn a_reload_swaps_the_chain_of_an_https_listener() {
     running.stop().unwrap();
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reqwest_publishes_over_http1_and_h2c_and_reads_the_answers() {
+    let s = server("", "");
+    let mut sub = Mqtt::connect(&s, "sub").await;
+    sub.subscribe("rq/#").await;
+    let h1 = reqwest_test::Client::new();
+    let h2 = reqwest_test::Client::builder().http2_prior_knowledge().build().unwrap();
+    for (client, topic, version) in [
+        (&h1, "rq/h1", reqwest_test::Version::HTTP_11),
+        (&h2, "rq/h2", reqwest_test::Version::HTTP_2),
+    ] {
+        let r = client
+            .post(url(&s, "/api/v1/publish"))
+            .json(&serde_json::json!({"topic": topic, "payload": "hello", "qos": 1}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!((r.status().as_u16(), r.version()), (200, version));
+        let body: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(body["routed"], 1, "{body}");
+        let p = sub.recv().await;
+        assert_eq!((&p.topic[..], &p.payload[..]), (topic.as_bytes(), &b"hello"[..]));
+        // A bad request is a JSON error over either version.
+        let r = client
+            .post(url(&s, "/api/v1/publish"))
+            .header("content-type", "application/json")
+            .body("{")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 400);
+        let err: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(err["code"], "BAD_REQUEST");
+    }
+    s.stop();
+}
