@@ -24,4 +24,5 @@ pub mod config;
 pub mod http;
 pub mod mqtt;
 pub mod server;
+pub mod storage;
 pub mod tls;
