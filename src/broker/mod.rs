@@ -33,7 +33,7 @@ pub use session::{
     StoredRef, SubOptions,
 };
 
-use crate::storage::{Op, Persister, QueueEntry, Snapshot, StoredWill, Waiter};
+use crate::storage::{Commit, Op, Persister, QueueEntry, Snapshot, StoredWill, Waiter};
 
 /// Milliseconds since the UNIX epoch (message expiry deadlines are wall-clock, so that they
 /// survive a restart once storage lands).
@@ -143,6 +143,8 @@ pub struct Batch {
     pub ops: Vec<Op>,
     /// The message stored in this batch and its id.
     msg: Option<(u64, Arc<Message>)>,
+    /// Set when a delivery waits for this batch's commit.
+    commit: Option<Arc<Commit>>,
 }
 
 impl Batch {
@@ -223,7 +225,7 @@ impl Broker {
             return false;
         }
         let waits = waiter.is_some();
-        store.submit(batch.ops, waiter);
+        store.submit(batch.ops, waiter, batch.commit);
         waits
     }
 
@@ -231,7 +233,7 @@ impl Broker {
     pub fn persist_ops(&self, ops: Vec<Op>) {
         if let Some(store) = self.store.get() {
             if !ops.is_empty() {
-                store.submit(ops, None);
+                store.submit(ops, None, None);
             }
         }
     }
@@ -296,8 +298,22 @@ impl Broker {
             };
             let session = Arc::new(Session::new(rec.client_id.clone(), serial, rec.expiry_interval, limits));
             let mut detached = Detached::default();
+            let mut subscriptions: Vec<(TopicFilter, SubOptions)> = Vec::new();
+            for (f, o) in &rec.subscriptions {
+                let Ok(filter) = TopicFilter::new(f) else { continue };
+                let opts = SubOptions {
+                    qos: o.qos,
+                    no_local: o.no_local,
+                    retain_as_published: o.retain_as_published,
+                    sub_id: o.sub_id,
+                };
+                subscriptions.push((filter, opts));
+            }
             {
                 let mut st = session.lock();
+                if !subscriptions.is_empty() {
+                    st.subscriptions = Some(Box::new(subscriptions.iter().cloned().collect()));
+                }
                 st.durable = true;
                 st.disconnected_at = Some(gone_at);
                 st.incoming_qos2 = loaded.incoming_qos2;
@@ -325,11 +341,14 @@ impl Broker {
                                 sub_ids: entry.sub_ids,
                                 shared,
                                 stored: Some(stored),
+                                commit: None,
                             });
                         }
                     }
                 }
+                let mut rewrite = rec.disconnected_at.is_none();
                 if let Some(w) = rec.will {
+                    rewrite = true;
                     // Due when it was scheduled, or (connected at the crash: the connection was
                     // lost then) its delay after now.
                     let due = w.due_at.unwrap_or(now.saturating_add(u64::from(w.delay) * 1000));
@@ -345,7 +364,8 @@ impl Broker {
                         }));
                     }
                 }
-                if rec.disconnected_at.is_none() || st.will_record.is_none() {
+                if rewrite {
+                    // Connected at the crash (now counts as the disconnect), or the will changed.
                     ops.push(Op::PutSession {
                         serial,
                         record: Box::new(st.record(&session.client_id)),
@@ -353,15 +373,8 @@ impl Broker {
                 }
                 detached.expire_after = expires_at.map(|t| Duration::from_millis(t - now));
             }
-            for (f, o) in &rec.subscriptions {
-                let Ok(filter) = TopicFilter::new(f) else { continue };
-                let opts = SubOptions {
-                    qos: o.qos,
-                    no_local: o.no_local,
-                    retain_as_published: o.retain_as_published,
-                    sub_id: o.sub_id,
-                };
-                self.index_subscription(&session, &filter, opts);
+            for (filter, opts) in &subscriptions {
+                self.index_subscription(&session, filter, *opts);
             }
             if self.sessions.insert(rec.client_id.clone(), session.clone()).is_none() {
                 Metrics::gauge(&self.metrics.sessions, 1);
@@ -484,6 +497,7 @@ impl Broker {
                 sub_ids: t.sub_ids,
                 shared: t.shared,
                 stored: None,
+                commit: None,
             };
             congested |= self.offer_from(&t.session, d, publisher, batch);
         }
@@ -498,7 +512,7 @@ impl Broker {
         }
     }
 
-    fn offer(&self, session: &Session, d: Delivery, batch: &mut Batch) {
+    fn offer(&self, session: &Arc<Session>, d: Delivery, batch: &mut Batch) {
         self.offer_from(session, d, None, batch);
     }
 
@@ -506,7 +520,7 @@ impl Broker {
     /// QoS 1/2 delivery to a durable session is added to `batch`.
     fn offer_from(
         &self,
-        session: &Session,
+        session: &Arc<Session>,
         d: Delivery,
         publisher: Option<(&Arc<dyn SessionLink>, Backpressure)>,
         batch: &mut Batch,
@@ -524,7 +538,16 @@ impl Broker {
                 },
             )
         });
-        let offered = session.enqueue_from(d, publisher, persist);
+        // QoS 2 to a durable session goes out only once stored (see `Commit`); the flag is
+        // shared by the batch, and harmless if the session turns out not to store it.
+        let gated = entry.is_some() && d.qos == QoS::ExactlyOnce;
+        let commit = gated.then(|| batch.commit.get_or_insert_with(Default::default).clone());
+        let offered = session.enqueue_from(d, publisher, persist, commit);
+        if gated && offered.stored.is_some() {
+            if let Some(c) = &batch.commit {
+                c.wake_on_commit(session.clone());
+            }
+        }
         if let (Some(seq), Some((msg, mut entry))) = (offered.stored, entry) {
             entry.msg_id = Some(batch.msg_id(&msg, &self.next_msg_id));
             batch.ops.push(Op::Enqueue {
@@ -692,7 +715,7 @@ impl Broker {
     /// `may_read` allows (the ACL's retained-read check).
     pub fn deliver_retained(
         &self,
-        session: &Session,
+        session: &Arc<Session>,
         filter: &TopicFilter,
         opts: SubOptions,
         may_read: impl Fn(&Topic) -> bool,
@@ -712,6 +735,7 @@ impl Broker {
                     sub_ids: opts.sub_id.into_iter().collect(),
                     shared: None,
                     stored: None,
+                    commit: None,
                 },
                 &mut batch,
             );
@@ -1011,6 +1035,7 @@ impl Broker {
                     qos,
                     sub_ids: sub_id.into_iter().collect(),
                     stored: None,
+                    commit: None,
                     ..d
                 },
                 batch,

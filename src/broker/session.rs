@@ -99,6 +99,9 @@ pub struct Delivery {
     pub shared: Option<Arc<SharedVia>>,
     /// Set when the delivery is in the store (a QoS 1/2 delivery to a durable session).
     pub stored: Option<StoredRef>,
+    /// A QoS 2 delivery to a durable session is sent only once this is done (see
+    /// [`crate::storage::Commit`]).
+    pub commit: Option<Arc<crate::storage::Commit>>,
 }
 
 /// Where a delivery is in the store.
@@ -380,19 +383,21 @@ impl Session {
 
     /// Offers a delivery: queues it under the session's limits and wakes the connection.
     pub fn enqueue(&self, d: Delivery) -> Enqueued {
-        self.enqueue_from(d, None, false).outcome
+        self.enqueue_from(d, None, false, None).outcome
     }
 
     /// Like [`Session::enqueue`]; when `publisher` is given and the queue is congested (at least
     /// `bp.threshold` messages while the consumer is still making progress), the publisher is
     /// registered to be resumed later and `congested` is true: it should stop reading.
     /// With `persist`, a QoS 1/2 delivery to a durable session gets a stored queue position
-    /// (`stored`): the caller writes it to the store.
+    /// (`stored`): the caller writes it to the store; a stored QoS 2 delivery waits for
+    /// `commit` before it is sent.
     pub fn enqueue_from(
         &self,
         mut d: Delivery,
         publisher: Option<(&Arc<dyn SessionLink>, Backpressure)>,
         persist: bool,
+        commit: Option<Arc<crate::storage::Commit>>,
     ) -> Offered {
         let mut st = self.state.lock();
         let mut stored = None;
@@ -403,6 +408,7 @@ impl Session {
                 recovered: false,
             };
             d.stored = Some(r);
+            d.commit = commit;
             stored = Some(r.seq);
         }
         let (outcome, evicted) = st.push_evicting(d);
@@ -624,6 +630,7 @@ mod tests {
             sub_ids: SmallVec::new(),
             shared: None,
             stored: None,
+            commit: None,
         }
     }
 

@@ -1119,9 +1119,13 @@ impl MqttConn {
                 _ => Some(false),
             }
         };
-        self.broker.persist_ops(ops);
+        // PUBREL only once the release is durable: after a PUBREL we must never send the
+        // PUBLISH again (the receiver has forgotten its id and would deliver it twice).
+        let mut batch = Batch::default();
+        batch.ops = ops;
+        let ticket = self.submit(batch);
         match known {
-            Some(true) => self.write_current(&Packet::PubRel(pub_resp(r.packet_id, ReasonCode::SUCCESS))),
+            Some(true) => self.reply(ticket, Packet::PubRel(pub_resp(r.packet_id, ReasonCode::SUCCESS))),
             Some(false) => self.write_current(&Packet::PubRel(pub_resp(
                 r.packet_id,
                 ReasonCode::PACKET_IDENTIFIER_NOT_FOUND,
@@ -1393,6 +1397,10 @@ impl MqttConn {
                     continue;
                 }
                 if front.qos != QoS::AtMostOnce && st.inflight.len() >= window {
+                    break;
+                }
+                if front.commit.as_ref().is_some_and(|c| !c.is_done()) {
+                    // Not durable yet: the commit wakes us.
                     break;
                 }
                 let Some(d) = st.pop() else { break };

@@ -26,7 +26,7 @@ use std::sync::Arc;
 use smallvec::SmallVec;
 use unigate_pubsub::{Message, QoS, Topic};
 
-pub use writer::{Persister, StoreMetrics, Waiter};
+pub use writer::{Commit, Persister, StoreMetrics, Waiter};
 
 /// A store failure.
 #[derive(Debug, thiserror::Error)]

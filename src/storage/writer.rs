@@ -26,8 +26,48 @@ use crate::broker::SessionLink;
 /// Who waits for a batch: the connection to tell, and its ticket.
 pub type Waiter = (Arc<dyn SessionLink>, u64);
 
+/// Marks one batch as committed, for deliveries that must not reach a client before they are
+/// durable: a QoS 2 delivery's packet id is remembered by the receiver until PUBREL, so a
+/// delivery sent and then lost in a crash would leave an id that a later message reusing it
+/// would be discarded under (MQTT 5 §4.3.3). The sessions holding such deliveries are woken
+/// when the batch is committed.
+#[derive(Default)]
+pub struct Commit {
+    done: AtomicBool,
+    wake: Mutex<Vec<Arc<crate::broker::Session>>>,
+}
+
+impl std::fmt::Debug for Commit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Commit").field("done", &self.is_done()).finish()
+    }
+}
+
+impl Commit {
+    /// Whether the batch is durable.
+    pub fn is_done(&self) -> bool {
+        self.done.load(Ordering::Acquire)
+    }
+
+    /// Wakes `session` when the batch is durable.
+    pub fn wake_on_commit(&self, session: Arc<crate::broker::Session>) {
+        let mut w = self.wake.lock();
+        if !w.iter().any(|s| Arc::ptr_eq(s, &session)) {
+            w.push(session);
+        }
+    }
+
+    fn complete(&self) {
+        self.done.store(true, Ordering::Release);
+        let sessions = std::mem::take(&mut *self.wake.lock());
+        for s in sessions {
+            s.lock().wake();
+        }
+    }
+}
+
 enum Request {
-    Write(Vec<Op>, Option<Waiter>),
+    Write(Vec<Op>, Option<Waiter>, Option<Arc<Commit>>),
     /// Answer once everything sent before is committed.
     Flush(mpsc::Sender<()>),
     /// Commit what is queued and end the thread.
@@ -117,8 +157,9 @@ impl Persister {
 
     /// Queues operations; `waiter` is told (`SessionLink::stored`) once they are durable, or
     /// that they failed.
-    pub fn submit(&self, ops: Vec<Op>, waiter: Option<Waiter>) {
-        if let Err(mpsc::SendError(Request::Write(_, Some((link, token))))) = self.tx.send(Request::Write(ops, waiter))
+    pub fn submit(&self, ops: Vec<Op>, waiter: Option<Waiter>, commit: Option<Arc<Commit>>) {
+        if let Err(mpsc::SendError(Request::Write(_, Some((link, token)), _))) =
+            self.tx.send(Request::Write(ops, waiter, commit))
         {
             link.stored(token, false);
         }
@@ -159,21 +200,22 @@ fn run(mut store: Box<dyn Store>, rx: Receiver<Request>, settings: BatchSettings
     let mut ops: Vec<Op> = Vec::new();
     let mut waiters: Vec<Waiter> = Vec::new();
     let mut flushes: Vec<mpsc::Sender<()>> = Vec::new();
+    let mut commits: Vec<Arc<Commit>> = Vec::new();
     let mut stop = false;
     while !stop {
         let Ok(first) = rx.recv() else { return };
-        stop |= take(first, &mut ops, &mut waiters, &mut flushes);
+        stop |= take(first, &mut ops, &mut waiters, &mut flushes, &mut commits);
         let deadline = Instant::now() + settings.window;
         while ops.len() < settings.max_batch && !stop {
             match rx.try_recv() {
-                Ok(r) => stop |= take(r, &mut ops, &mut waiters, &mut flushes),
+                Ok(r) => stop |= take(r, &mut ops, &mut waiters, &mut flushes, &mut commits),
                 Err(mpsc::TryRecvError::Empty) => {
                     let now = Instant::now();
                     if now >= deadline {
                         break;
                     }
                     match rx.recv_timeout(deadline - now) {
-                        Ok(r) => stop |= take(r, &mut ops, &mut waiters, &mut flushes),
+                        Ok(r) => stop |= take(r, &mut ops, &mut waiters, &mut flushes, &mut commits),
                         Err(RecvTimeoutError::Timeout) => break,
                         Err(RecvTimeoutError::Disconnected) => break,
                     }
@@ -205,6 +247,12 @@ fn run(mut store: Box<dyn Store>, rx: Receiver<Request>, settings: BatchSettings
             }
         };
         ops.clear();
+        if ok {
+            for c in commits.drain(..) {
+                c.complete();
+            }
+        }
+        commits.clear();
         complete(&mut waiters, ok);
         for f in flushes.drain(..) {
             let _ = f.send(());
@@ -213,9 +261,16 @@ fn run(mut store: Box<dyn Store>, rx: Receiver<Request>, settings: BatchSettings
 }
 
 /// Adds a request to the batch; true for [`Request::Stop`].
-fn take(r: Request, ops: &mut Vec<Op>, waiters: &mut Vec<Waiter>, flushes: &mut Vec<mpsc::Sender<()>>) -> bool {
+fn take(
+    r: Request,
+    ops: &mut Vec<Op>,
+    waiters: &mut Vec<Waiter>,
+    flushes: &mut Vec<mpsc::Sender<()>>,
+    commits: &mut Vec<Arc<Commit>>,
+) -> bool {
     match r {
-        Request::Write(mut o, w) => {
+        Request::Write(mut o, w, c) => {
+            commits.extend(c);
             if ops.is_empty() {
                 *ops = o;
             } else {
@@ -286,7 +341,7 @@ mod tests {
         let rec = Arc::new(Recorder::default());
         let link: Arc<dyn SessionLink> = rec.clone();
         for t in 1..=5 {
-            p.submit(vec![Op::DeleteSession { serial: t }], Some((link.clone(), t)));
+            p.submit(vec![Op::DeleteSession { serial: t }], Some((link.clone(), t)), None);
         }
         p.flush().unwrap();
         let got = rec.0.lock().clone();
