@@ -58,8 +58,11 @@ impl Store for MemoryStore {
                 Op::Release { serial, seq } => match self.queue.get_mut(&(*serial, *seq)) {
                     Some(e) => e.msg_id = None,
                     None => {
-                        // Released before it was enqueued: enqueue a released entry instead.
-                        self.early.insert((*serial, *seq));
+                        // Released before it was enqueued: like a removal, it cancels the
+                        // enqueue (the delivery went out, the PUBREL follows from memory).
+                        if self.sessions.contains_key(serial) {
+                            self.early.insert((*serial, *seq));
+                        }
                     }
                 },
                 Op::Remove { serial, seq } => {

@@ -300,3 +300,6 @@ pub fn populate(store: &mut dyn Store, retained: u64, sessions: u64, payload: us
     }
     store.apply(&ops)
 }
+
+#[cfg(test)]
+mod tests;
