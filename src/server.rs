@@ -648,6 +648,15 @@ pub fn publish_sys(broker: &Broker) {
             Metrics::read(&m.protocol_errors).to_string(),
         ),
     ];
+    if let Some(store) = broker.store() {
+        stats.extend([
+            ("$SYS/broker/store/bytes", store.file_bytes().to_string()),
+            (
+                "$SYS/broker/store/commits",
+                store.metrics.commits.load(Ordering::Relaxed).to_string(),
+            ),
+        ]);
+    }
     stats.extend([
         ("$SYS/broker/coap/requests", Metrics::read(&m.coap_requests).to_string()),
         (

@@ -619,7 +619,10 @@ impl Broker {
             if retained.insert(&msg.topic, msg.clone()).is_none() {
                 Metrics::gauge(&self.metrics.retained, 1);
             }
-            self.persist_ops(vec![Op::SetRetained(msg.clone())]);
+            // `$SYS` statistics are republished at every interval: not worth a disk write.
+            if !msg.topic.as_str().starts_with("$SYS/") {
+                self.persist_ops(vec![Op::SetRetained(msg.clone())]);
+            }
         }
     }
 

@@ -223,3 +223,78 @@ fn a_record_that_does_not_decode_is_reported() {
     drop(s);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn restore_rebuilds_sessions_and_purges_expired_ones() {
+    use crate::broker::{now_ms, Broker};
+    use crate::config::MqttConfig;
+
+    let mut model = MemoryStore::new();
+    let now = now_ms();
+    let record = |id: &str, expiry: u32, gone: u64| SessionRecord {
+        client_id: Arc::from(id),
+        expiry_interval: expiry,
+        disconnected_at: Some(gone),
+        subscriptions: vec![(
+            "a/#".into(),
+            StoredSubOptions {
+                qos: QoS::ExactlyOnce,
+                no_local: false,
+                retain_as_published: false,
+                sub_id: None,
+            },
+        )],
+        will: None,
+    };
+    let mut expired_msg = (*message("a/x", 9, QoS::AtLeastOnce)).clone();
+    expired_msg.expires_at = Some(1);
+    let entry = |id| QueueEntry {
+        msg_id: Some(id),
+        qos: QoS::AtLeastOnce,
+        retain: false,
+        sub_ids: smallvec![],
+        shared: None,
+    };
+    model
+        .apply(&[
+            Op::PutSession { serial: 3, record: Box::new(record("live", 3600, now)) },
+            Op::PutSession { serial: 4, record: Box::new(record("gone", 1, now - 5000)) },
+            Op::PutMessage { id: 1, msg: message("a/x", 1, QoS::AtLeastOnce) },
+            Op::PutMessage { id: 2, msg: Arc::new(expired_msg) },
+            Op::Enqueue { serial: 3, seq: 1, entry: Box::new(entry(1)) },
+            Op::Enqueue { serial: 3, seq: 2, entry: Box::new(entry(2)) },
+            Op::Enqueue { serial: 3, seq: 3, entry: Box::new(entry(1)) },
+            Op::Release { serial: 3, seq: 3 },
+            Op::PutIncomingQos2 { serial: 3, packet_id: 7 },
+            Op::SetRetained(message("r/1", 1, QoS::AtLeastOnce)),
+        ])
+        .unwrap();
+    let snap = model.load().unwrap();
+    let broker = Broker::new(MqttConfig::default());
+    let persister = Persister::start(
+        Box::new(model),
+        writer::BatchSettings {
+            window: std::time::Duration::ZERO,
+            max_batch: 100,
+        },
+        None,
+    )
+    .unwrap();
+    broker.set_store(persister);
+    let timers = broker.restore(snap);
+    broker.store().unwrap().flush().unwrap();
+    assert!(broker.session("gone").is_none(), "expired while down: purged");
+    let live = broker.session("live").expect("restored");
+    assert_eq!(timers.len(), 1);
+    {
+        let st = live.lock();
+        assert_eq!(st.queue.len(), 1, "the expired message is dropped, the released one is inflight");
+        assert!(st.queue[0].stored.is_some_and(|s| s.recovered && s.seq == 1));
+        assert_eq!(st.inflight.len(), 1);
+        assert_eq!(st.incoming_qos2, vec![7]);
+        assert_eq!(st.next_seq, 3);
+        assert!(st.subscriptions.as_ref().is_some_and(|s| s.len() == 1));
+    }
+    assert_eq!(broker.retained_all().len(), 1);
+    assert_eq!(broker.session_count(), 1);
+}

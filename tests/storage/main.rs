@@ -464,3 +464,47 @@ fn kill_9_loses_no_acknowledged_message() {
     server.kill();
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_corrupt_store_stops_the_start_with_the_way_out() {
+    let dir = temp_dir("corrupt");
+    let data = dir.join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let file = data.join("unigate.redb");
+    std::fs::write(&file, vec![0xa5u8; 100_000]).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_unigate"))
+        .args(["serve", "--storage", "embedded", "--config"])
+        .arg({
+            let config = dir.join("unigate.toml");
+            std::fs::write(
+                &config,
+                format!(
+                    "sys_interval = \"0s\"\n[[listeners]]\nname = \"mqtt\"\nprotocol = \"mqtt\"\nbind = \"127.0.0.1:0\"\n[storage]\npath = \"{}\"\n",
+                    data.display()
+                ),
+            )
+            .unwrap();
+            config
+        })
+        .env("UNIGATE_LOG", "error")
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "started on a corrupt store");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("storage:"), "{stderr}");
+    assert!(stderr.contains("unigate store inspect"), "{stderr}");
+    assert!(stderr.contains("move the file aside"), "{stderr}");
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("listener"), "no listener opened");
+    assert_eq!(std::fs::read(&file).unwrap().len(), 100_000, "the file is left alone");
+    // `unigate store inspect` says the same, and the documented recovery works.
+    let inspect = Command::new(env!("CARGO_BIN_EXE_unigate"))
+        .args(["store", "inspect", "--path"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(!inspect.status.success());
+    std::fs::rename(&file, data.join("unigate.redb.broken")).unwrap();
+    let server = Server::start(&dir);
+    server.kill();
+    let _ = std::fs::remove_dir_all(&dir);
+}
