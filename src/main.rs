@@ -258,7 +258,11 @@ fn store(action: StoreAction) -> anyhow::Result<()> {
             println!("file: {}", store.path().display());
             println!(
                 "integrity: {}",
-                if clean { "ok" } else { "repaired (an unclean shutdown was rolled back to the last commit)" }
+                if clean {
+                    "ok"
+                } else {
+                    "repaired (an unclean shutdown was rolled back to the last commit)"
+                }
             );
             println!("sessions: {} ({offline} recorded offline)", stats.sessions);
             println!("queued deliveries: {}", stats.queued);

@@ -322,7 +322,8 @@ impl Broker {
                     let stored = StoredRef { seq, recovered: true };
                     match msg {
                         None => {
-                            st.inflight.insert_with_id(stored.packet_id(), OutState::Released(Some(seq)));
+                            st.inflight
+                                .insert_with_id(stored.packet_id(), OutState::Released(Some(seq)));
                         }
                         Some(m) if m.is_expired(now) => {
                             ops.push(Op::Remove { serial, seq });
@@ -358,10 +359,7 @@ impl Broker {
                     } else {
                         self.pending_wills.insert(serial, (0, will_of(&w)));
                         detached.will_after = Some(Duration::from_millis(due - now));
-                        st.will_record = Some(Box::new(StoredWill {
-                            due_at: Some(due),
-                            ..w
-                        }));
+                        st.will_record = Some(Box::new(StoredWill { due_at: Some(due), ..w }));
                     }
                 }
                 if rewrite {
@@ -1009,7 +1007,10 @@ impl Broker {
     fn reroute_shared(&self, from: u64, d: Delivery, batch: &mut Batch) {
         let Some(via) = d.shared.clone() else { return };
         if let Some(r) = d.stored {
-            batch.ops.push(Op::Remove { serial: from, seq: r.seq });
+            batch.ops.push(Op::Remove {
+                serial: from,
+                seq: r.seq,
+            });
         }
         let mut target: Option<(Arc<Session>, QoS, Option<u32>)> = None;
         {

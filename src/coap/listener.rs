@@ -913,7 +913,7 @@ impl CoapListener {
             max_queued: self.shared.config.max_queued_notifications,
             drop_policy: QueueDropPolicy::Oldest,
             queue_qos0_offline: false,
-        persist: false,
+            persist: false,
         };
         let a = self.broker.attach(client_id.clone(), true, 0, link.clone(), limits);
         link.generation.store(a.generation, Ordering::Relaxed);

@@ -353,7 +353,7 @@ impl JsonWs {
             max_queued: self.shared.config.sse_max_queued,
             drop_policy: QueueDropPolicy::Oldest,
             queue_qos0_offline: false,
-        persist: false,
+            persist: false,
         };
         let a = self.shared.broker.attach(self.client_id.clone(), true, 0, link, limits);
         self.generation = a.generation;

@@ -217,12 +217,31 @@ fn render_store(out: &mut String, store: &crate::storage::Persister) {
     let s = &store.metrics;
     family(out, "unigate_store_size_bytes", "gauge", "Size of the store file.");
     let _ = writeln!(out, "unigate_store_size_bytes {}", store.file_bytes());
-    family(out, "unigate_store_commits_total", "counter", "Store commits (one fsync each).");
+    family(
+        out,
+        "unigate_store_commits_total",
+        "counter",
+        "Store commits (one fsync each).",
+    );
     let _ = writeln!(out, "unigate_store_commits_total {}", s.commits.load(Ordering::Relaxed));
-    family(out, "unigate_store_operations_total", "counter", "Operations committed to the store.");
+    family(
+        out,
+        "unigate_store_operations_total",
+        "counter",
+        "Operations committed to the store.",
+    );
     let _ = writeln!(out, "unigate_store_operations_total {}", s.ops.load(Ordering::Relaxed));
-    family(out, "unigate_store_failures_total", "counter", "Store commits that failed.");
-    let _ = writeln!(out, "unigate_store_failures_total {}", s.failures.load(Ordering::Relaxed));
+    family(
+        out,
+        "unigate_store_failures_total",
+        "counter",
+        "Store commits that failed.",
+    );
+    let _ = writeln!(
+        out,
+        "unigate_store_failures_total {}",
+        s.failures.load(Ordering::Relaxed)
+    );
     family(
         out,
         "unigate_store_commit_seconds",

@@ -29,8 +29,8 @@ use crate::broker::{
     now_ms, Batch, Broker, ClientId, Delivery, Detached, FilterRefusal, KickReason, Metrics, OutState, PendingWill,
     QueueLimits, Session, SessionLink, SubOptions,
 };
-use crate::storage::Op;
 use crate::config::Limits;
+use crate::storage::Op;
 
 /// Output above this many bytes stops draining deliveries until the socket catches up.
 pub const HIGH_WATER: usize = 64 * 1024;

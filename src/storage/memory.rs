@@ -39,7 +39,11 @@ impl Store for MemoryStore {
                 }
                 Op::DeleteSession { serial } => {
                     self.sessions.remove(serial);
-                    let keys: Vec<_> = self.queue.range((*serial, 0)..=(*serial, u64::MAX)).map(|(k, _)| *k).collect();
+                    let keys: Vec<_> = self
+                        .queue
+                        .range((*serial, 0)..=(*serial, u64::MAX))
+                        .map(|(k, _)| *k)
+                        .collect();
                     for k in keys {
                         self.queue.remove(&k);
                     }

@@ -90,12 +90,12 @@ fn err(path: &Path, e: impl Into<redb::Error>) -> StoreError {
             path,
             message: e.to_string(),
         },
-        redb::Error::TableTypeMismatch { .. } | redb::Error::TypeDefinitionChanged { .. } | redb::Error::TableIsMultimap(_) => {
-            StoreError::Corrupt {
-                path,
-                message: "not a unigate store (unexpected table layout)".into(),
-            }
-        }
+        redb::Error::TableTypeMismatch { .. }
+        | redb::Error::TypeDefinitionChanged { .. }
+        | redb::Error::TableIsMultimap(_) => StoreError::Corrupt {
+            path,
+            message: "not a unigate store (unexpected table layout)".into(),
+        },
         other => StoreError::Io {
             path,
             message: other.to_string(),
@@ -260,8 +260,8 @@ impl RedbStore {
             for row in sessions.iter().map_err(|e| err(&p, e))? {
                 let (k, v) = row.map_err(|e| err(&p, e))?;
                 let serial = k.value();
-                let record = codec::decode_session(v.value())
-                    .map_err(|e| corrupt(&p, &format!("session {serial}"), e))?;
+                let record =
+                    codec::decode_session(v.value()).map_err(|e| corrupt(&p, &format!("session {serial}"), e))?;
                 snap.sessions.insert(
                     serial,
                     LoadedSession {

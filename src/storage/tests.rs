@@ -18,15 +18,42 @@ use super::*;
 /// operations of one routed message.
 #[derive(Debug, Clone)]
 enum Step {
-    Session { serial: u64, subs: u8, expiry: u32 },
-    EndSession { serial: u64 },
-    Publish { targets: Vec<(u64, u64)>, qos2: bool, payload: u8 },
-    Release { serial: u64, seq: u64 },
-    Remove { serial: u64, seq: u64 },
-    Retain { topic: u8, payload: u8 },
-    Unretain { topic: u8 },
-    Qos2In { serial: u64, pid: u16 },
-    Qos2Out { serial: u64, pid: u16 },
+    Session {
+        serial: u64,
+        subs: u8,
+        expiry: u32,
+    },
+    EndSession {
+        serial: u64,
+    },
+    Publish {
+        targets: Vec<(u64, u64)>,
+        qos2: bool,
+        payload: u8,
+    },
+    Release {
+        serial: u64,
+        seq: u64,
+    },
+    Remove {
+        serial: u64,
+        seq: u64,
+    },
+    Retain {
+        topic: u8,
+        payload: u8,
+    },
+    Unretain {
+        topic: u8,
+    },
+    Qos2In {
+        serial: u64,
+        pid: u16,
+    },
+    Qos2Out {
+        serial: u64,
+        pid: u16,
+    },
     /// Ends the batch here.
     Commit,
 }
@@ -35,10 +62,18 @@ fn step() -> impl Strategy<Value = Step> {
     let serial = 1u64..5;
     let seq = 1u64..12;
     prop_oneof![
-        (serial.clone(), 0u8..3, prop_oneof![Just(0u32), Just(60), Just(u32::MAX)])
+        (
+            serial.clone(),
+            0u8..3,
+            prop_oneof![Just(0u32), Just(60), Just(u32::MAX)]
+        )
             .prop_map(|(serial, subs, expiry)| Step::Session { serial, subs, expiry }),
         serial.clone().prop_map(|serial| Step::EndSession { serial }),
-        (proptest::collection::vec((serial.clone(), seq.clone()), 1..4), any::<bool>(), any::<u8>())
+        (
+            proptest::collection::vec((serial.clone(), seq.clone()), 1..4),
+            any::<bool>(),
+            any::<u8>()
+        )
             .prop_map(|(targets, qos2, payload)| Step::Publish { targets, qos2, payload }),
         (serial.clone(), seq.clone()).prop_map(|(serial, seq)| Step::Release { serial, seq }),
         (serial.clone(), seq.clone()).prop_map(|(serial, seq)| Step::Remove { serial, seq }),
@@ -116,9 +151,11 @@ fn batches(steps: &[Step]) -> Vec<Vec<Op>> {
                 serial: *serial,
                 seq: *seq,
             }),
-            Step::Retain { topic, payload } => {
-                ops.push(Op::SetRetained(message(&format!("r/{topic}"), *payload, QoS::AtLeastOnce)))
-            }
+            Step::Retain { topic, payload } => ops.push(Op::SetRetained(message(
+                &format!("r/{topic}"),
+                *payload,
+                QoS::AtLeastOnce,
+            ))),
             Step::Unretain { topic } => ops.push(Op::DeleteRetained(Topic::new(&format!("r/{topic}")).unwrap())),
             Step::Qos2In { serial, pid } => ops.push(Op::PutIncomingQos2 {
                 serial: *serial,
@@ -194,7 +231,11 @@ fn a_damaged_file_is_an_error_not_an_empty_store() {
     std::fs::write(&file, b"").unwrap();
     let e = RedbStore::open(&dir, &RedbOptions::default()).unwrap_err();
     assert!(matches!(e, StoreError::Corrupt { .. }), "{e}");
-    assert_eq!(std::fs::read(&file).unwrap().len(), 0, "the damaged file is left as it was");
+    assert_eq!(
+        std::fs::read(&file).unwrap().len(),
+        0,
+        "the damaged file is left as it was"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -257,15 +298,42 @@ fn restore_rebuilds_sessions_and_purges_expired_ones() {
     };
     model
         .apply(&[
-            Op::PutSession { serial: 3, record: Box::new(record("live", 3600, now)) },
-            Op::PutSession { serial: 4, record: Box::new(record("gone", 1, now - 5000)) },
-            Op::PutMessage { id: 1, msg: message("a/x", 1, QoS::AtLeastOnce) },
-            Op::PutMessage { id: 2, msg: Arc::new(expired_msg) },
-            Op::Enqueue { serial: 3, seq: 1, entry: Box::new(entry(1)) },
-            Op::Enqueue { serial: 3, seq: 2, entry: Box::new(entry(2)) },
-            Op::Enqueue { serial: 3, seq: 3, entry: Box::new(entry(1)) },
+            Op::PutSession {
+                serial: 3,
+                record: Box::new(record("live", 3600, now)),
+            },
+            Op::PutSession {
+                serial: 4,
+                record: Box::new(record("gone", 1, now - 5000)),
+            },
+            Op::PutMessage {
+                id: 1,
+                msg: message("a/x", 1, QoS::AtLeastOnce),
+            },
+            Op::PutMessage {
+                id: 2,
+                msg: Arc::new(expired_msg),
+            },
+            Op::Enqueue {
+                serial: 3,
+                seq: 1,
+                entry: Box::new(entry(1)),
+            },
+            Op::Enqueue {
+                serial: 3,
+                seq: 2,
+                entry: Box::new(entry(2)),
+            },
+            Op::Enqueue {
+                serial: 3,
+                seq: 3,
+                entry: Box::new(entry(1)),
+            },
             Op::Release { serial: 3, seq: 3 },
-            Op::PutIncomingQos2 { serial: 3, packet_id: 7 },
+            Op::PutIncomingQos2 {
+                serial: 3,
+                packet_id: 7,
+            },
             Op::SetRetained(message("r/1", 1, QoS::AtLeastOnce)),
         ])
         .unwrap();
@@ -288,7 +356,11 @@ fn restore_rebuilds_sessions_and_purges_expired_ones() {
     assert_eq!(timers.len(), 1);
     {
         let st = live.lock();
-        assert_eq!(st.queue.len(), 1, "the expired message is dropped, the released one is inflight");
+        assert_eq!(
+            st.queue.len(),
+            1,
+            "the expired message is dropped, the released one is inflight"
+        );
         assert!(st.queue[0].stored.is_some_and(|s| s.recovered && s.seq == 1));
         assert_eq!(st.inflight.len(), 1);
         assert_eq!(st.incoming_qos2, vec![7]);

@@ -98,7 +98,10 @@ pub struct StoreMetrics {
 impl StoreMetrics {
     fn observe(&self, d: Duration) {
         let secs = d.as_secs_f64();
-        let i = COMMIT_BUCKETS.iter().position(|b| secs <= *b).unwrap_or(COMMIT_BUCKETS.len());
+        let i = COMMIT_BUCKETS
+            .iter()
+            .position(|b| secs <= *b)
+            .unwrap_or(COMMIT_BUCKETS.len());
         self.commit_buckets[i].fetch_add(1, Ordering::Relaxed);
         self.commit_micros.fetch_add(d.as_micros() as u64, Ordering::Relaxed);
         self.commits.fetch_add(1, Ordering::Relaxed);

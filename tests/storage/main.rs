@@ -171,7 +171,9 @@ const WINDOW: usize = 16;
 /// Publishes numbered messages until the connection breaks or `stop`; resends what was not
 /// acknowledged first (DUP), as MQTT requires after a reconnect with a session.
 fn publish_loop(addr: SocketAddr, id: &str, qos: QoS, retained: bool, state: &Mutex<PubState>, stop: &AtomicBool) {
-    let Ok((mut c, _)) = Client::connect(addr, id) else { return };
+    let Ok((mut c, _)) = Client::connect(addr, id) else {
+        return;
+    };
     let topic_of = |seq: u64| {
         if retained {
             format!("crash/r/{}", seq % 8)
@@ -272,8 +274,10 @@ fn subscribe_loop(
 ) -> Option<bool> {
     let (mut c, present) = Client::connect(addr, id).ok()?;
     if !present {
-        let mut opts = SubscriptionOptions::default();
-        opts.qos = qos;
+        let opts = SubscriptionOptions {
+            qos,
+            ..Default::default()
+        };
         c.send(&Packet::Subscribe(Subscribe {
             packet_id: pid(1),
             filters: vec![(filter.to_string(), opts)],
@@ -362,7 +366,9 @@ fn kill_9_loses_no_acknowledged_message() {
             ("pub-retained", QoS::AtLeastOnce, true, rt.clone()),
         ] {
             let stop = stop.clone();
-            threads.push(std::thread::spawn(move || publish_loop(addr, id, qos, retained, &st, &stop)));
+            threads.push(std::thread::spawn(move || {
+                publish_loop(addr, id, qos, retained, &st, &stop)
+            }));
         }
         // Every other round the subscribers are online too, so the kill also hits deliveries
         // in flight and acknowledgements not yet committed.
@@ -404,7 +410,9 @@ fn kill_9_loses_no_acknowledged_message() {
         ("pub-retained", QoS::AtLeastOnce, true, rt.clone()),
     ] {
         let (stop, addr) = (stop.clone(), server.addr);
-        threads.push(std::thread::spawn(move || publish_loop(addr, id, qos, retained, &st, &stop)));
+        threads.push(std::thread::spawn(move || {
+            publish_loop(addr, id, qos, retained, &st, &stop)
+        }));
     }
     stop.store(true, Ordering::Relaxed);
     for t in threads {
@@ -420,8 +428,18 @@ fn kill_9_loses_no_acknowledged_message() {
     let q1 = q1.lock().unwrap();
     let got1: HashSet<u64> = s1.lock().unwrap().got.iter().copied().collect();
     let lost1: Vec<u64> = q1.acked.iter().filter(|s| !got1.contains(s)).copied().collect();
-    assert!(q1.acked.len() > 100, "the QoS 1 publisher got going ({} acknowledged)", q1.acked.len());
-    assert!(lost1.is_empty(), "QoS 1: {} of {} acknowledged lost: {:?}", lost1.len(), q1.acked.len(), &lost1[..lost1.len().min(20)]);
+    assert!(
+        q1.acked.len() > 100,
+        "the QoS 1 publisher got going ({} acknowledged)",
+        q1.acked.len()
+    );
+    assert!(
+        lost1.is_empty(),
+        "QoS 1: {} of {} acknowledged lost: {:?}",
+        lost1.len(),
+        q1.acked.len(),
+        &lost1[..lost1.len().min(20)]
+    );
 
     let q2 = q2.lock().unwrap();
     let s2 = s2.lock().unwrap();
@@ -431,15 +449,27 @@ fn kill_9_loses_no_acknowledged_message() {
     }
     let lost2: Vec<u64> = q2.acked.iter().filter(|s| !count.contains_key(s)).copied().collect();
     let dup2: Vec<u64> = count.iter().filter(|(_, n)| **n > 1).map(|(s, _)| *s).collect();
-    assert!(q2.acked.len() > 100, "the QoS 2 publisher got going ({} acknowledged)", q2.acked.len());
-    assert!(lost2.is_empty(), "QoS 2: {} of {} acknowledged lost: {:?}", lost2.len(), q2.acked.len(), &lost2[..lost2.len().min(20)]);
+    assert!(
+        q2.acked.len() > 100,
+        "the QoS 2 publisher got going ({} acknowledged)",
+        q2.acked.len()
+    );
+    assert!(
+        lost2.is_empty(),
+        "QoS 2: {} of {} acknowledged lost: {:?}",
+        lost2.len(),
+        q2.acked.len(),
+        &lost2[..lost2.len().min(20)]
+    );
     assert!(dup2.is_empty(), "QoS 2 delivered twice: {dup2:?}");
 
     // Retained: each topic holds the last acknowledged value or a later one.
     let rt = rt.lock().unwrap();
     let mut c = Client::connect(server.addr, "retained-reader").unwrap().0;
-    let mut opts = SubscriptionOptions::default();
-    opts.qos = QoS::AtLeastOnce;
+    let opts = SubscriptionOptions {
+        qos: QoS::AtLeastOnce,
+        ..Default::default()
+    };
     c.send(&Packet::Subscribe(Subscribe {
         packet_id: pid(1),
         filters: vec![("crash/r/#".to_string(), opts)],
@@ -450,7 +480,10 @@ fn kill_9_loses_no_acknowledged_message() {
     while let Some(p) = c.recv(Duration::from_millis(500)).unwrap() {
         if let Packet::Publish(p) = p {
             assert!(p.retain);
-            retained.insert(p.topic.clone(), std::str::from_utf8(&p.payload).unwrap().parse().unwrap());
+            retained.insert(
+                p.topic.clone(),
+                std::str::from_utf8(&p.payload).unwrap().parse().unwrap(),
+            );
             if let Some(id) = p.packet_id {
                 c.send(&Packet::PubAck(resp(id))).unwrap();
             }
@@ -459,7 +492,10 @@ fn kill_9_loses_no_acknowledged_message() {
     assert!(!rt.retained_acked.is_empty());
     for (topic, acked) in &rt.retained_acked {
         let have = retained.get(topic).copied();
-        assert!(have.is_some_and(|v| v >= *acked), "retained {topic}: acknowledged {acked}, have {have:?}");
+        assert!(
+            have.is_some_and(|v| v >= *acked),
+            "retained {topic}: acknowledged {acked}, have {have:?}"
+        );
     }
     server.kill();
     let _ = std::fs::remove_dir_all(&dir);
@@ -494,7 +530,10 @@ fn a_corrupt_store_stops_the_start_with_the_way_out() {
     assert!(stderr.contains("storage:"), "{stderr}");
     assert!(stderr.contains("unigate store inspect"), "{stderr}");
     assert!(stderr.contains("move the file aside"), "{stderr}");
-    assert!(!String::from_utf8_lossy(&out.stdout).contains("listener"), "no listener opened");
+    assert!(
+        !String::from_utf8_lossy(&out.stdout).contains("listener"),
+        "no listener opened"
+    );
     assert_eq!(std::fs::read(&file).unwrap().len(), 100_000, "the file is left alone");
     // `unigate store inspect` says the same, and the documented recovery works.
     let inspect = Command::new(env!("CARGO_BIN_EXE_unigate"))
