@@ -370,3 +370,21 @@ fn restore_rebuilds_sessions_and_purges_expired_ones() {
     assert_eq!(broker.retained_all().len(), 1);
     assert_eq!(broker.session_count(), 1);
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// The writer's coalescing changes nothing that a store would load.
+    #[test]
+    fn coalescing_a_batch_changes_nothing(steps in proptest::collection::vec(step(), 1..60)) {
+        let mut whole = MemoryStore::new();
+        let mut coalesced = MemoryStore::new();
+        for batch in batches(&steps) {
+            whole.apply(&batch).unwrap();
+            let mut c = batch.clone();
+            writer::coalesce(&mut c);
+            coalesced.apply(&c).unwrap();
+        }
+        prop_assert_eq!(comparable(coalesced.load().unwrap()), comparable(whole.load().unwrap()));
+    }
+}

@@ -226,6 +226,7 @@ fn run(mut store: Box<dyn Store>, rx: Receiver<Request>, settings: BatchSettings
                 Err(mpsc::TryRecvError::Disconnected) => break,
             }
         }
+        coalesce(&mut ops);
         let ok = if ops.is_empty() {
             true
         } else if metrics.failed.load(Ordering::Relaxed) {
@@ -261,6 +262,57 @@ fn run(mut store: Box<dyn Store>, rx: Receiver<Request>, settings: BatchSettings
             let _ = f.send(());
         }
     }
+}
+
+/// Drops the pairs of a batch that cancel out: an entry enqueued and removed within the same
+/// batch (a subscriber that acknowledged a QoS 1 delivery before its commit — it was delivered,
+/// which is more than queued) is never written, and neither is a message left with no entry.
+/// Applying the result is equivalent to applying the whole batch (a property test checks it).
+pub fn coalesce(ops: &mut Vec<Op>) {
+    use std::collections::HashSet;
+    let mut enqueued: HashMap<(u64, u64), usize> = HashMap::new();
+    let mut cancel: HashSet<usize> = HashSet::new();
+    for (i, op) in ops.iter().enumerate() {
+        match op {
+            Op::Enqueue { serial, seq, .. } => {
+                enqueued.insert((*serial, *seq), i);
+            }
+            Op::Remove { serial, seq } => {
+                if let Some(j) = enqueued.remove(&(*serial, *seq)) {
+                    cancel.insert(j);
+                    cancel.insert(i);
+                }
+            }
+            // Anything else about the session's entries keeps the pair as it is.
+            Op::Release { serial, seq } => {
+                enqueued.remove(&(*serial, *seq));
+            }
+            Op::DeleteSession { serial } => enqueued.retain(|(s, _), _| s != serial),
+            _ => {}
+        }
+    }
+    if cancel.is_empty() {
+        return;
+    }
+    // Messages still referenced by an entry that stays.
+    let mut used: HashSet<u64> = HashSet::new();
+    for (i, op) in ops.iter().enumerate() {
+        if let Op::Enqueue { entry, .. } = op {
+            if !cancel.contains(&i) {
+                used.extend(entry.msg_id);
+            }
+        }
+    }
+    let mut i = 0;
+    ops.retain(|op| {
+        let keep = !cancel.contains(&i)
+            && match op {
+                Op::PutMessage { id, .. } => used.contains(id),
+                _ => true,
+            };
+        i += 1;
+        keep
+    });
 }
 
 /// Adds a request to the batch; true for [`Request::Stop`].
