@@ -10,13 +10,14 @@
 # interleaved, RUNS times, each run on a fresh server process and an empty store; then the
 # medians and the ratios embedded / memory and embedded / mosquitto.
 #
-# Settings (environment): RUNS=5 DURATION=5 MQTT_VERSION=5 PORT=18850
+# Settings (environment): RUNS=5 DURATION=5 INFLIGHT=32 MQTT_VERSION=5 PORT=18850
 #   SERVERS="memory embedded nofsync mosquitto" OUT=DIR (default: a new temp dir, kept)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 RUNS=${RUNS:-5}
 DURATION=${DURATION:-5}
+INFLIGHT=${INFLIGHT:-32}
 MQTT_VERSION=${MQTT_VERSION:-5}
 PORT=${PORT:-18850}
 SERVERS=${SERVERS:-"memory embedded nofsync mosquitto"}
@@ -97,7 +98,7 @@ for run in $(seq 1 "$RUNS"); do
   for server in $SERVERS; do
     start "$server" "$run"
     out="$OUT/$server.$run.txt"
-    if timeout 180 "$UNIGATE" bench fan-in --qos 1 --persistent --duration "$DURATION" --drain 30 \
+    if timeout 180 "$UNIGATE" bench fan-in --qos 1 --persistent --duration "$DURATION" --inflight "$INFLIGHT" --drain 30 \
       --addr "127.0.0.1:$PORT" --mqtt-version "$MQTT_VERSION" >"$out" 2>&1; then
       json=$(grep '^{' "$out" | tail -n1)
       echo "$server $run $json" >>"$RESULTS"
@@ -115,7 +116,7 @@ values() { while read -r s _ json; do [ "$s" = "$1" ] && jget "$json" "$2"; done
 
 TABLE="$OUT/table.md"
 {
-  echo "fan-in 8→1, QoS 1, persistent subscriber, ${DURATION}s, MQTT $MQTT_VERSION, RUNS=$RUNS, $(nproc) cores, $(date -u +%Y-%m-%d)"
+  echo "fan-in 8→1, QoS 1, persistent subscriber, --inflight $INFLIGHT, ${DURATION}s, MQTT $MQTT_VERSION, RUNS=$RUNS, $(nproc) cores, $(date -u +%Y-%m-%d)"
   echo
   echo "| server | msgs/s (median) | p50 µs | p99 µs | lost |"
   echo "|---|---:|---:|---:|---:|"
