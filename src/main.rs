@@ -232,11 +232,15 @@ fn store(action: StoreAction) -> anyhow::Result<()> {
         if !file.exists() {
             anyhow::bail!("no store at {}", file.display());
         }
-        RedbStore::open_file(&file, &RedbOptions::default()).map_err(|e| {
-            anyhow::anyhow!(
+        RedbStore::open_file(&file, &RedbOptions::default()).map_err(|e| match e {
+            unigate::storage::StoreError::Corrupt { .. } => anyhow::anyhow!(
                 "{e}\nrecovery: move the file aside (`mv {f} {f}.broken`); the server then starts with an empty store",
                 f = file.display()
-            )
+            ),
+            unigate::storage::StoreError::Locked { .. } => {
+                anyhow::anyhow!("{e} (stop the server first: the file is locked while it runs)")
+            }
+            other => anyhow::anyhow!("{other}"),
         })
     };
     match action {

@@ -547,3 +547,28 @@ fn a_corrupt_store_stops_the_start_with_the_way_out() {
     server.kill();
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn serve_defaults_to_the_embedded_store_in_data() {
+    let dir = temp_dir("default");
+    std::fs::write(
+        dir.join("unigate.toml"),
+        "sys_interval = \"0s\"\n[[listeners]]\nname = \"mqtt\"\nprotocol = \"mqtt\"\nbind = \"127.0.0.1:0\"\n",
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_unigate"))
+        .args(["serve", "--config", "unigate.toml"])
+        .current_dir(&dir)
+        .env("UNIGATE_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    assert!(first.contains("listener \"mqtt\""), "{first}");
+    assert!(dir.join("data").join("unigate.redb").exists(), "no store in ./data");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+}
