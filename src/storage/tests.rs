@@ -388,3 +388,87 @@ proptest! {
         prop_assert_eq!(comparable(coalesced.load().unwrap()), comparable(whole.load().unwrap()));
     }
 }
+
+#[test]
+fn restore_publishes_wills_that_came_due_and_schedules_the_others() {
+    use crate::broker::{now_ms, Broker};
+    use crate::config::MqttConfig;
+
+    let now = now_ms();
+    let will = |topic: &str, delay: u32, due_at: Option<u64>| StoredWill {
+        msg: message(topic, 1, QoS::AtLeastOnce),
+        delay,
+        expiry: None,
+        due_at,
+    };
+    let record = |id: &str, gone: Option<u64>, w: StoredWill| SessionRecord {
+        client_id: Arc::from(id),
+        expiry_interval: 3600,
+        disconnected_at: gone,
+        subscriptions: Vec::new(),
+        will: Some(w),
+    };
+    let mut model = MemoryStore::new();
+    model
+        .apply(&[
+            // Due while the server was down: published at restore.
+            Op::PutSession {
+                serial: 1,
+                record: Box::new(record("due", Some(now - 10_000), will("w/due", 5, Some(now - 5_000)))),
+            },
+            // Due in a minute: scheduled.
+            Op::PutSession {
+                serial: 2,
+                record: Box::new(record("later", Some(now), will("w/later", 60, Some(now + 60_000)))),
+            },
+            // Connected at the crash: the connection was lost then, the delay runs from now.
+            Op::PutSession {
+                serial: 3,
+                record: Box::new(record("crashed", None, will("w/crashed", 30, None))),
+            },
+        ])
+        .unwrap();
+    let snap = model.load().unwrap();
+    let broker = Broker::new(MqttConfig::default());
+    broker.set_store(
+        Persister::start(
+            Box::new(model),
+            writer::BatchSettings {
+                window: std::time::Duration::ZERO,
+                max_batch: 100,
+            },
+            None,
+        )
+        .unwrap(),
+    );
+    let timers = broker.restore(snap);
+    assert_eq!(
+        crate::broker::Metrics::read(&broker.metrics.wills_published),
+        1,
+        "only the will that came due is published"
+    );
+    let after = |id: &str| {
+        timers
+            .iter()
+            .find(|(s, _)| &*s.client_id == id)
+            .and_then(|(_, d)| d.will_after)
+            .map(|d| d.as_secs())
+    };
+    assert_eq!(after("due"), None);
+    assert!(
+        after("later").is_some_and(|s| (58..=60).contains(&s)),
+        "{:?}",
+        after("later")
+    );
+    assert!(
+        after("crashed").is_some_and(|s| (28..=30).contains(&s)),
+        "{:?}",
+        after("crashed")
+    );
+    // The crashed session's record now says when it went away, and when its will is due.
+    broker.store().unwrap().flush().unwrap();
+    let st = broker.session("crashed").unwrap();
+    let st = st.lock();
+    assert!(st.disconnected_at.is_some());
+    assert!(st.will_record.as_ref().is_some_and(|w| w.due_at.is_some()));
+}
