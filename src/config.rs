@@ -113,8 +113,10 @@ pub struct StorageConfig {
     pub kind: Option<StorageKind>,
     /// The store's directory (the file is `{path}/unigate.redb`).
     pub path: std::path::PathBuf,
-    /// Sync every commit to disk. `false` trades durability for speed: a power loss or kernel
-    /// crash may lose the last commits (a process crash does not, the OS still has the pages).
+    /// Sync every commit to disk. `false` trades durability for speed: commits are made durable
+    /// once a second (and after a second without traffic, and at a clean stop), so any crash —
+    /// of the process too: redb rolls back to the last durable commit — may lose about the
+    /// last second of acknowledged messages.
     pub fsync: bool,
     /// How long the writer waits for more operations after the first one before committing
     /// (group commit). `0s`: commit what is queued at once, the next batch forming meanwhile.

@@ -556,9 +556,7 @@ pub fn open_storage(
         "storage: loaded"
     );
     if !config.fsync {
-        tracing::warn!(
-            "storage: fsync = false: a power loss or OS crash may lose the last second of acknowledged messages"
-        );
+        tracing::warn!("storage: fsync = false: a crash may lose about the last second of acknowledged messages");
     }
     Ok(timers)
 }

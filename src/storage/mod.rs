@@ -251,6 +251,12 @@ pub trait Store: Send + 'static {
 
     /// Counts and sizes.
     fn stats(&mut self) -> Result<StoreStats, StoreError>;
+
+    /// Makes commits that were not synced durable (with `fsync = false`); true when there is
+    /// nothing left to sync. The writer calls it when it has been idle for a second.
+    fn sync(&mut self) -> Result<bool, StoreError> {
+        Ok(true)
+    }
 }
 
 /// Adds `retained` retained messages (`populate/retained/{n}`, `payload` bytes each) and

@@ -66,6 +66,8 @@ pub struct RedbStore {
     fsync: bool,
     /// When the last durable commit was made (with `fsync = false`, one per second).
     last_durable: std::time::Instant,
+    /// Commits made since without a sync.
+    unsynced: bool,
     /// References to each stored message from queue entries.
     refs: HashMap<u64, u32>,
     /// Serials of sessions that exist.
@@ -142,6 +144,7 @@ impl RedbStore {
             path: path.to_path_buf(),
             fsync: opts.fsync,
             last_durable: std::time::Instant::now(),
+            unsynced: false,
             refs: HashMap::new(),
             live: HashSet::new(),
             early: HashSet::new(),
@@ -525,7 +528,21 @@ impl Store for RedbStore {
         if durable {
             self.last_durable = std::time::Instant::now();
         }
+        self.unsynced = !durable;
         Ok(())
+    }
+
+    fn sync(&mut self) -> Result<bool, StoreError> {
+        if !self.unsynced {
+            return Ok(true);
+        }
+        // An empty durable commit makes the earlier non-durable ones durable too.
+        let p = self.path.clone();
+        let txn = self.db.begin_write().map_err(|e| err(&p, e))?;
+        txn.commit().map_err(|e| err(&p, e))?;
+        self.unsynced = false;
+        self.last_durable = std::time::Instant::now();
+        Ok(true)
     }
 
     fn load(&mut self) -> Result<Snapshot, StoreError> {

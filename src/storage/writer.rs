@@ -205,8 +205,30 @@ fn run(mut store: Box<dyn Store>, rx: Receiver<Request>, settings: BatchSettings
     let mut flushes: Vec<mpsc::Sender<()>> = Vec::new();
     let mut commits: Vec<Arc<Commit>> = Vec::new();
     let mut stop = false;
+    // With `fsync = false`, commits left unsynced are synced after a second without traffic.
+    let mut synced = true;
     while !stop {
-        let Ok(first) = rx.recv() else { return };
+        let first = if synced {
+            match rx.recv() {
+                Ok(r) => r,
+                Err(_) => return,
+            }
+        } else {
+            match rx.recv_timeout(Duration::from_secs(1)) {
+                Ok(r) => r,
+                Err(RecvTimeoutError::Timeout) => {
+                    synced = match store.sync() {
+                        Ok(done) => done,
+                        Err(e) => {
+                            tracing::error!(error = %e, "storage: sync failed");
+                            true
+                        }
+                    };
+                    continue;
+                }
+                Err(RecvTimeoutError::Disconnected) => return,
+            }
+        };
         stop |= take(first, &mut ops, &mut waiters, &mut flushes, &mut commits);
         let deadline = Instant::now() + settings.window;
         while ops.len() < settings.max_batch && !stop {
@@ -237,6 +259,7 @@ fn run(mut store: Box<dyn Store>, rx: Receiver<Request>, settings: BatchSettings
                 Ok(()) => {
                     metrics.observe(started.elapsed());
                     metrics.ops.fetch_add(ops.len() as u64, Ordering::Relaxed);
+                    synced = false;
                     true
                 }
                 Err(e) => {
@@ -261,6 +284,10 @@ fn run(mut store: Box<dyn Store>, rx: Receiver<Request>, settings: BatchSettings
         for f in flushes.drain(..) {
             let _ = f.send(());
         }
+    }
+    // Stopping: nothing stays unsynced.
+    if let Err(e) = store.sync() {
+        tracing::error!(error = %e, "storage: sync failed");
     }
 }
 
