@@ -38,7 +38,12 @@ stop() {
   wait "$PID" 2>/dev/null || true
   PID=""
 }
-trap stop EXIT
+cleanup() {
+  stop
+  # The stores and configurations of the runs; the outputs stay in $OUT.
+  if [ "$OUT" != "$WORK" ]; then rm -rf "$WORK"; else rm -rf "$WORK"/*.[0-9]*; fi
+}
+trap cleanup EXIT
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 wait_port() {
