@@ -41,7 +41,7 @@ stop() {
 cleanup() {
   stop
   # The stores and configurations of the runs; the outputs stay in $OUT.
-  if [ "$OUT" != "$WORK" ]; then rm -rf "$WORK"; else rm -rf "$WORK"/*.[0-9]*; fi
+  if [ "$OUT" != "$WORK" ]; then rm -rf "$WORK"; else find "$WORK" -mindepth 1 -maxdepth 1 -type d -exec rm -rf {} +; fi
 }
 trap cleanup EXIT
 
