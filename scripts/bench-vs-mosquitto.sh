@@ -121,6 +121,8 @@ log_type error
 log_type warning
 EOF
 
+# Mosquitto runs without persistence here, so unigate runs without its store (its default is
+# the embedded store; scripts/bench-storage.sh compares the persistent configurations).
 cat >"$WORK/unigate.toml" <<EOF
 [[listeners]]
 name = "mqtt"
@@ -129,6 +131,8 @@ bind = "127.0.0.1:$UNIGATE_PORT"
 [listeners.limits]
 max_queued_messages = 1000000
 max_inflight = 32
+[storage]
+kind = "memory"
 EOF
 
 start_mosquitto() {

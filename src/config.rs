@@ -92,6 +92,56 @@ pub struct Config {
     /// Who may use the management API. Absent: loopback peers only, anonymously.
     #[serde(default)]
     pub management: Option<crate::http::mgmt::ManagementConfig>,
+    /// Where retained messages and persistent sessions are kept (`[storage]`).
+    #[serde(default)]
+    pub storage: StorageConfig,
+}
+
+/// Which store keeps retained messages and persistent sessions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StorageKind {
+    /// The embedded redb file at `path`: survives restarts and `kill -9`.
+    Embedded,
+    /// Nothing on disk: everything is lost when the process ends.
+    Memory,
+}
+
+/// `[storage]`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    /// `embedded` or `memory`. Unset: `unigate serve` uses `embedded`; a server started as a
+    /// library (`server::start`, the tests) uses `memory`.
+    pub kind: Option<StorageKind>,
+    /// The store's directory (the file is `{path}/unigate.redb`).
+    pub path: std::path::PathBuf,
+    /// Sync every commit to disk. `false` trades durability for speed: commits are made durable
+    /// once a second (and after a second without traffic, and at a clean stop), so any crash —
+    /// of the process too: redb rolls back to the last durable commit — may lose about the
+    /// last second of acknowledged messages.
+    pub fsync: bool,
+    /// How long the writer waits for more operations after the first one before committing
+    /// (group commit). `0s`: commit what is queued at once, the next batch forming meanwhile.
+    #[serde(with = "humantime_serde")]
+    pub commit_window: Duration,
+    /// Operations at most per commit.
+    pub max_batch: usize,
+    /// The redb page cache in bytes.
+    pub cache_size: usize,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig {
+            kind: None,
+            path: std::path::PathBuf::from("data"),
+            fsync: true,
+            commit_window: Duration::ZERO,
+            max_batch: 4096,
+            cache_size: 64 * 1024 * 1024,
+        }
+    }
 }
 
 fn default_sys_interval() -> Duration {
@@ -278,6 +328,7 @@ impl Config {
             auth: crate::auth::AuthConfig::default(),
             acl: None,
             management: None,
+            storage: StorageConfig::default(),
         }
     }
 

@@ -25,4 +25,5 @@ pub mod http;
 pub mod lwm2m;
 pub mod mqtt;
 pub mod server;
+pub mod storage;
 pub mod tls;

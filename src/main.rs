@@ -1,11 +1,11 @@
-//! The `unigate` binary: `serve` (the default), `check-config`, `bench`.
+//! The `unigate` binary: `serve` (the default), `check-config`, `passwd`, `store`, `bench`.
 
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use unigate::config::Config;
+use unigate::config::{Config, StorageKind};
 use unigate::server::{self, StartOptions};
 
 #[derive(Parser)]
@@ -33,6 +33,12 @@ enum Command {
     Passwd {
         #[command(subcommand)]
         action: PasswdAction,
+    },
+    /// Look at or compact the embedded store (with the server stopped: the file is locked
+    /// while a server uses it).
+    Store {
+        #[command(subcommand)]
+        action: StoreAction,
     },
     /// Load tool: drive an MQTT server, or a CoAP gateway, with many clients and report
     /// throughput and latency.
@@ -62,6 +68,38 @@ enum PasswdAction {
     },
 }
 
+#[derive(Subcommand)]
+enum StoreAction {
+    /// Check the file (checksums, every record decodes) and print counts and sizes.
+    Inspect {
+        /// The store directory (`[storage] path`).
+        #[arg(long, default_value = "data")]
+        path: PathBuf,
+    },
+    /// Rewrite the file without its free space.
+    Compact {
+        /// The store directory (`[storage] path`).
+        #[arg(long, default_value = "data")]
+        path: PathBuf,
+    },
+    /// Fill a store with retained messages and offline persistent sessions (a start-up
+    /// benchmark; see docs/benchmarks.md).
+    Populate {
+        /// The store directory.
+        #[arg(long)]
+        path: PathBuf,
+        /// Retained messages to add (topics `populate/retained/{n}`).
+        #[arg(long, default_value_t = 0)]
+        retained: u64,
+        /// Sessions to add (client ids `populate-{n}`, one subscription each, never expiring).
+        #[arg(long, default_value_t = 0)]
+        sessions: u64,
+        /// Payload size of each retained message.
+        #[arg(long, default_value_t = 64)]
+        payload: usize,
+    },
+}
+
 #[derive(clap::Args)]
 struct ServeArgs {
     /// Configuration file (TOML). Without it, the embedded defaults run on 127.0.0.1.
@@ -70,6 +108,10 @@ struct ServeArgs {
     /// Address the default listeners bind to (only without a config file), e.g. 0.0.0.0.
     #[arg(long, default_value = "127.0.0.1")]
     bind: IpAddr,
+    /// Where sessions and retained messages are kept: `embedded` (the default, `[storage] path`)
+    /// or `memory` (nothing survives a restart). Overrides `[storage] kind`.
+    #[arg(long, value_parser = ["embedded", "memory"])]
+    storage: Option<String>,
 }
 
 fn main() -> ExitCode {
@@ -87,10 +129,12 @@ fn main() -> ExitCode {
         None => serve(ServeArgs {
             config: std::env::var_os("UNIGATE_CONFIG").map(PathBuf::from),
             bind: IpAddr::from([127, 0, 0, 1]),
+            storage: None,
         }),
         Some(Command::Serve(args)) => serve(args),
         Some(Command::CheckConfig { file }) => check_config(&file),
         Some(Command::Passwd { action }) => passwd(action),
+        Some(Command::Store { action }) => store(action),
         Some(Command::Bench(args)) => unigate::bench::run(args),
     };
     match result {
@@ -107,9 +151,15 @@ fn env_vars() -> Vec<(String, String)> {
 }
 
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let config = match &args.config {
+    let mut config = match &args.config {
         Some(path) => Config::load(path, env_vars())?,
         None => Config::parse("", "<defaults>", env_vars())?,
+    };
+    // The server keeps its state on disk unless told otherwise.
+    config.storage.kind = match args.storage.as_deref() {
+        Some("memory") => Some(StorageKind::Memory),
+        Some(_) => Some(StorageKind::Embedded),
+        None => Some(config.storage.kind.unwrap_or(StorageKind::Embedded)),
     };
     let defaults = config.listeners.is_empty();
     let running = server::start(
@@ -173,4 +223,85 @@ fn check_config(file: &std::path::Path) -> anyhow::Result<()> {
         if config.listeners.len() == 1 { "" } else { "s" }
     );
     Ok(())
+}
+
+fn store(action: StoreAction) -> anyhow::Result<()> {
+    use unigate::storage::redb_store::{RedbOptions, RedbStore, FILE_NAME};
+    let open_existing = |dir: &std::path::Path| -> anyhow::Result<RedbStore> {
+        let file = dir.join(FILE_NAME);
+        if !file.exists() {
+            anyhow::bail!("no store at {}", file.display());
+        }
+        RedbStore::open_file(&file, &RedbOptions::default()).map_err(|e| match e {
+            unigate::storage::StoreError::Corrupt { .. } => anyhow::anyhow!(
+                "{e}\nrecovery: move the file aside (`mv {f} {f}.broken`); the server then starts with an empty store",
+                f = file.display()
+            ),
+            unigate::storage::StoreError::Locked { .. } => {
+                anyhow::anyhow!("{e} (stop the server first: the file is locked while it runs)")
+            }
+            other => anyhow::anyhow!("{other}"),
+        })
+    };
+    match action {
+        StoreAction::Inspect { path } => {
+            let mut store = open_existing(&path)?;
+            let clean = store.check_integrity().map_err(|e| anyhow::anyhow!("{e}"))?;
+            let snap = store.verify().map_err(|e| {
+                anyhow::anyhow!(
+                    "{e}\nrecovery: move the file aside (`mv {f} {f}.broken`); the server then starts with an empty store",
+                    f = store.path().display()
+                )
+            })?;
+            let stats = unigate::storage::Store::stats(&mut store).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let offline = snap
+                .sessions
+                .values()
+                .filter(|s| s.record.disconnected_at.is_some())
+                .count();
+            println!("file: {}", store.path().display());
+            println!(
+                "integrity: {}",
+                if clean {
+                    "ok"
+                } else {
+                    "repaired (an unclean shutdown was rolled back to the last commit)"
+                }
+            );
+            println!("sessions: {} ({offline} recorded offline)", stats.sessions);
+            println!("queued deliveries: {}", stats.queued);
+            println!("stored messages: {}", stats.messages);
+            println!("retained messages: {}", stats.retained);
+            println!("incoming QoS 2 awaiting PUBREL: {}", stats.incoming_qos2);
+            println!(
+                "bytes: file {}, live data {}, fragmented {}",
+                stats.file_bytes, stats.stored_bytes, stats.fragmented_bytes
+            );
+            Ok(())
+        }
+        StoreAction::Compact { path } => {
+            let mut store = open_existing(&path)?;
+            let before = std::fs::metadata(store.path()).map(|m| m.len()).unwrap_or(0);
+            store.compact().map_err(|e| anyhow::anyhow!("{e}"))?;
+            let after = std::fs::metadata(store.path()).map(|m| m.len()).unwrap_or(0);
+            println!("compacted {}: {before} -> {after} bytes", store.path().display());
+            Ok(())
+        }
+        StoreAction::Populate {
+            path,
+            retained,
+            sessions,
+            payload,
+        } => {
+            let mut store = RedbStore::open(&path, &RedbOptions::default()).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let started = std::time::Instant::now();
+            unigate::storage::populate(&mut store, retained, sessions, payload).map_err(|e| anyhow::anyhow!("{e}"))?;
+            println!(
+                "added {retained} retained messages and {sessions} sessions to {} in {:.1} s",
+                store.path().display(),
+                started.elapsed().as_secs_f64()
+            );
+            Ok(())
+        }
+    }
 }

@@ -118,12 +118,14 @@ pub fn start(config: Config, host: std::net::IpAddr, opts: StartOptions) -> anyh
     let broker = Arc::new(Broker::new(config.mqtt.clone()));
     broker.set_acl(build_acl(&config)?);
     broker.set_audit(config.auth.audit);
+    // The broker is rebuilt from the store before any listener opens.
+    let restored = open_storage(&config.storage, &broker)?;
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
     let core = broker.clone();
     let thread = std::thread::Builder::new()
         .name("unigate-main".into())
-        .spawn(move || run_system(config, host, core, opts, ready_tx, stop_rx))
+        .spawn(move || run_system(config, host, core, opts, restored, ready_tx, stop_rx))
         .context("cannot start the server thread")?;
     match ready_rx.recv() {
         Ok(Ok(listeners)) => Ok(RunningServer {
@@ -150,6 +152,7 @@ fn run_system(
     host: std::net::IpAddr,
     broker: Arc<Broker>,
     opts: StartOptions,
+    restored: Vec<(Arc<Session>, Detached)>,
     ready: Ready,
     stop: tokio::sync::oneshot::Receiver<()>,
 ) -> anyhow::Result<()> {
@@ -171,6 +174,11 @@ fn run_system(
         };
         let arbiters: Vec<Arbiter> = (0..workers).map(|_| Arbiter::new()).collect();
         let handles: Arc<[ArbiterHandle]> = arbiters.iter().map(|a| a.handle()).collect();
+        // Expiry and will timers of the sessions loaded from the store (generation 0: any
+        // connection resuming a session voids them, as after a normal disconnect).
+        for (session, detached) in restored {
+            schedule_session_timers(&broker, session, 0, detached);
+        }
 
         let mut started = Started::default();
         let lwm2m = match crate::lwm2m::Hub::new(config.lwm2m.clone()) {
@@ -234,6 +242,10 @@ fn run_system(
         }
         for a in &arbiters {
             a.stop();
+        }
+        if let Some(store) = broker.store() {
+            // Commit what the last connections wrote (their records, acknowledgements).
+            store.close();
         }
         actix_rt::System::current().stop();
         Ok::<(), anyhow::Error>(())
@@ -526,6 +538,74 @@ async fn accept_loop(
     }
 }
 
+/// Opens the configured store and rebuilds the broker from it (sessions, subscriptions,
+/// queues, retained messages). Returns the restored sessions' timers. A store that cannot be
+/// read is an error with the way out, never an empty start.
+pub fn open_storage(
+    config: &crate::config::StorageConfig,
+    broker: &Broker,
+) -> anyhow::Result<Vec<(Arc<Session>, Detached)>> {
+    use crate::config::StorageKind;
+    use crate::storage::redb_store::{RedbOptions, RedbStore};
+    use crate::storage::{writer::BatchSettings, Persister, Store, StoreError};
+    if config.kind.unwrap_or(StorageKind::Memory) == StorageKind::Memory {
+        return Ok(Vec::new());
+    }
+    let started = std::time::Instant::now();
+    let explain = |e: StoreError| {
+        let file = config.path.join(crate::storage::redb_store::FILE_NAME);
+        match e {
+            StoreError::Corrupt { .. } => anyhow::anyhow!(
+                "storage: {e}. Nothing was started. Check it with `unigate store inspect --path {dir}`; \
+                 to start with an empty store, move the file aside (`mv {f} {f}.broken`) and start again",
+                dir = config.path.display(),
+                f = file.display()
+            ),
+            StoreError::Locked { .. } => {
+                anyhow::anyhow!("storage: {e}: another unigate (or `unigate store`) is using it")
+            }
+            other => anyhow::anyhow!("storage: {other}"),
+        }
+    };
+    let mut store = RedbStore::open(
+        &config.path,
+        &RedbOptions {
+            fsync: config.fsync,
+            cache_size: config.cache_size,
+        },
+    )
+    .map_err(explain)?;
+    let snap = store.load().map_err(explain)?;
+    let (sessions, retained) = (snap.sessions.len(), snap.retained.len());
+    let file = store.path().to_path_buf();
+    let persister = Persister::start(
+        Box::new(store) as Box<dyn Store>,
+        BatchSettings {
+            window: config.commit_window,
+            max_batch: config.max_batch.max(1),
+        },
+        Some(file.clone()),
+    )
+    .map_err(explain)?;
+    broker.set_store(persister);
+    let timers = broker.restore(snap);
+    if let Some(store) = broker.store() {
+        store.flush().map_err(explain)?;
+    }
+    tracing::info!(
+        path = %file.display(),
+        sessions,
+        retained,
+        fsync = config.fsync,
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "storage: loaded"
+    );
+    if !config.fsync {
+        tracing::warn!("storage: fsync = false: a crash may lose about the last second of acknowledged messages");
+    }
+    Ok(timers)
+}
+
 /// Schedules the session-expiry and will-delay timers a detach asked for.
 pub fn schedule_session_timers(broker: &Arc<Broker>, session: Arc<Session>, generation: u64, d: Detached) {
     if let Some(after) = d.will_after {
@@ -613,6 +693,15 @@ pub fn publish_sys(broker: &Broker) {
             Metrics::read(&m.protocol_errors).to_string(),
         ),
     ];
+    if let Some(store) = broker.store() {
+        stats.extend([
+            ("$SYS/broker/store/bytes", store.file_bytes().to_string()),
+            (
+                "$SYS/broker/store/commits",
+                store.metrics.commits.load(Ordering::Relaxed).to_string(),
+            ),
+        ]);
+    }
     stats.extend([
         ("$SYS/broker/coap/requests", Metrics::read(&m.coap_requests).to_string()),
         (

@@ -57,7 +57,7 @@ fn serve_prints_one_line_per_listener_and_stops_on_sigterm() {
          [[listeners]]\nname = \"two\"\nprotocol = \"mqtt\"\nbind = \"127.0.0.1:0\"\n",
     );
     let mut child = Command::new(BIN)
-        .args(["serve", "--config"])
+        .args(["serve", "--storage", "memory", "--config"])
         .arg(&path)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -100,7 +100,7 @@ fn a_port_in_use_is_one_readable_error() {
         &format!("[[listeners]]\nname = \"m\"\nprotocol = \"mqtt\"\nbind = \"127.0.0.1:{port}\"\n"),
     );
     let out = Command::new(BIN)
-        .args(["serve", "--config"])
+        .args(["serve", "--storage", "memory", "--config"])
         .arg(&path)
         .output()
         .unwrap();
@@ -140,7 +140,7 @@ fn sighup_reloads_the_acl_and_a_bad_file_changes_nothing() {
     let open = "sys_interval = \"0s\"\n[[listeners]]\nname = \"m\"\nprotocol = \"mqtt\"\nbind = \"127.0.0.1:0\"\n";
     let path = write_temp("reload", open);
     let mut child = Command::new(BIN)
-        .args(["serve", "--config"])
+        .args(["serve", "--storage", "memory", "--config"])
         .arg(&path)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())

@@ -125,6 +125,10 @@ pub struct FlowArgs {
     /// Also print deliveries and the worst latency per 100 ms, to place stalls in time.
     #[arg(long)]
     pub timeline: bool,
+    /// Subscribers keep their session (MQTT 5 session expiry 1 h; 3.1.1 clean session 0), so
+    /// that a server with storage stores their QoS 1/2 deliveries.
+    #[arg(long)]
+    pub persistent: bool,
 }
 
 /// `unigate bench fan-in`.

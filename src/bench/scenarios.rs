@@ -40,6 +40,21 @@ fn session(client_id: String) -> SessionSpec {
     }
 }
 
+/// A subscriber's session: persistent with `--persistent`.
+fn sub_session(client_id: String, flow: &FlowArgs, version: ProtocolVersion) -> SessionSpec {
+    if !flow.persistent {
+        return session(client_id);
+    }
+    SessionSpec {
+        client_id,
+        // A fresh client id per run: MQTT 5 can start clean and keep the session by expiry;
+        // 3.1.1 keeps it only without Clean Session.
+        clean_start: version.is_v5(),
+        session_expiry: 3600,
+        keep_alive: KEEP_ALIVE,
+    }
+}
+
 /// The publishers of a flow: `n` of them sharing `--rate` and `--count`, publisher `i` on
 /// `topic(i)`.
 fn publishers(
@@ -99,7 +114,7 @@ pub(crate) fn fan_in(a: FanInArgs) -> anyhow::Result<()> {
         threads: usize::from(a.common.threads),
         publishers: pubs,
         subscribers: vec![SubPlan {
-            session: session(format!("ub-{tag}-sub")),
+            session: sub_session(format!("ub-{tag}-sub"), &a.flow, a.common.mqtt_version),
             filter: format!("bench/{tag}/#"),
             qos,
             drop: None,
@@ -138,7 +153,7 @@ pub(crate) fn fan_out(a: FanOutArgs) -> anyhow::Result<()> {
         publishers: pubs,
         subscribers: (0..a.subscribers)
             .map(|i| SubPlan {
-                session: session(format!("ub-{tag}-sub-{i}")),
+                session: sub_session(format!("ub-{tag}-sub-{i}"), &a.flow, a.common.mqtt_version),
                 filter: topic.clone(),
                 qos,
                 drop: None,
@@ -179,6 +194,7 @@ pub(crate) fn reconnect(a: ReconnectArgs) -> anyhow::Result<()> {
         inflight: a.inflight,
         drain: a.drain,
         timeline: a.timeline,
+        persistent: false,
     };
     let down_after = seconds("down-after", a.down_after)?;
     let down_for = seconds("down-for", a.down_for)?;

@@ -31,8 +31,10 @@ use crate::config::MqttConfig;
 pub use metrics::Metrics;
 pub use session::{
     Backpressure, ClientId, Delivery, Enqueued, KickReason, OutState, QueueLimits, Session, SessionLink, SharedVia,
-    SubOptions,
+    StoredRef, SubOptions,
 };
+
+use crate::storage::{Commit, Op, Persister, QueueEntry, Snapshot, StoredWill, Waiter};
 
 /// Milliseconds since the UNIX epoch (message expiry deadlines are wall-clock, so that they
 /// survive a restart once storage lands).
@@ -128,6 +130,45 @@ pub struct Broker {
     started: std::time::Instant,
     /// What the management API needs from the server (listeners, configuration, reload).
     admin: Admin,
+    /// The store's writer, when storage is on (set once at start-up).
+    store: std::sync::OnceLock<Persister>,
+    /// The next stored message id.
+    next_msg_id: AtomicU64,
+}
+
+/// Store operations collected while routing one message, submitted together
+/// ([`Broker::persist`]).
+#[derive(Debug, Default)]
+pub struct Batch {
+    /// The operations, in order.
+    pub ops: Vec<Op>,
+    /// The message stored in this batch and its id.
+    msg: Option<(u64, Arc<Message>)>,
+    /// Set when a delivery waits for this batch's commit.
+    commit: Option<Arc<Commit>>,
+    /// The message was stored as retained (or a retained message deleted): submitted on its
+    /// own under the retained index's lock, and its publisher must still wait for it.
+    retained: bool,
+}
+
+impl Batch {
+    /// Whether there is nothing to write.
+    pub fn is_empty(&self) -> bool {
+        self.ops.is_empty()
+    }
+
+    /// The stored id of `msg`, storing it first if this batch has not yet.
+    fn msg_id(&mut self, msg: &Arc<Message>, next: &AtomicU64) -> u64 {
+        if let Some((id, m)) = &self.msg {
+            if Arc::ptr_eq(m, msg) {
+                return *id;
+            }
+        }
+        let id = next.fetch_add(1, Ordering::Relaxed);
+        self.ops.push(Op::PutMessage { id, msg: msg.clone() });
+        self.msg = Some((id, msg.clone()));
+        id
+    }
 }
 
 impl std::fmt::Debug for Broker {
@@ -162,7 +203,193 @@ impl Broker {
             shutting_down: AtomicBool::new(false),
             started: std::time::Instant::now(),
             admin: Admin::default(),
+            store: std::sync::OnceLock::new(),
+            next_msg_id: AtomicU64::new(1),
         }
+    }
+
+    // ---------------------------------------------------------------- storage
+
+    /// Connects the store's writer (start-up, before [`Broker::restore`]).
+    pub fn set_store(&self, store: Persister) {
+        let _ = self.store.set(store);
+    }
+
+    /// The store's writer, when storage is on.
+    pub fn store(&self) -> Option<&Persister> {
+        self.store.get()
+    }
+
+    /// Submits what routing collected. With a `waiter`, returns true when it will be told
+    /// ([`SessionLink::stored`]) that the batch is durable; false when there was nothing to
+    /// wait for (no store, or nothing to write).
+    pub fn persist(&self, batch: Batch, waiter: Option<Waiter>) -> bool {
+        let Some(store) = self.store.get() else { return false };
+        // A retained change went to the writer before this batch; with a waiter, even an
+        // empty batch is submitted so that the waiter hears of the commit that covers it.
+        if batch.ops.is_empty() && !(batch.retained && waiter.is_some()) {
+            return false;
+        }
+        let waits = waiter.is_some();
+        store.submit(batch.ops, waiter, batch.commit);
+        waits
+    }
+
+    /// Submits operations that nobody waits for.
+    pub fn persist_ops(&self, ops: Vec<Op>) {
+        if let Some(store) = self.store.get() {
+            if !ops.is_empty() {
+                store.submit(ops, None, None);
+            }
+        }
+    }
+
+    /// Writes a durable session's record. Called with the session locked, so that records and
+    /// the session's deletion reach the writer in the order they happened.
+    fn put_record(&self, session: &Session, st: &session::SessionState) {
+        if st.durable && !st.ended {
+            self.persist_ops(vec![Op::PutSession {
+                serial: session.serial,
+                record: Box::new(st.record(&session.client_id)),
+            }]);
+        }
+    }
+
+    /// Rebuilds sessions, subscriptions, queues and retained messages from the store, before
+    /// the listeners open. Purges expired sessions and messages; publishes the wills that came
+    /// due while the server was down. Returns the timers to schedule (session expiry, will
+    /// delay) per restored session.
+    pub fn restore(&self, snap: Snapshot) -> Vec<(Arc<Session>, Detached)> {
+        let now = now_ms();
+        let mut ops: Vec<Op> = Vec::new();
+        let mut timers = Vec::new();
+        let mut wills_now: Vec<PendingWill> = Vec::new();
+        self.next_msg_id.fetch_max(snap.max_msg_id + 1, Ordering::Relaxed);
+        let max_serial = snap.sessions.keys().copied().max().unwrap_or(0);
+        self.next_serial.fetch_max(max_serial + 1, Ordering::Relaxed);
+        for (topic, msg) in snap.retained {
+            if msg.is_expired(now) {
+                if let Ok(t) = Topic::new(&topic) {
+                    ops.push(Op::DeleteRetained(t));
+                }
+                continue;
+            }
+            if self.retained.write().insert(&msg.topic, msg.clone()).is_none() {
+                Metrics::gauge(&self.metrics.retained, 1);
+            }
+        }
+        for (serial, loaded) in snap.sessions {
+            let rec = loaded.record;
+            let gone_at = rec.disconnected_at.unwrap_or(now);
+            let expires_at = (rec.expiry_interval != u32::MAX)
+                .then(|| gone_at.saturating_add(u64::from(rec.expiry_interval) * 1000));
+            let will_of = |w: &StoredWill| PendingWill {
+                msg: (*w.msg).clone(),
+                delay: w.delay,
+                expiry: w.expiry,
+            };
+            if expires_at.is_some_and(|t| t <= now) {
+                // Expired while the server was down; its will was due at the latest then.
+                if let Some(w) = &rec.will {
+                    wills_now.push(will_of(w));
+                }
+                ops.push(Op::DeleteSession { serial });
+                continue;
+            }
+            let limits = QueueLimits {
+                max_queued: usize::MAX,
+                drop_policy: self.settings.queue_drop,
+                queue_qos0_offline: self.settings.queue_qos0_offline,
+                persist: true,
+            };
+            let session = Arc::new(Session::new(rec.client_id.clone(), serial, rec.expiry_interval, limits));
+            let mut detached = Detached::default();
+            let mut subscriptions: Vec<(TopicFilter, SubOptions)> = Vec::new();
+            for (f, o) in &rec.subscriptions {
+                let Ok(filter) = TopicFilter::new(f) else { continue };
+                let opts = SubOptions {
+                    qos: o.qos,
+                    no_local: o.no_local,
+                    retain_as_published: o.retain_as_published,
+                    sub_id: o.sub_id,
+                };
+                subscriptions.push((filter, opts));
+            }
+            {
+                let mut st = session.lock();
+                if !subscriptions.is_empty() {
+                    st.subscriptions = Some(Box::new(subscriptions.iter().cloned().collect()));
+                }
+                st.durable = true;
+                st.disconnected_at = Some(gone_at);
+                st.incoming_qos2 = loaded.incoming_qos2;
+                for (seq, entry, msg) in loaded.queue {
+                    st.next_seq = st.next_seq.max(seq);
+                    let stored = StoredRef { seq, recovered: true };
+                    match msg {
+                        None => {
+                            st.inflight
+                                .insert_with_id(stored.packet_id(), OutState::Released(Some(seq)));
+                        }
+                        Some(m) if m.is_expired(now) => {
+                            ops.push(Op::Remove { serial, seq });
+                            Metrics::add(&self.metrics.dropped_expired, 1);
+                        }
+                        Some(m) => {
+                            let shared = entry.shared.as_deref().and_then(|f| {
+                                let filter = TopicFilter::new(f).ok()?;
+                                let group = Arc::from(filter.share_group()?);
+                                Some(Arc::new(SharedVia { group, filter }))
+                            });
+                            st.queue.push_back(Delivery {
+                                msg: m,
+                                qos: entry.qos,
+                                retain: entry.retain,
+                                sub_ids: entry.sub_ids,
+                                shared,
+                                stored: Some(stored),
+                                commit: None,
+                            });
+                        }
+                    }
+                }
+                let mut rewrite = rec.disconnected_at.is_none();
+                if let Some(w) = rec.will {
+                    rewrite = true;
+                    // Due when it was scheduled, or (connected at the crash: the connection was
+                    // lost then) its delay after now.
+                    let due = w.due_at.unwrap_or(now.saturating_add(u64::from(w.delay) * 1000));
+                    let due = expires_at.map_or(due, |e| due.min(e));
+                    if due <= now {
+                        wills_now.push(will_of(&w));
+                    } else {
+                        self.pending_wills.insert(serial, (0, will_of(&w)));
+                        detached.will_after = Some(Duration::from_millis(due - now));
+                        st.will_record = Some(Box::new(StoredWill { due_at: Some(due), ..w }));
+                    }
+                }
+                if rewrite {
+                    // Connected at the crash (now counts as the disconnect), or the will changed.
+                    ops.push(Op::PutSession {
+                        serial,
+                        record: Box::new(st.record(&session.client_id)),
+                    });
+                }
+                detached.expire_after = expires_at.map(|t| Duration::from_millis(t - now));
+            }
+            for (filter, opts) in &subscriptions {
+                self.index_subscription(&session, filter, *opts);
+            }
+            if self.sessions.insert(rec.client_id.clone(), session.clone()).is_none() {
+                Metrics::gauge(&self.metrics.sessions, 1);
+            }
+            timers.push((session, detached));
+        }
+        self.persist_ops(ops);
+        for w in wills_now {
+            self.publish_will(w);
+        }
+        timers
     }
 
     /// The configured ACL, if any.
@@ -240,21 +467,59 @@ impl Broker {
         self.publish_from(msg, None).0
     }
 
+    /// [`Broker::publish_from`] for publishers that acknowledge only once the message is
+    /// durable and are not MQTT connections (HTTP, the JSON WebSocket, CoAP CON requests): when
+    /// routing queued it for persistent sessions or stored it as retained, the receiver says
+    /// when that is committed (`false`: the store failed); `None` when there is nothing to wait
+    /// for.
+    pub fn publish_durable(
+        &self,
+        msg: Message,
+        publisher: Option<&Arc<dyn SessionLink>>,
+    ) -> (usize, bool, Option<tokio::sync::oneshot::Receiver<bool>>) {
+        let mut batch = Batch::default();
+        let (routed, congested) = self.route(msg, publisher, &mut batch);
+        if self.store.get().is_none() || (batch.ops.is_empty() && !batch.retained) {
+            self.persist(batch, None);
+            return (routed, congested, None);
+        }
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let signal: Arc<dyn SessionLink> = Arc::new(CommitSignal(parking_lot::Mutex::new(Some(tx))));
+        let waits = self.persist(batch, Some((signal, 1)));
+        (routed, congested, waits.then_some(rx))
+    }
+
     /// [`Broker::publish`] for a publisher that can be paused: the second value is true when a
     /// matching session is congested and `publisher` was registered to be resumed when it
     /// drains (the caller stops reading from that client meanwhile).
     pub fn publish_from(&self, msg: Message, publisher: Option<&Arc<dyn SessionLink>>) -> (usize, bool) {
+        let mut batch = Batch::default();
+        let routed = self.route(msg, publisher, &mut batch);
+        self.persist(batch, None);
+        routed
+    }
+
+    /// [`Broker::publish_from`] that collects the store operations in `batch` instead of
+    /// submitting them: the caller adds its own and submits with a waiter
+    /// ([`Broker::persist`]), to acknowledge once they are durable. Timed for the routing
+    /// latency histogram.
+    pub fn route(&self, msg: Message, publisher: Option<&Arc<dyn SessionLink>>, batch: &mut Batch) -> (usize, bool) {
         let started = std::time::Instant::now();
-        let routed = self.route(msg, publisher);
+        let routed = self.route_untimed(msg, publisher, batch);
         self.metrics.routing_latency.observe(started.elapsed());
         routed
     }
 
-    /// The body of [`Broker::publish_from`], timed by it.
-    fn route(&self, msg: Message, publisher: Option<&Arc<dyn SessionLink>>) -> (usize, bool) {
+    fn route_untimed(
+        &self,
+        msg: Message,
+        publisher: Option<&Arc<dyn SessionLink>>,
+        batch: &mut Batch,
+    ) -> (usize, bool) {
         let msg = Arc::new(msg);
         if msg.retain && self.settings.retain_available {
             self.store_retained(&msg);
+            batch.retained = self.store.get().is_some() && !msg.topic.as_str().starts_with("$SYS/");
         }
         let targets = self.match_targets(&msg, None);
         if targets.is_empty() {
@@ -271,8 +536,10 @@ impl Broker {
                 retain: t.retain,
                 sub_ids: t.sub_ids,
                 shared: t.shared,
+                stored: None,
+                commit: None,
             };
-            congested |= self.offer_from(&t.session, d, publisher);
+            congested |= self.offer_from(&t.session, d, publisher, batch);
         }
         (n, congested)
     }
@@ -285,19 +552,58 @@ impl Broker {
         }
     }
 
-    fn offer(&self, session: &Session, d: Delivery) {
-        self.offer_from(session, d, None);
+    fn offer(&self, session: &Arc<Session>, d: Delivery, batch: &mut Batch) {
+        self.offer_from(session, d, None, batch);
     }
 
-    /// Queues a delivery and counts what was dropped; true when the publisher must pause.
+    /// Queues a delivery and counts what was dropped; true when the publisher must pause. A
+    /// QoS 1/2 delivery to a durable session is added to `batch`.
     fn offer_from(
         &self,
-        session: &Session,
+        session: &Arc<Session>,
         d: Delivery,
         publisher: Option<(&Arc<dyn SessionLink>, Backpressure)>,
+        batch: &mut Batch,
     ) -> bool {
-        let (outcome, congested) = session.enqueue_from(d, publisher);
-        match outcome {
+        let persist = self.store.get().is_some();
+        let entry = (persist && d.qos != QoS::AtMostOnce).then(|| {
+            (
+                d.msg.clone(),
+                QueueEntry {
+                    msg_id: None,
+                    qos: d.qos,
+                    retain: d.retain,
+                    sub_ids: d.sub_ids.clone(),
+                    shared: d.shared.as_ref().map(|s| s.filter.as_str().to_string()),
+                },
+            )
+        });
+        // QoS 2 to a durable session goes out only once stored (see `Commit`); the flag is
+        // shared by the batch, and harmless if the session turns out not to store it.
+        let gated = entry.is_some() && d.qos == QoS::ExactlyOnce;
+        let commit = gated.then(|| batch.commit.get_or_insert_with(Default::default).clone());
+        let offered = session.enqueue_from(d, publisher, persist, commit);
+        if gated && offered.stored.is_some() {
+            if let Some(c) = &batch.commit {
+                c.wake_on_commit(session.clone());
+            }
+        }
+        if let (Some(seq), Some((msg, mut entry))) = (offered.stored, entry) {
+            entry.msg_id = Some(batch.msg_id(&msg, &self.next_msg_id));
+            batch.ops.push(Op::Enqueue {
+                serial: session.serial,
+                seq,
+                entry: Box::new(entry),
+            });
+        }
+        if let Some(seq) = offered.evicted {
+            batch.ops.push(Op::Remove {
+                serial: session.serial,
+                seq,
+            });
+        }
+        let congested = offered.congested;
+        match offered.outcome {
             Enqueued::Queued | Enqueued::Ended => {}
             Enqueued::DroppedOffline => Metrics::add(&self.metrics.dropped_offline_qos0, 1),
             Enqueued::QueuedDroppedOld | Enqueued::Dropped => {
@@ -345,9 +651,18 @@ impl Broker {
         if msg.payload.is_empty() {
             if retained.remove(&msg.topic).is_some() {
                 Metrics::gauge(&self.metrics.retained, -1);
+                // Submitted under the lock: the store sees the changes of one topic in the
+                // order the index did.
+                self.persist_ops(vec![Op::DeleteRetained(msg.topic.clone())]);
             }
-        } else if retained.insert(&msg.topic, msg.clone()).is_none() {
-            Metrics::gauge(&self.metrics.retained, 1);
+        } else {
+            if retained.insert(&msg.topic, msg.clone()).is_none() {
+                Metrics::gauge(&self.metrics.retained, 1);
+            }
+            // `$SYS` statistics are republished at every interval: not worth a disk write.
+            if !msg.topic.as_str().starts_with("$SYS/") {
+                self.persist_ops(vec![Op::SetRetained(msg.clone())]);
+            }
         }
     }
 
@@ -368,9 +683,18 @@ impl Broker {
         let now = now_ms();
         let mut retained = self.retained.write();
         let before = retained.len();
-        retained.retain(|_, m| !m.is_expired(now));
+        let mut gone: Vec<Op> = Vec::new();
+        let durable = self.store.get().is_some();
+        retained.retain(|_, m| {
+            let expired = m.is_expired(now);
+            if expired && durable {
+                gone.push(Op::DeleteRetained(m.topic.clone()));
+            }
+            !expired
+        });
         let removed = before - retained.len();
         Metrics::gauge(&self.metrics.retained, -(removed as i64));
+        self.persist_ops(gone);
     }
 
     // ---------------------------------------------------------------- subscriptions
@@ -382,11 +706,22 @@ impl Broker {
             if st.ended {
                 return false;
             }
-            st.subscriptions
+            let is_new = st
+                .subscriptions
                 .get_or_insert_with(Default::default)
                 .insert(filter.clone(), opts)
-                .is_none()
+                .is_none();
+            // Written before the index sees the subscription, so that a message routed through
+            // it is never stored ahead of it.
+            self.put_record(session, &st);
+            is_new
         };
+        self.index_subscription(session, filter, opts);
+        is_new
+    }
+
+    /// Adds a subscription to the index only (the session already has it).
+    fn index_subscription(&self, session: &Arc<Session>, filter: &TopicFilter, opts: SubOptions) {
         let shared = filter.share_group().map(|group| {
             Arc::new(SharedVia {
                 group: Arc::from(group),
@@ -401,17 +736,18 @@ impl Broker {
         if self.subs.write().insert(filter, session.serial, entry).is_none() {
             Metrics::gauge(&self.metrics.subscriptions, 1);
         }
-        is_new
     }
 
     /// Removes a subscription. Returns whether it existed.
     pub fn unsubscribe(&self, session: &Arc<Session>, filter: &TopicFilter) -> bool {
-        let existed = session
-            .lock()
-            .subscriptions
-            .as_mut()
-            .and_then(|s| s.remove(filter))
-            .is_some();
+        let existed = {
+            let mut st = session.lock();
+            let existed = st.subscriptions.as_mut().and_then(|s| s.remove(filter)).is_some();
+            if existed {
+                self.put_record(session, &st);
+            }
+            existed
+        };
         if self.subs.write().remove(filter, &session.serial).is_some() {
             Metrics::gauge(&self.metrics.subscriptions, -1);
         }
@@ -422,11 +758,12 @@ impl Broker {
     /// `may_read` allows (the ACL's retained-read check).
     pub fn deliver_retained(
         &self,
-        session: &Session,
+        session: &Arc<Session>,
         filter: &TopicFilter,
         opts: SubOptions,
         may_read: impl Fn(&Topic) -> bool,
     ) {
+        let mut batch = Batch::default();
         for msg in self.retained_matching(filter) {
             if !may_read(&msg.topic) {
                 continue;
@@ -440,9 +777,13 @@ impl Broker {
                     retain: true,
                     sub_ids: opts.sub_id.into_iter().collect(),
                     shared: None,
+                    stored: None,
+                    commit: None,
                 },
+                &mut batch,
             );
         }
+        self.persist(batch, None);
     }
 
     // ---------------------------------------------------------------- sessions
@@ -456,6 +797,20 @@ impl Broker {
         expiry_interval: u32,
         link: Arc<dyn SessionLink>,
         limits: QueueLimits,
+    ) -> Attachment {
+        self.attach_with_will(client_id, clean_start, expiry_interval, link, limits, None)
+    }
+
+    /// [`Broker::attach`] recording the connection's will with a durable session (published
+    /// after a crash, as the connection was lost then).
+    pub fn attach_with_will(
+        &self,
+        client_id: ClientId,
+        clean_start: bool,
+        expiry_interval: u32,
+        link: Arc<dyn SessionLink>,
+        limits: QueueLimits,
+        will: Option<&PendingWill>,
     ) -> Attachment {
         let mut ended: Option<Arc<Session>> = None;
         let (session, present) = match self.sessions.entry(client_id.clone()) {
@@ -504,6 +859,18 @@ impl Broker {
             st.drops_in_episode = 0;
             // A new connection is presumed to be taking messages until it proves otherwise.
             st.last_progress = Some(std::time::Instant::now());
+            st.durable = limits.persist && self.store.get().is_some() && (st.durable || expiry_interval > 0);
+            if st.durable {
+                st.will_record = will.map(|w| {
+                    Box::new(StoredWill {
+                        msg: Arc::new(w.msg.clone()),
+                        delay: w.delay,
+                        expiry: w.expiry,
+                        due_at: None,
+                    })
+                });
+                self.put_record(&session, &st);
+            }
             st.generation
         };
         session.set_online(true);
@@ -549,9 +916,11 @@ impl Broker {
             session.set_online(false);
         }
         // Queued messages of a shared subscription go to another member now (MQTT 5 §4.8.2).
+        let mut batch = Batch::default();
         for d in shared {
-            self.reroute_shared(session.serial, d);
+            self.reroute_shared(session.serial, d, &mut batch);
         }
+        self.persist(batch, None);
         let ends_now = owned && expiry == 0;
         if let Some(w) = will {
             let delay = w.delay.min(expiry);
@@ -569,8 +938,25 @@ impl Broker {
         }
         if ends_now {
             self.end_session(session);
-        } else if owned && expiry != u32::MAX {
-            out.expire_after = Some(Duration::from_secs(u64::from(expiry)));
+        } else if owned {
+            if expiry != u32::MAX {
+                out.expire_after = Some(Duration::from_secs(u64::from(expiry)));
+            }
+            let mut st = session.lock();
+            if st.durable && st.generation == generation {
+                let now = now_ms();
+                st.disconnected_at = Some(now);
+                st.will_record = match (out.will_after, self.pending_wills.get(&session.serial)) {
+                    (Some(after), Some(w)) => Some(Box::new(StoredWill {
+                        msg: Arc::new(w.1.msg.clone()),
+                        delay: w.1.delay,
+                        expiry: w.1.expiry,
+                        due_at: Some(now.saturating_add(after.as_millis() as u64)),
+                    })),
+                    _ => None,
+                };
+                self.put_record(session, &st);
+            }
         }
         out
     }
@@ -581,6 +967,12 @@ impl Broker {
             .pending_wills
             .remove_if(&session.serial, |_, (g, _)| *g == generation)
         {
+            {
+                let mut st = session.lock();
+                if st.will_record.take().is_some() {
+                    self.put_record(session, &st);
+                }
+            }
             self.publish_will(msg);
         }
     }
@@ -628,6 +1020,11 @@ impl Broker {
             let mut orphans = st.take_shared();
             orphans.extend(st.inflight.drain_unsent().into_iter().filter(|d| d.shared.is_some()));
             st.queue.clear();
+            if st.durable {
+                // Under the lock, after `ended`: no record of this serial can follow.
+                st.durable = false;
+                self.persist_ops(vec![Op::DeleteSession { serial: session.serial }]);
+            }
             (filters, orphans)
         };
         if !filters.is_empty() {
@@ -638,17 +1035,25 @@ impl Broker {
                 }
             }
         }
+        let mut batch = Batch::default();
         for d in orphans.drain(..) {
-            self.reroute_shared(session.serial, d);
+            self.reroute_shared(session.serial, d, &mut batch);
         }
+        self.persist(batch, None);
         if let Some((_, (_, will))) = self.pending_wills.remove(&session.serial) {
             self.publish_will(will);
         }
     }
 
     /// Offers a shared-subscription delivery to another member of its group.
-    fn reroute_shared(&self, from: u64, d: Delivery) {
+    fn reroute_shared(&self, from: u64, d: Delivery, batch: &mut Batch) {
         let Some(via) = d.shared.clone() else { return };
+        if let Some(r) = d.stored {
+            batch.ops.push(Op::Remove {
+                serial: from,
+                seq: r.seq,
+            });
+        }
         let mut target: Option<(Arc<Session>, QoS, Option<u32>)> = None;
         {
             let subs = self.subs.read();
@@ -675,8 +1080,11 @@ impl Broker {
                 Delivery {
                     qos,
                     sub_ids: sub_id.into_iter().collect(),
+                    stored: None,
+                    commit: None,
                     ..d
                 },
+                batch,
             );
         }
     }
@@ -831,9 +1239,11 @@ impl Broker {
 
     /// Deletes the retained message of one topic. Returns whether there was one.
     pub fn delete_retained(&self, topic: &Topic) -> bool {
-        let removed = self.retained.write().remove(topic).is_some();
+        let mut retained = self.retained.write();
+        let removed = retained.remove(topic).is_some();
         if removed {
             Metrics::gauge(&self.metrics.retained, -1);
+            self.persist_ops(vec![Op::DeleteRetained(topic.clone())]);
         }
         removed
     }
@@ -953,3 +1363,18 @@ fn merge_overlapping(targets: &mut Vec<Target>) {
 
 #[cfg(test)]
 mod tests;
+
+/// Tells one waiting publisher that its message is durable ([`Broker::publish_durable`]).
+struct CommitSignal(parking_lot::Mutex<Option<tokio::sync::oneshot::Sender<bool>>>);
+
+impl SessionLink for CommitSignal {
+    fn wake(&self) {}
+
+    fn kick(&self, _reason: KickReason) {}
+
+    fn stored(&self, _token: u64, ok: bool) {
+        if let Some(tx) = self.0.lock().take() {
+            let _ = tx.send(ok);
+        }
+    }
+}

@@ -46,6 +46,10 @@ pub trait SessionLink: Send + Sync {
     /// A session this connection published to was congested and has drained: read again
     /// (see [`SessionState::waiters`]).
     fn resume(&self) {}
+    /// Operations submitted to the store with ticket `token` (and every lower ticket of this
+    /// connection) are durable (`ok`), or the store failed (`!ok`): send the acknowledgements
+    /// held back for them, or close.
+    fn stored(&self, _token: u64, _ok: bool) {}
 
     /// What the connection can say about itself (management API). `None`: nothing.
     fn describe(&self) -> Option<futures::future::BoxFuture<'static, Option<ClientInfo>>> {
@@ -93,6 +97,30 @@ pub struct Delivery {
     pub sub_ids: SmallVec<[u32; 1]>,
     /// Set when the delivery came through a shared subscription.
     pub shared: Option<Arc<SharedVia>>,
+    /// Set when the delivery is in the store (a QoS 1/2 delivery to a durable session).
+    pub stored: Option<StoredRef>,
+    /// A QoS 2 delivery to a durable session is sent only once this is done (see
+    /// [`crate::storage::Commit`]).
+    pub commit: Option<Arc<crate::storage::Commit>>,
+}
+
+/// Where a delivery is in the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoredRef {
+    /// Its position in the session's stored queue; also fixes its packet id
+    /// ([`StoredRef::packet_id`]) so that a resend after a restart uses the same one.
+    pub seq: u64,
+    /// Loaded from the store at start-up: it may have been sent before the restart (DUP).
+    pub recovered: bool,
+}
+
+impl StoredRef {
+    /// The packet identifier of a stored delivery: a function of its seq, so that the same
+    /// message gets the same id after a restart (MQTT 5 §4.4: a resend keeps its packet id;
+    /// a receiver doing exactly-once by packet id must see the same one).
+    pub fn packet_id(&self) -> u16 {
+        (self.seq % u64::from(u16::MAX)) as u16 + 1
+    }
 }
 
 /// Options of one subscription, as granted.
@@ -113,8 +141,8 @@ pub struct SubOptions {
 pub enum OutState {
     /// PUBLISH sent; awaiting PUBACK (QoS 1) or PUBREC (QoS 2).
     Published(Delivery),
-    /// PUBREL sent; awaiting PUBCOMP.
-    Released,
+    /// PUBREL sent; awaiting PUBCOMP. The stored seq, for a durable session.
+    Released(Option<u64>),
 }
 
 /// The outbound inflight window, in send order. A deque rather than a map: acknowledgements
@@ -159,6 +187,16 @@ impl Inflight {
         Some(self.next_id)
     }
 
+    /// Records `state` under a given free `id` (a stored delivery's). False when the id is in
+    /// use: the caller waits, as for a full window.
+    pub fn insert_with_id(&mut self, id: u16, state: OutState) -> bool {
+        if id == 0 || self.position(id).is_some() {
+            return false;
+        }
+        self.entries.push_back((id, state));
+        true
+    }
+
     /// The state under `id`.
     pub fn state(&self, id: u16) -> Option<&OutState> {
         self.position(id).and_then(|p| self.entries.get(p)).map(|(_, s)| s)
@@ -197,7 +235,7 @@ impl Inflight {
             .into_iter()
             .filter_map(|(_, s)| match s {
                 OutState::Published(d) => Some(d),
-                OutState::Released => None,
+                OutState::Released(_) => None,
             })
             .collect()
     }
@@ -251,6 +289,15 @@ pub struct SessionState {
     pub waiters: Option<Box<Vec<Arc<dyn SessionLink>>>>,
     /// When the attached connection last moved messages out of the queue.
     pub last_progress: Option<std::time::Instant>,
+    /// The session is kept in the store: its QoS 1/2 deliveries, subscriptions and state are
+    /// written there.
+    pub durable: bool,
+    /// The last stored queue position.
+    pub next_seq: u64,
+    /// When the last connection went away (ms since the epoch), for the stored record.
+    pub disconnected_at: Option<u64>,
+    /// The will as stored (boxed: most sessions have none).
+    pub will_record: Option<Box<crate::storage::StoredWill>>,
 }
 
 /// What happened to a delivery offered to a session.
@@ -312,6 +359,10 @@ impl Session {
                 drops_in_episode: 0,
                 waiters: None,
                 last_progress: None,
+                durable: false,
+                next_seq: 0,
+                disconnected_at: None,
+                will_record: None,
             }),
         }
     }
@@ -332,19 +383,39 @@ impl Session {
 
     /// Offers a delivery: queues it under the session's limits and wakes the connection.
     pub fn enqueue(&self, d: Delivery) -> Enqueued {
-        self.enqueue_from(d, None).0
+        self.enqueue_from(d, None, false, None).outcome
     }
 
     /// Like [`Session::enqueue`]; when `publisher` is given and the queue is congested (at least
     /// `bp.threshold` messages while the consumer is still making progress), the publisher is
-    /// registered to be resumed later and the second value is true: it should stop reading.
+    /// registered to be resumed later and `congested` is true: it should stop reading.
+    /// With `persist`, a QoS 1/2 delivery to a durable session gets a stored queue position
+    /// (`stored`): the caller writes it to the store; a stored QoS 2 delivery waits for
+    /// `commit` before it is sent.
     pub fn enqueue_from(
         &self,
-        d: Delivery,
+        mut d: Delivery,
         publisher: Option<(&Arc<dyn SessionLink>, Backpressure)>,
-    ) -> (Enqueued, bool) {
+        persist: bool,
+        commit: Option<Arc<crate::storage::Commit>>,
+    ) -> Offered {
         let mut st = self.state.lock();
-        let outcome = st.push(d);
+        let mut stored = None;
+        if persist && st.durable && d.qos != QoS::AtMostOnce && !st.ended {
+            st.next_seq += 1;
+            let r = StoredRef {
+                seq: st.next_seq,
+                recovered: false,
+            };
+            d.stored = Some(r);
+            d.commit = commit;
+            stored = Some(r.seq);
+        }
+        let (outcome, evicted) = st.push_evicting(d);
+        let evicted = evicted.and_then(|e| e.stored).map(|r| r.seq);
+        if !matches!(outcome, Enqueued::Queued | Enqueued::QueuedDroppedOld) {
+            stored = None;
+        }
         if matches!(outcome, Enqueued::Queued | Enqueued::QueuedDroppedOld) {
             st.wake();
         }
@@ -366,8 +437,26 @@ impl Session {
                 congested = true;
             }
         }
-        (outcome, congested)
+        Offered {
+            outcome,
+            congested,
+            stored,
+            evicted,
+        }
     }
+}
+
+/// What [`Session::enqueue_from`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Offered {
+    /// Queued or not.
+    pub outcome: Enqueued,
+    /// The publisher should pause.
+    pub congested: bool,
+    /// The stored queue position given to the delivery (write it to the store).
+    pub stored: Option<u64>,
+    /// The stored queue position of a delivery dropped to make room (remove it from the store).
+    pub evicted: Option<u64>,
 }
 
 /// When publishers are slowed down for a congested session.
@@ -389,32 +478,41 @@ pub struct QueueLimits {
     pub drop_policy: QueueDropPolicy,
     /// Whether QoS 0 is queued while offline.
     pub queue_qos0_offline: bool,
+    /// Keep the session in the store when it outlives its connection (MQTT sessions; the other
+    /// protocols' sessions live in memory only).
+    pub persist: bool,
 }
 
 impl SessionState {
     /// Queues a delivery per the limits (QoS 0 dropped first when full).
     pub fn push(&mut self, d: Delivery) -> Enqueued {
+        self.push_evicting(d).0
+    }
+
+    /// [`SessionState::push`], also returning the delivery dropped to make room.
+    pub fn push_evicting(&mut self, d: Delivery) -> (Enqueued, Option<Delivery>) {
         if self.ended {
-            return Enqueued::Ended;
+            return (Enqueued::Ended, None);
         }
         if self.attached.is_none() && d.qos == QoS::AtMostOnce && !self.queue_qos0_offline {
-            return Enqueued::DroppedOffline;
+            return (Enqueued::DroppedOffline, None);
         }
         let mut outcome = Enqueued::Queued;
+        let mut evicted = None;
         if self.queue.len() >= self.max_queued {
             if d.qos == QoS::AtMostOnce {
-                return Enqueued::Dropped;
+                return (Enqueued::Dropped, None);
             }
             if self.qos0_queued > 0 {
                 if let Some(pos) = self.queue.iter().position(|q| q.qos == QoS::AtMostOnce) {
-                    self.queue.remove(pos);
+                    evicted = self.queue.remove(pos);
                     self.qos0_queued -= 1;
                 }
             } else {
                 match self.drop_policy {
-                    QueueDropPolicy::Newest => return Enqueued::Dropped,
+                    QueueDropPolicy::Newest => return (Enqueued::Dropped, None),
                     QueueDropPolicy::Oldest => {
-                        self.queue.pop_front();
+                        evicted = self.queue.pop_front();
                     }
                 }
             }
@@ -424,7 +522,43 @@ impl SessionState {
             self.qos0_queued += 1;
         }
         self.queue.push_back(d);
-        outcome
+        (outcome, evicted)
+    }
+
+    /// The session as the store keeps it.
+    pub fn record(&self, client_id: &ClientId) -> crate::storage::SessionRecord {
+        use crate::storage::StoredSubOptions;
+        let mut subscriptions: Vec<(String, StoredSubOptions)> = self
+            .subscriptions
+            .as_ref()
+            .map(|subs| {
+                subs.iter()
+                    .map(|(f, o)| {
+                        (
+                            f.as_str().to_string(),
+                            StoredSubOptions {
+                                qos: o.qos,
+                                no_local: o.no_local,
+                                retain_as_published: o.retain_as_published,
+                                sub_id: o.sub_id,
+                            },
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        subscriptions.sort_by(|a, b| a.0.cmp(&b.0));
+        crate::storage::SessionRecord {
+            client_id: client_id.clone(),
+            expiry_interval: self.expiry_interval,
+            disconnected_at: if self.attached.is_some() {
+                None
+            } else {
+                self.disconnected_at
+            },
+            subscriptions,
+            will: self.will_record.as_deref().cloned(),
+        }
     }
 
     /// Takes the next delivery.
@@ -495,6 +629,8 @@ mod tests {
             retain: false,
             sub_ids: SmallVec::new(),
             shared: None,
+            stored: None,
+            commit: None,
         }
     }
 
@@ -507,6 +643,7 @@ mod tests {
                 max_queued: max,
                 drop_policy: policy,
                 queue_qos0_offline: true,
+                persist: false,
             },
         )
     }
@@ -548,6 +685,7 @@ mod tests {
                 max_queued: 10,
                 drop_policy: QueueDropPolicy::Oldest,
                 queue_qos0_offline: false,
+                persist: false,
             },
         );
         assert_eq!(s.enqueue(delivery(QoS::AtMostOnce, 1)), Enqueued::DroppedOffline);
@@ -557,9 +695,9 @@ mod tests {
     #[test]
     fn inflight_ids_are_unique_and_ordered() {
         let mut w = Inflight::default();
-        let a = w.insert(OutState::Released).unwrap();
-        let b = w.insert(OutState::Released).unwrap();
-        let c = w.insert(OutState::Released).unwrap();
+        let a = w.insert(OutState::Released(None)).unwrap();
+        let b = w.insert(OutState::Released(None)).unwrap();
+        let c = w.insert(OutState::Released(None)).unwrap();
         assert!(a != b && b != c && a != 0);
         w.remove(b);
         let order: Vec<u16> = w.in_order().map(|(id, _)| id).collect();
@@ -572,15 +710,15 @@ mod tests {
     #[test]
     fn inflight_skips_ids_in_use_on_wrap() {
         let mut w = Inflight::default();
-        let first = w.insert(OutState::Released).unwrap();
+        let first = w.insert(OutState::Released(None)).unwrap();
         for _ in 0..65533 {
-            let id = w.insert(OutState::Released).unwrap();
+            let id = w.insert(OutState::Released(None)).unwrap();
             w.remove(id);
         }
         // next_id has wrapped around to just before `first`; the next allocation must skip it.
-        let id = w.insert(OutState::Released).unwrap();
+        let id = w.insert(OutState::Released(None)).unwrap();
         assert_ne!(id, first);
-        let id2 = w.insert(OutState::Released).unwrap();
+        let id2 = w.insert(OutState::Released(None)).unwrap();
         assert_ne!(id2, first);
     }
 }

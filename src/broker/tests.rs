@@ -25,6 +25,7 @@ fn limits() -> QueueLimits {
         max_queued: 100,
         drop_policy: crate::config::QueueDropPolicy::Oldest,
         queue_qos0_offline: false,
+        persist: false,
     }
 }
 

@@ -532,6 +532,7 @@ impl CoapListener {
             max_queued: self.shared.config.max_queued_notifications,
             drop_policy: QueueDropPolicy::Oldest,
             queue_qos0_offline: false,
+            persist: false,
         };
         let a = self.broker.attach(client_id.clone(), true, 0, link.clone(), limits);
         link.generation.store(a.generation, Ordering::Relaxed);
@@ -670,8 +671,32 @@ impl CoapListener {
         );
         Metrics::add(&self.broker.metrics.messages_received[msg.qos as usize], 1);
         Metrics::add(&self.broker.metrics.bytes_received, req.payload.len() as u64);
-        let (_, congested) = self.broker.publish_from(msg, self.publisher.as_ref());
-        self.respond(from, &req.meta, Response::new(ResponseType::Changed), ctx);
+        let (_, congested, commit) = self.broker.publish_durable(msg, self.publisher.as_ref());
+        match commit {
+            // Answered once durable (persistent sessions, retained); the message layer answers a
+            // retransmission meanwhile with an empty ACK.
+            Some(rx) => {
+                let meta = req.meta.clone();
+                ctx.spawn(
+                    async move { rx.await.unwrap_or(false) }
+                        .into_actor(self)
+                        .map(move |ok, act, ctx| {
+                            if ok {
+                                act.respond(from, &meta, Response::new(ResponseType::Changed), ctx);
+                            } else {
+                                act.error(
+                                    from,
+                                    &meta,
+                                    ResponseType::ServiceUnavailable,
+                                    "could not be stored",
+                                    ctx,
+                                );
+                            }
+                        }),
+                );
+            }
+            None => self.respond(from, &req.meta, Response::new(ResponseType::Changed), ctx),
+        }
         if congested && !self.transport.paused {
             self.transport.paused = true;
             ctx.run_later(PAUSE_LIMIT, transport::resume_reading);

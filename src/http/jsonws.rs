@@ -256,7 +256,7 @@ impl JsonWs {
                 }
                 self.send(serde_json::json!({"op": "unsuback", "id": id, "topic": topic}));
             }
-            Op::Publish { request, id } => self.publish(request, id),
+            Op::Publish { request, id } => self.publish(request, id, ctx),
         }
     }
 
@@ -308,7 +308,7 @@ impl JsonWs {
         });
     }
 
-    fn publish(&mut self, request: tr::PublishRequest, id: Option<serde_json::Value>) {
+    fn publish(&mut self, request: tr::PublishRequest, id: Option<serde_json::Value>, ctx: &mut Context<Self>) {
         let broker = &self.shared.broker;
         let origin = Origin {
             protocol: Some(Protocol::Http),
@@ -341,10 +341,26 @@ impl JsonWs {
         }
         let qos = msg.qos;
         Metrics::add(&broker.metrics.messages_received[qos as usize], 1);
-        let routed = broker.publish(msg);
-        if qos != QoS::AtMostOnce {
-            self.send(serde_json::json!({"op": "puback", "id": id, "routed": routed}));
+        if qos == QoS::AtMostOnce {
+            broker.publish(msg);
+            return;
         }
+        // Acknowledged once routed and, for persistent sessions and retained messages, durable.
+        let (routed, _, commit) = broker.publish_durable(msg, None);
+        let Some(rx) = commit else {
+            return self.send(serde_json::json!({"op": "puback", "id": id, "routed": routed}));
+        };
+        ctx.spawn(
+            async move { rx.await.unwrap_or(false) }
+                .into_actor(self)
+                .map(move |ok, act, _| {
+                    if ok {
+                        act.send(serde_json::json!({"op": "puback", "id": id, "routed": routed}));
+                    } else {
+                        act.error(id, "UNAVAILABLE", "the message could not be stored");
+                    }
+                }),
+        );
     }
 
     /// The socket's session, attached on the first subscription.
@@ -357,6 +373,7 @@ impl JsonWs {
             max_queued: self.shared.config.sse_max_queued,
             drop_policy: QueueDropPolicy::Oldest,
             queue_qos0_offline: false,
+            persist: false,
         };
         let a = self.shared.broker.attach(self.client_id.clone(), true, 0, link, limits);
         self.generation = a.generation;

@@ -219,6 +219,9 @@ pub fn render(broker: &Broker) -> String {
         broker.uptime().as_secs() as i64,
     );
     render_connections_queues_latencies(&mut out, broker);
+    if let Some(store) = broker.store() {
+        render_store(&mut out, store);
+    }
     out
 }
 
@@ -355,4 +358,56 @@ fn histogram(out: &mut String, name: &str, labels: &str, h: &HistogramSnapshot) 
     };
     let _ = writeln!(out, "{name}_sum{braces} {}", h.sum_micros as f64 / 1e6);
     let _ = writeln!(out, "{name}_count{braces} {}", h.count());
+}
+
+/// The embedded store's figures (only with `[storage] kind = "embedded"`).
+fn render_store(out: &mut String, store: &crate::storage::Persister) {
+    use crate::storage::writer::COMMIT_BUCKETS;
+    let s = &store.metrics;
+    family(out, "unigate_store_size_bytes", "gauge", "Size of the store file.");
+    let _ = writeln!(out, "unigate_store_size_bytes {}", store.file_bytes());
+    family(
+        out,
+        "unigate_store_commits_total",
+        "counter",
+        "Store commits (one fsync each).",
+    );
+    let _ = writeln!(out, "unigate_store_commits_total {}", s.commits.load(Ordering::Relaxed));
+    family(
+        out,
+        "unigate_store_operations_total",
+        "counter",
+        "Operations committed to the store.",
+    );
+    let _ = writeln!(out, "unigate_store_operations_total {}", s.ops.load(Ordering::Relaxed));
+    family(
+        out,
+        "unigate_store_failures_total",
+        "counter",
+        "Store commits that failed.",
+    );
+    let _ = writeln!(
+        out,
+        "unigate_store_failures_total {}",
+        s.failures.load(Ordering::Relaxed)
+    );
+    family(
+        out,
+        "unigate_store_commit_seconds",
+        "histogram",
+        "Time to apply and commit one batch (group commit).",
+    );
+    let mut cumulative = 0;
+    for (i, le) in COMMIT_BUCKETS.iter().enumerate() {
+        cumulative += s.commit_buckets[i].load(Ordering::Relaxed);
+        let _ = writeln!(out, "unigate_store_commit_seconds_bucket{{le=\"{le}\"}} {cumulative}");
+    }
+    cumulative += s.commit_buckets[COMMIT_BUCKETS.len()].load(Ordering::Relaxed);
+    let _ = writeln!(out, "unigate_store_commit_seconds_bucket{{le=\"+Inf\"}} {cumulative}");
+    let _ = writeln!(
+        out,
+        "unigate_store_commit_seconds_sum {}",
+        s.commit_micros.load(Ordering::Relaxed) as f64 / 1e6
+    );
+    let _ = writeln!(out, "unigate_store_commit_seconds_count {cumulative}");
 }

@@ -47,7 +47,7 @@ fn origin(shared: &HttpShared, who: &Principal, req: &HttpRequest) -> Origin {
 }
 
 /// Checks and routes one message; returns the JSON result.
-fn route(shared: &HttpShared, who: &Principal, msg: Message) -> Result<serde_json::Value, ApiError> {
+fn route(shared: &HttpShared, who: &Principal, msg: Message) -> Result<Routed, ApiError> {
     if shared.broker.is_shutting_down() {
         return Err(ApiError::unavailable("shutting down"));
     }
@@ -77,8 +77,37 @@ fn route(shared: &HttpShared, who: &Principal, msg: Message) -> Result<serde_jso
     Metrics::add(&shared.broker.metrics.messages_received[msg.qos as usize], 1);
     Metrics::add(&shared.broker.metrics.bytes_received, msg.payload.len() as u64);
     let id = format!("{:016x}", rand::random::<u64>());
-    let routed = shared.broker.publish(msg);
-    Ok(serde_json::json!({"id": id, "routed": routed}))
+    // QoS 0 is answered at once; QoS 1/2 once routed and, for persistent sessions and retained
+    // messages, durable.
+    if msg.qos == QoS::AtMostOnce {
+        let routed = shared.broker.publish(msg);
+        return Ok(Routed::Done(serde_json::json!({"id": id, "routed": routed})));
+    }
+    let (routed, _, commit) = shared.broker.publish_durable(msg, None);
+    let answer = serde_json::json!({"id": id, "routed": routed});
+    Ok(match commit {
+        Some(rx) => Routed::Committing(answer, rx),
+        None => Routed::Done(answer),
+    })
+}
+
+/// A routed message's answer, possibly waiting for the store.
+enum Routed {
+    Done(serde_json::Value),
+    Committing(serde_json::Value, tokio::sync::oneshot::Receiver<bool>),
+}
+
+impl Routed {
+    /// The answer once durable; 503 when the store failed.
+    async fn answer(self) -> Result<serde_json::Value, ApiError> {
+        match self {
+            Routed::Done(v) => Ok(v),
+            Routed::Committing(v, rx) => match rx.await {
+                Ok(true) => Ok(v),
+                _ => Err(ApiError::unavailable("the message could not be stored")),
+            },
+        }
+    }
 }
 
 /// `POST /api/v1/publish`.
@@ -91,7 +120,7 @@ pub async fn publish(
     let who = authenticate(&req, &shared, query.clientid.as_deref()).await?;
     let msg = tr::publish_to_message(body.into_inner(), origin(&shared, &who, &req), now_ms())
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
-    Ok(HttpResponse::Ok().json(route(&shared, &who, msg)?))
+    Ok(HttpResponse::Ok().json(route(&shared, &who, msg)?.answer().await?))
 }
 
 /// `POST /api/v1/publish/bulk`: an array of publish requests, answered with an array of
@@ -112,15 +141,23 @@ pub async fn bulk(
         )));
     }
     let now = now_ms();
-    let results: Vec<serde_json::Value> = items
+    // All are routed first, then the answers wait for the store together (one group commit).
+    let routed: Vec<Result<Routed, ApiError>> = items
         .into_iter()
         .map(|item| {
             tr::publish_to_message(item, origin(&shared, &who, &req), now)
                 .map_err(|e| ApiError::bad_request(e.to_string()))
                 .and_then(|msg| route(&shared, &who, msg))
-                .unwrap_or_else(|e| serde_json::json!({"code": e.code, "message": e.message}))
         })
         .collect();
+    let mut results = Vec::with_capacity(routed.len());
+    for r in routed {
+        let answer = match r {
+            Ok(r) => r.answer().await,
+            Err(e) => Err(e),
+        };
+        results.push(answer.unwrap_or_else(|e| serde_json::json!({"code": e.code, "message": e.message})));
+    }
     Ok(HttpResponse::Ok().json(results))
 }
 
@@ -149,7 +186,7 @@ pub async fn raw(
         origin(&shared, &who, &req),
     )
     .map_err(|e| ApiError::bad_request(e.to_string()))?;
-    Ok(HttpResponse::Ok().json(route(&shared, &who, msg)?))
+    Ok(HttpResponse::Ok().json(route(&shared, &who, msg)?.answer().await?))
 }
 
 /// Reads a whole request body, refusing more than `limit` bytes with 413.

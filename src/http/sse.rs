@@ -175,6 +175,7 @@ pub async fn get(
         max_queued: shared.config.sse_max_queued,
         drop_policy: QueueDropPolicy::Oldest,
         queue_qos0_offline: true,
+        persist: false,
     };
     let expiry = if resumable {
         u32::try_from(shared.config.sse_resume_window.as_secs()).unwrap_or(u32::MAX)

@@ -377,6 +377,24 @@ struct KickWs(KickReason);
 #[rtype(result = "()")]
 struct ResumeWs;
 
+/// The store committed up to a ticket (see `crate::mqtt::connection::Stored`).
+#[derive(Message)]
+#[rtype(result = "()")]
+struct StoredWs(u64, bool);
+
+impl Handler<StoredWs> for WsConnection {
+    type Result = ();
+    fn handle(&mut self, m: StoredWs, ctx: &mut Context<Self>) {
+        if self.closing.is_some() {
+            return;
+        }
+        match self.conn.handle_stored(m.0, m.1) {
+            Ok(()) => self.flush(),
+            Err(close) => self.close(close, ctx),
+        }
+    }
+}
+
 #[derive(Message)]
 #[rtype(result = "Option<crate::broker::session::ClientInfo>")]
 struct DescribeWs;
@@ -434,6 +452,9 @@ impl SessionLink for WsLink {
     }
     fn resume(&self) {
         self.0.do_send(ResumeWs);
+    }
+    fn stored(&self, ticket: u64, ok: bool) {
+        self.0.do_send(StoredWs(ticket, ok));
     }
     fn describe(&self) -> Option<futures::future::BoxFuture<'static, Option<crate::broker::session::ClientInfo>>> {
         let addr = self.0.clone();

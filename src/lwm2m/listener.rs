@@ -986,6 +986,8 @@ impl Lwm2mListener {
             max_queued: 100_000,
             drop_policy: QueueDropPolicy::Oldest,
             queue_qos0_offline: false,
+            // Commands are for devices that are registered now; the session ends with the server.
+            persist: false,
         };
         let a = self.broker.attach(client_id, true, 0, link.clone(), limits);
         link.generation.store(a.generation, Ordering::Relaxed);

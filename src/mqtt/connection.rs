@@ -47,6 +47,16 @@ pub struct Kick(pub KickReason);
 #[rtype(result = "()")]
 pub struct Resume;
 
+/// The store committed this connection's operations up to a ticket (or failed).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Stored {
+    /// The highest ticket now durable.
+    pub ticket: u64,
+    /// False: the store failed.
+    pub ok: bool,
+}
+
 /// A paused publisher is resumed after this long even if nobody said so (a safety net: the
 /// subscriber may have gone away between our pause and its drain).
 const PAUSE_LIMIT: Duration = Duration::from_secs(1);
@@ -62,6 +72,10 @@ impl SessionLink for Link {
     }
     fn resume(&self) {
         self.0.do_send(Resume);
+    }
+    fn stored(&self, ticket: u64, ok: bool) {
+        // At most one per connection per commit (the writer sends only the highest ticket).
+        self.0.do_send(Stored { ticket, ok });
     }
     fn describe(&self) -> Option<futures::future::BoxFuture<'static, Option<crate::broker::session::ClientInfo>>> {
         let addr = self.0.clone();
@@ -425,6 +439,19 @@ impl Connection {
             self.drain(ctx);
         }
         self.arm_read(ctx);
+    }
+}
+
+impl Handler<Stored> for Connection {
+    type Result = ();
+    fn handle(&mut self, m: Stored, ctx: &mut Context<Self>) {
+        if self.closing.is_some() {
+            return;
+        }
+        match self.conn.handle_stored(m.ticket, m.ok) {
+            Ok(()) => self.flush(ctx),
+            Err(close) => self.close(close, ctx),
+        }
     }
 }
 

@@ -26,10 +26,11 @@ use unigate_pubsub::{Message, Origin, Protocol, QoS, TopicFilter};
 use unigate_translators::{mqtt as tr, TranslateError};
 
 use crate::broker::{
-    now_ms, Broker, ClientId, Delivery, Detached, FilterRefusal, KickReason, Metrics, OutState, PendingWill,
+    now_ms, Batch, Broker, ClientId, Delivery, Detached, FilterRefusal, KickReason, Metrics, OutState, PendingWill,
     QueueLimits, Session, SessionLink, SubOptions,
 };
 use crate::config::Limits;
+use crate::storage::Op;
 
 /// Output above this many bytes stops draining deliveries until the socket catches up.
 pub const HIGH_WATER: usize = 64 * 1024;
@@ -144,6 +145,12 @@ pub struct MqttConn {
     peer_certs: Vec<Vec<u8>>,
     /// A publish hit a congested subscriber (see [`MqttConn::take_congested`]).
     congested: bool,
+    /// Acknowledgements held back until the store has committed what they acknowledge, with
+    /// the ticket they wait for (see [`MqttConn::handle_stored`]). Later acknowledgements queue
+    /// behind them: PUBACKs go out in PUBLISH order (MQTT 5 §4.6).
+    held: std::collections::VecDeque<(u64, Packet)>,
+    /// The last ticket submitted to the store.
+    ticket: u64,
     last_packet: Instant,
     closed: Option<Close>,
 }
@@ -162,6 +169,8 @@ impl MqttConn {
             pending: None,
             peer_certs: Vec::new(),
             congested: false,
+            held: std::collections::VecDeque::new(),
+            ticket: 0,
             last_packet: now,
             closed: None,
         }
@@ -672,7 +681,7 @@ impl MqttConn {
             return self.refuse(v, ReasonCode::SERVER_UNAVAILABLE, "connection not ready");
         };
         let limits = &self.listener.limits;
-        let att = self.broker.attach(
+        let att = self.broker.attach_with_will(
             client_id.clone(),
             c.clean_start,
             expiry,
@@ -681,7 +690,9 @@ impl MqttConn {
                 max_queued: limits.max_queued_messages,
                 drop_policy: settings.queue_drop,
                 queue_qos0_offline: settings.queue_qos0_offline,
+                persist: true,
             },
+            will.as_deref(),
         );
 
         let keep_alive = settings.server_keep_alive.unwrap_or(c.keep_alive);
@@ -773,7 +784,7 @@ impl MqttConn {
                 OutState::Published(d) => {
                     self.write_publish(Some(id), &d, true, now);
                 }
-                OutState::Released => {
+                OutState::Released(_) => {
                     if let Some(pid) = PacketId::new(id) {
                         self.write_current(&Packet::PubRel(pub_resp(pid, ReasonCode::SUCCESS)));
                     }
@@ -874,16 +885,20 @@ impl MqttConn {
                 self.route(msg);
             }
             (mqtt::QoS::AtLeastOnce, Some(pid)) => {
-                let n = self.route(msg);
+                let mut batch = Batch::default();
+                let n = self.route_into(msg, &mut batch);
                 let code = if n == 0 && v5 {
                     ReasonCode::NO_MATCHING_SUBSCRIBERS
                 } else {
                     ReasonCode::SUCCESS
                 };
-                self.write_current(&Packet::PubAck(pub_resp(pid, code)));
+                // Acknowledged once durably queued for every durable session it went to.
+                let ticket = self.submit(batch);
+                self.reply(ticket, Packet::PubAck(pub_resp(pid, code)));
             }
             (mqtt::QoS::ExactlyOnce, Some(pid)) => {
                 let max_in = usize::from(self.listener.limits.max_incoming_inflight);
+                let mut batch = Batch::default();
                 let fresh = {
                     let Some(c) = self.conn.as_ref() else {
                         return Ok(());
@@ -899,12 +914,20 @@ impl MqttConn {
                         ));
                     } else {
                         st.incoming_qos2.push(pid.get());
+                        if st.durable {
+                            // Stored with the deliveries, atomically: after a crash a resend of
+                            // this id is still recognised and not routed twice.
+                            batch.ops.push(Op::PutIncomingQos2 {
+                                serial: c.session.serial,
+                                packet_id: pid.get(),
+                            });
+                        }
                         true
                     }
                 };
                 // A retransmitted QoS 2 PUBLISH (same id before PUBREL) is not routed twice.
                 let code = if fresh {
-                    let n = self.route(msg);
+                    let n = self.route_into(msg, &mut batch);
                     if n == 0 && v5 {
                         ReasonCode::NO_MATCHING_SUBSCRIBERS
                     } else {
@@ -913,7 +936,8 @@ impl MqttConn {
                 } else {
                     ReasonCode::SUCCESS
                 };
-                self.write_current(&Packet::PubRec(pub_resp(pid, code)));
+                let ticket = self.submit(batch);
+                self.reply(ticket, Packet::PubRec(pub_resp(pid, code)));
             }
             (_, None) => {
                 return Err(self.violation(ReasonCode::MALFORMED_PACKET, "[MQTT-2.2.1-2] QoS > 0 without packet id"))
@@ -927,6 +951,61 @@ impl MqttConn {
         let (n, congested) = self.broker.publish_from(msg, self.link.as_ref());
         self.congested |= congested;
         n
+    }
+
+    /// [`MqttConn::route`], collecting the store operations in `batch` (see
+    /// [`MqttConn::submit`]).
+    fn route_into(&mut self, msg: Message, batch: &mut Batch) -> usize {
+        let (n, congested) = self.broker.route(msg, self.link.as_ref(), batch);
+        self.congested |= congested;
+        n
+    }
+
+    /// Submits `batch` to the store; returns the ticket an acknowledgement must wait for, or
+    /// `None` when there is nothing to wait for.
+    fn submit(&mut self, batch: Batch) -> Option<u64> {
+        if batch.is_empty() {
+            return None;
+        }
+        let Some(link) = self.link.clone() else {
+            self.broker.persist(batch, None);
+            return None;
+        };
+        let ticket = self.ticket + 1;
+        if self.broker.persist(batch, Some((link, ticket))) {
+            self.ticket = ticket;
+            Some(ticket)
+        } else {
+            None
+        }
+    }
+
+    /// Writes an acknowledgement now, or holds it until `ticket` is durable (or until the
+    /// acknowledgements held before it go, to keep their order).
+    fn reply(&mut self, ticket: Option<u64>, packet: Packet) {
+        match ticket {
+            Some(t) => self.held.push_back((t, packet)),
+            None if !self.held.is_empty() => self.held.push_back((self.ticket, packet)),
+            None => self.write_current(&packet),
+        }
+    }
+
+    /// The store committed everything up to `ticket` (`ok`), or failed: writes the
+    /// acknowledgements that waited for it, or closes the connection (unspecified error, MQTT 5
+    /// 0x80) so that the client sends its unacknowledged messages again later.
+    pub fn handle_stored(&mut self, ticket: u64, ok: bool) -> Result<(), Close> {
+        if !ok {
+            self.held.clear();
+            tracing::warn!(client_id = self.client_id().unwrap_or("-"), "closing: the store failed");
+            self.send_disconnect(ReasonCode::UNSPECIFIED_ERROR, Some("storage failure".into()));
+            return Err(self.fail(Close::Violation(ReasonCode::UNSPECIFIED_ERROR)));
+        }
+        while self.held.front().is_some_and(|(t, _)| *t <= ticket) {
+            if let Some((_, packet)) = self.held.pop_front() {
+                self.write_current(&packet);
+            }
+        }
+        Ok(())
     }
 
     /// Whether a publish since the last call hit a congested subscriber (back-pressure: stop
@@ -1001,8 +1080,15 @@ impl MqttConn {
                 _ => None,
             }
         };
-        if removed.is_none() {
-            tracing::debug!(client_id = %c.client_id, id = r.packet_id.get(), "PUBACK for unknown packet id");
+        match removed {
+            None => tracing::debug!(client_id = %c.client_id, id = r.packet_id.get(), "PUBACK for unknown packet id"),
+            Some(OutState::Published(Delivery { stored: Some(s), .. })) => {
+                self.broker.persist_ops(vec![Op::Remove {
+                    serial: c.session.serial,
+                    seq: s.seq,
+                }]);
+            }
+            Some(_) => {}
         }
         self.drain();
     }
@@ -1010,25 +1096,36 @@ impl MqttConn {
     fn on_pubrec(&mut self, r: PubResp) {
         let Some(c) = self.conn.as_ref() else { return };
         let id = r.packet_id.get();
+        let mut ops = Vec::new();
+        let serial = c.session.serial;
         let known = {
             let mut st = c.session.lock();
             match st.inflight.state(id) {
                 Some(OutState::Published(d)) if d.qos == QoS::ExactlyOnce => {
+                    let seq = d.stored.map(|s| s.seq);
                     if r.reason_code.is_error() {
                         // The receiver refused it: the flow ends here (MQTT 5 §4.3.3).
                         st.inflight.remove(id);
+                        ops.extend(seq.map(|seq| Op::Remove { serial, seq }));
                         None
                     } else {
-                        st.inflight.set(id, OutState::Released);
+                        st.inflight.set(id, OutState::Released(seq));
+                        // The message is the receiver's now: only the packet id stays stored.
+                        ops.extend(seq.map(|seq| Op::Release { serial, seq }));
                         Some(true)
                     }
                 }
-                Some(OutState::Released) => Some(true),
+                Some(OutState::Released(_)) => Some(true),
                 _ => Some(false),
             }
         };
+        // PUBREL only once the release is durable: after a PUBREL we must never send the
+        // PUBLISH again (the receiver has forgotten its id and would deliver it twice).
+        let mut batch = Batch::default();
+        batch.ops = ops;
+        let ticket = self.submit(batch);
         match known {
-            Some(true) => self.write_current(&Packet::PubRel(pub_resp(r.packet_id, ReasonCode::SUCCESS))),
+            Some(true) => self.reply(ticket, Packet::PubRel(pub_resp(r.packet_id, ReasonCode::SUCCESS))),
             Some(false) => self.write_current(&Packet::PubRel(pub_resp(
                 r.packet_id,
                 ReasonCode::PACKET_IDENTIFIER_NOT_FOUND,
@@ -1041,22 +1138,40 @@ impl MqttConn {
 
     fn on_pubcomp(&mut self, r: PubResp) {
         let Some(c) = self.conn.as_ref() else { return };
-        {
+        let done = {
             let mut st = c.session.lock();
-            if matches!(st.inflight.state(r.packet_id.get()), Some(OutState::Released)) {
-                st.inflight.remove(r.packet_id.get());
+            match st.inflight.state(r.packet_id.get()) {
+                Some(OutState::Released(seq)) => {
+                    let seq = *seq;
+                    st.inflight.remove(r.packet_id.get());
+                    seq
+                }
+                _ => None,
             }
+        };
+        if let Some(seq) = done {
+            self.broker.persist_ops(vec![Op::Remove {
+                serial: c.session.serial,
+                seq,
+            }]);
         }
         self.drain();
     }
 
     fn on_pubrel(&mut self, r: PubResp) {
         let Some(c) = self.conn.as_ref() else { return };
+        let mut batch = Batch::default();
         let known = {
             let mut st = c.session.lock();
             match st.incoming_qos2.iter().position(|id| *id == r.packet_id.get()) {
                 Some(p) => {
                     st.incoming_qos2.swap_remove(p);
+                    if st.durable {
+                        batch.ops.push(Op::DeleteIncomingQos2 {
+                            serial: c.session.serial,
+                            packet_id: r.packet_id.get(),
+                        });
+                    }
                     true
                 }
                 None => false,
@@ -1067,7 +1182,10 @@ impl MqttConn {
         } else {
             ReasonCode::PACKET_IDENTIFIER_NOT_FOUND
         };
-        self.write_current(&Packet::PubComp(pub_resp(r.packet_id, code)));
+        // PUBCOMP waits until the id is forgotten on disk too: the client may reuse it right
+        // after, and a stale stored id would make us drop that new message as a resend.
+        let ticket = self.submit(batch);
+        self.reply(ticket, Packet::PubComp(pub_resp(r.packet_id, code)));
     }
 
     // ------------------------------------------------------------------ SUBSCRIBE
@@ -1257,6 +1375,7 @@ impl MqttConn {
         let now = now_ms();
         let window = c.inflight_window;
         let mut batch: Vec<(Option<u16>, Delivery)> = Vec::new();
+        let mut expired: Vec<Op> = Vec::new();
         let resume;
         let more = {
             let mut st = c.session.lock();
@@ -1268,16 +1387,35 @@ impl MqttConn {
             while batch.len() < DRAIN_BATCH {
                 let Some(front) = st.queue.front() else { break };
                 if front.msg.is_expired(now) {
-                    st.pop();
+                    if let Some(Delivery { stored: Some(s), .. }) = st.pop() {
+                        expired.push(Op::Remove {
+                            serial: c.session.serial,
+                            seq: s.seq,
+                        });
+                    }
                     Metrics::add(&self.broker.metrics.dropped_expired, 1);
                     continue;
                 }
                 if front.qos != QoS::AtMostOnce && st.inflight.len() >= window {
                     break;
                 }
+                if front.commit.as_ref().is_some_and(|c| !c.is_done()) {
+                    // Not durable yet: the commit wakes us.
+                    break;
+                }
                 let Some(d) = st.pop() else { break };
                 let id = if d.qos == QoS::AtMostOnce {
                     None
+                } else if let Some(stored) = d.stored {
+                    // A stored delivery's packet id is fixed by its seq; if an old message
+                    // still holds that id, wait as for a full window.
+                    let id = stored.packet_id();
+                    if st.inflight.insert_with_id(id, OutState::Published(d.clone())) {
+                        Some(id)
+                    } else {
+                        st.unpop(d);
+                        break;
+                    }
                 } else {
                     match st.inflight.insert(OutState::Published(d.clone())) {
                         Some(id) => Some(id),
@@ -1302,6 +1440,7 @@ impl MqttConn {
         for w in resume {
             w.resume();
         }
+        self.broker.persist_ops(expired);
         let mut dropped = false;
         for (id, d) in &batch {
             dropped |= !self.write_publish(*id, d, false, now);
@@ -1315,7 +1454,8 @@ impl MqttConn {
     fn write_publish(&mut self, id: Option<u16>, d: &Delivery, dup: bool, now: u64) -> bool {
         let Some(c) = self.conn.as_mut() else { return true };
         let mut p = tr::message_to_publish(&d.msg, d.qos, d.retain, now);
-        p.dup = dup;
+        // A delivery loaded from the store may have been sent before the restart.
+        p.dup = dup || d.stored.is_some_and(|s| s.recovered);
         p.packet_id = id.and_then(PacketId::new);
         if c.version.is_v5() {
             p.properties.subscription_identifiers = d.sub_ids.to_vec();
@@ -1341,6 +1481,12 @@ impl MqttConn {
             Metrics::add(&self.broker.metrics.dropped_too_large, 1);
             if let Some(id) = id {
                 c.session.lock().inflight.remove(id);
+                if let Some(s) = d.stored {
+                    self.broker.persist_ops(vec![Op::Remove {
+                        serial: c.session.serial,
+                        seq: s.seq,
+                    }]);
+                }
             }
             return false;
         }
