@@ -152,9 +152,10 @@ pub struct Batch {
 }
 
 impl Batch {
-    /// Whether there is nothing to write.
+    /// Whether there is nothing to write or wait for (a retained change was submitted on its
+    /// own; its publisher still waits for the commit that covers it).
     pub fn is_empty(&self) -> bool {
-        self.ops.is_empty()
+        self.ops.is_empty() && !self.retained
     }
 
     /// The stored id of `msg`, storing it first if this batch has not yet.
