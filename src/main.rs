@@ -36,7 +36,7 @@ enum Command {
     },
     /// Load tool: drive an MQTT server, or a CoAP gateway, with many clients and report
     /// throughput and latency.
-    Bench(unigate::bench::BenchArgs),
+    Bench(Box<unigate::bench::BenchArgs>),
 }
 
 #[derive(Subcommand)]
@@ -91,7 +91,7 @@ fn main() -> ExitCode {
         Some(Command::Serve(args)) => serve(args),
         Some(Command::CheckConfig { file }) => check_config(&file),
         Some(Command::Passwd { action }) => passwd(action),
-        Some(Command::Bench(args)) => unigate::bench::run(args),
+        Some(Command::Bench(args)) => unigate::bench::run(*args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

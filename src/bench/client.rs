@@ -1,22 +1,44 @@
-//! A small MQTT client for the load tool: one TCP socket, the `unigate_mqtt` codec, and two
-//! buffers. It is not a general client: each scenario drives it through its own loop.
+//! A small MQTT client for the load tool: one TCP socket (optionally under TLS), the
+//! `unigate_mqtt` codec, and two buffers. It is not a general client: each scenario drives it
+//! through its own loop.
 //!
 //! I/O is readiness-based (`readable()` / `try_read_buf`, `writable()` / `try_write`) on the
 //! whole `TcpStream`, so one task can wait for "readable, or writable while output is pending,
 //! or a timer" in a single `select!` without splitting the socket. Packets are encoded into
 //! `wbuf` and written in batches; reads go into `rbuf` and every whole packet in it is decoded
-//! before the next read.
+//! before the next read. With TLS ([`super::tls_client`]) the same calls go through a sans-IO
+//! rustls session, so the scenarios' loops do not change.
 
 use std::io;
 use std::net::SocketAddr;
 
 use anyhow::{bail, Context};
 use bytes::{Buf, BytesMut};
+use rustls::ClientConnection;
 use tokio::net::TcpStream;
 use unigate_mqtt::{
     decode, encode, Connect, ConnectProperties, Disconnect, Packet, PacketId, ProtocolVersion, QoS, ReasonCode,
     Subscribe, SubscriptionOptions, MAX_PACKET_SIZE,
 };
+
+use super::tls_client::{self, ClientTls};
+
+/// Where the clients connect: the server's address, and the TLS settings with `--tls`.
+#[derive(Debug, Clone)]
+pub(crate) struct Endpoint {
+    /// The server's address.
+    pub addr: SocketAddr,
+    /// TLS settings shared by every connection; `None` for plain TCP.
+    pub tls: Option<ClientTls>,
+}
+
+impl Endpoint {
+    /// Plain TCP to `addr`.
+    #[cfg(test)]
+    pub(crate) fn plain(addr: SocketAddr) -> Endpoint {
+        Endpoint { addr, tls: None }
+    }
+}
 
 /// Read size of a busy connection.
 pub(crate) const BUSY_READ: usize = 64 * 1024;
@@ -50,8 +72,12 @@ pub(crate) enum Fill {
 
 /// One connected client.
 pub(crate) struct Conn {
-    /// The socket; shared by reads and writes through `&self` methods.
+    /// The socket; shared by reads and writes through `&self` methods. Wait on its readiness,
+    /// then call [`Conn::try_fill`] / [`Conn::try_flush`]: under TLS the bytes on it are
+    /// ciphertext.
     pub stream: TcpStream,
+    /// The TLS session, boxed so that a plain connection stays small.
+    tls: Option<Box<ClientConnection>>,
     /// The version CONNECT asked for.
     pub version: ProtocolVersion,
     /// Received bytes not yet decoded.
@@ -66,30 +92,34 @@ pub(crate) struct Conn {
 }
 
 impl Conn {
-    /// Connects, sends CONNECT and waits for a successful CONNACK.
+    /// Connects (and makes the TLS handshake), sends CONNECT and waits for a successful
+    /// CONNACK.
     pub(crate) async fn connect(
-        addr: SocketAddr,
+        server: &Endpoint,
         version: ProtocolVersion,
         spec: &SessionSpec,
         read_size: usize,
     ) -> anyhow::Result<Conn> {
-        Self::connect_as(addr, version, spec, read_size, None).await
+        Self::connect_as(server, version, spec, read_size, None).await
     }
 
-    /// [`Conn::connect`] with a user name and password (a password file entry, or a JWT).
+    /// [`Conn::connect`] with a user name and password (a password-file entry, a JWT, or an
+    /// OAuth2 access token).
     pub(crate) async fn connect_as(
-        addr: SocketAddr,
+        server: &Endpoint,
         version: ProtocolVersion,
         spec: &SessionSpec,
         read_size: usize,
         credentials: Option<&(Option<String>, Option<bytes::Bytes>)>,
     ) -> anyhow::Result<Conn> {
+        let addr = server.addr;
         let stream = TcpStream::connect(addr)
             .await
             .with_context(|| format!("connecting to {addr}"))?;
         stream.set_nodelay(true)?;
         let mut conn = Conn {
             stream,
+            tls: server.tls.as_ref().map(ClientTls::session).transpose()?,
             version,
             rbuf: BytesMut::new(),
             wbuf: BytesMut::new(),
@@ -110,6 +140,11 @@ impl Conn {
             password: credentials.and_then(|c| c.1.clone()),
             ..Connect::default()
         };
+        if conn.tls.is_some() {
+            conn.handshake()
+                .await
+                .with_context(|| format!("{}: TLS handshake with {addr}", spec.client_id))?;
+        }
         conn.queue(&Packet::Connect(Box::new(connect)))?;
         conn.flush().await?;
         match conn.recv().await? {
@@ -125,6 +160,27 @@ impl Conn {
             ),
             other => bail!("{}: expected CONNACK, got {}", spec.client_id, other.kind()),
         }
+    }
+
+    /// Drives the TLS handshake to its end.
+    async fn handshake(&mut self) -> anyhow::Result<()> {
+        while self.tls.as_ref().is_some_and(|t| t.is_handshaking()) {
+            self.flush().await?;
+            if !self.tls.as_ref().is_some_and(|t| t.is_handshaking()) {
+                break;
+            }
+            self.stream.readable().await?;
+            if self.try_fill()? == Fill::Eof {
+                bail!("the server closed the connection during the handshake");
+            }
+        }
+        // The client's Finished (and its certificate, with TLS 1.2) may still be queued.
+        Ok(self.flush().await?)
+    }
+
+    /// Whether output waits to be written: encoded packets, or ciphertext rustls holds.
+    pub(crate) fn pending_out(&self) -> bool {
+        !self.wbuf.is_empty() || self.tls.as_ref().is_some_and(|t| t.wants_write())
     }
 
     /// Subscribes to one filter and waits for the SUBACK.
@@ -181,7 +237,7 @@ impl Conn {
 
     /// Writes the whole output buffer.
     pub(crate) async fn flush(&mut self) -> io::Result<()> {
-        while !self.wbuf.is_empty() {
+        while self.pending_out() {
             self.stream.writable().await?;
             self.try_flush()?;
         }
@@ -190,6 +246,9 @@ impl Conn {
 
     /// Writes what the socket takes now, without waiting.
     pub(crate) fn try_flush(&mut self) -> io::Result<()> {
+        if let Some(tls) = &mut self.tls {
+            return tls_client::flush(tls, &self.stream, &mut self.wbuf);
+        }
         while !self.wbuf.is_empty() {
             match self.stream.try_write(&self.wbuf) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
@@ -203,6 +262,9 @@ impl Conn {
 
     /// Reads what the socket has now, without waiting.
     pub(crate) fn try_fill(&mut self) -> io::Result<Fill> {
+        if let Some(tls) = &mut self.tls {
+            return tls_client::fill(tls, &self.stream, &mut self.rbuf);
+        }
         if self.rbuf.capacity() - self.rbuf.len() < self.read_size / 4 {
             self.rbuf.reserve(self.read_size);
         }

@@ -8,7 +8,6 @@
 //! have arrived, or nothing new arrives for a quiet period, or the drain time is up; then it
 //! stops the subscribers and collects everyone's counts.
 
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
@@ -17,7 +16,7 @@ use anyhow::bail;
 use tokio::sync::watch;
 use unigate_mqtt::{ProtocolVersion, QoS};
 
-use super::client::{Conn, SessionSpec, BUSY_READ};
+use super::client::{Conn, Endpoint, SessionSpec, BUSY_READ};
 use super::clock;
 use super::publisher::{self, PubOutcome, PubPlan};
 use super::runtime;
@@ -55,7 +54,7 @@ pub(crate) struct SubPlan {
 #[derive(Debug, Clone)]
 pub(crate) struct LoadPlan {
     /// The server.
-    pub addr: SocketAddr,
+    pub server: Endpoint,
     /// The MQTT version of every client.
     pub version: ProtocolVersion,
     /// Bench threads.
@@ -146,7 +145,7 @@ enum Event {
 /// What every client task shares with the coordinator.
 #[derive(Clone)]
 struct Ctl {
-    addr: SocketAddr,
+    server: Endpoint,
     version: ProtocolVersion,
     publishers: usize,
     events: mpsc::Sender<Event>,
@@ -179,7 +178,7 @@ pub(crate) fn run(plan: LoadPlan) -> anyhow::Result<Summary> {
     let (stop_tx, stop_rx) = watch::channel(false);
     let progress = Arc::new(AtomicU64::new(0));
     let ctl = Ctl {
-        addr: plan.addr,
+        server: plan.server.clone(),
         version: plan.version,
         publishers: plan.publishers.len(),
         events: events_tx,
@@ -361,7 +360,7 @@ async fn run_publisher(session: SessionSpec, plan: PubPlan, ctl: Ctl) -> PubOutc
         last_send_ns: 0,
         error: None,
     };
-    let conn = match Conn::connect(ctl.addr, ctl.version, &session, BUSY_READ).await {
+    let conn = match Conn::connect(&ctl.server, ctl.version, &session, BUSY_READ).await {
         Ok(conn) => conn,
         Err(e) => {
             let why = format!("publisher {}: {e:#}", plan.index);
@@ -387,7 +386,7 @@ async fn run_publisher(session: SessionSpec, plan: PubPlan, ctl: Ctl) -> PubOutc
 }
 
 async fn connect_subscriber(plan: &SubPlan, ctl: &Ctl) -> anyhow::Result<Conn> {
-    let mut conn = Conn::connect(ctl.addr, ctl.version, &plan.session, BUSY_READ).await?;
+    let mut conn = Conn::connect(&ctl.server, ctl.version, &plan.session, BUSY_READ).await?;
     conn.subscribe(&plan.filter, plan.qos).await?;
     Ok(conn)
 }
@@ -463,7 +462,7 @@ async fn reconnect(conn: Conn, plan: &SubPlan, ctl: &Ctl, down: Duration) -> any
         ..plan.session.clone()
     };
     let started = clock::now_ns();
-    let conn = Conn::connect(ctl.addr, ctl.version, &session, BUSY_READ).await?;
+    let conn = Conn::connect(&ctl.server, ctl.version, &session, BUSY_READ).await?;
     let connect_ms = clock::secs_between(started, clock::now_ns()) * 1e3;
     let reconnection = Reconnection {
         session_present: conn.session_present,
@@ -483,7 +482,7 @@ async fn forget_session(plan: &SubPlan, ctl: &Ctl) {
         session_expiry: 0,
         ..plan.session.clone()
     };
-    if let Ok(conn) = Conn::connect(ctl.addr, ctl.version, &session, BUSY_READ).await {
+    if let Ok(conn) = Conn::connect(&ctl.server, ctl.version, &session, BUSY_READ).await {
         conn.disconnect().await;
     }
 }

@@ -203,7 +203,7 @@ impl Publisher {
                 }
                 _ => None,
             };
-            let pending_out = !self.conn.wbuf.is_empty();
+            let pending_out = self.conn.pending_out();
             tokio::select! {
                 biased;
                 ready = self.conn.stream.readable() => { ready?; }

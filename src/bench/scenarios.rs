@@ -94,7 +94,7 @@ pub(crate) fn fan_in(a: FanInArgs) -> anyhow::Result<()> {
     let pubs = publishers(&a.flow, a.publishers, &tag, |i| format!("bench/{tag}/{i}"))?;
     let qos = qos_of(a.flow.qos)?;
     let plan = LoadPlan {
-        addr: a.common.socket_addr()?,
+        server: a.common.endpoint()?,
         version: a.common.mqtt_version,
         threads: usize::from(a.common.threads),
         publishers: pubs,
@@ -132,7 +132,7 @@ pub(crate) fn fan_out(a: FanOutArgs) -> anyhow::Result<()> {
     let pubs = publishers(&a.flow, 1, &tag, |_| topic.clone())?;
     let qos = qos_of(a.flow.qos)?;
     let plan = LoadPlan {
-        addr: a.common.socket_addr()?,
+        server: a.common.endpoint()?,
         version: a.common.mqtt_version,
         threads: usize::from(a.common.threads),
         publishers: pubs,
@@ -190,7 +190,7 @@ pub(crate) fn reconnect(a: ReconnectArgs) -> anyhow::Result<()> {
     }
     let v5 = a.common.mqtt_version == ProtocolVersion::V5;
     let plan = LoadPlan {
-        addr: a.common.socket_addr()?,
+        server: a.common.endpoint()?,
         version: a.common.mqtt_version,
         threads: usize::from(a.common.threads),
         publishers: publishers(&flow, 1, &tag, |_| format!("bench/{tag}/reconnect"))?,

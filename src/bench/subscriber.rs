@@ -146,7 +146,7 @@ pub(crate) async fn receive(
             return Ok(End::Stopped);
         }
         let muted = drop.is_some_and(|d| Instant::now() >= d.mute_at);
-        let pending_out = !conn.wbuf.is_empty() && !muted;
+        let pending_out = conn.pending_out() && !muted;
         tokio::select! {
             biased;
             changed = stop.changed() => {
