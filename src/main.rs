@@ -42,7 +42,7 @@ enum Command {
     },
     /// Load tool: drive an MQTT server, or a CoAP gateway, with many clients and report
     /// throughput and latency.
-    Bench(unigate::bench::BenchArgs),
+    Bench(Box<unigate::bench::BenchArgs>),
 }
 
 #[derive(Subcommand)]
@@ -135,7 +135,7 @@ fn main() -> ExitCode {
         Some(Command::CheckConfig { file }) => check_config(&file),
         Some(Command::Passwd { action }) => passwd(action),
         Some(Command::Store { action }) => store(action),
-        Some(Command::Bench(args)) => unigate::bench::run(args),
+        Some(Command::Bench(args)) => unigate::bench::run(*args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

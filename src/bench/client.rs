@@ -17,8 +17,10 @@ use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use super::tls_client::{self, ClientTls};
 use anyhow::{bail, Context};
 use bytes::{Buf, BytesMut};
+use rustls::ClientConnection;
 use tokio::net::TcpStream;
 use unigate_mqtt::{
     decode, encode, Connect, ConnectProperties, Disconnect, Packet, PacketId, ProtocolVersion, QoS, ReasonCode,
@@ -37,12 +39,20 @@ pub(crate) struct Target {
     pub addr: SocketAddr,
     /// MQTT over WebSocket at this path (e.g. `/mqtt`); None: MQTT over TCP.
     pub ws_path: Option<Arc<str>>,
+    /// TLS settings shared by every connection (`--tls`); `None` for plain TCP. With a
+    /// WebSocket path: WSS.
+    pub tls: Option<ClientTls>,
 }
 
 impl Target {
     /// MQTT over TCP to `addr`.
+    #[cfg(test)]
     pub(crate) fn tcp(addr: SocketAddr) -> Target {
-        Target { addr, ws_path: None }
+        Target {
+            addr,
+            ws_path: None,
+            tls: None,
+        }
     }
 }
 
@@ -97,6 +107,10 @@ pub(crate) struct Conn {
     read_size: usize,
     /// WebSocket framing, for MQTT over WebSocket.
     ws: Option<WsFraming>,
+    /// The TLS session, boxed so that a plain connection stays small. Under TLS the bytes on
+    /// `stream` are ciphertext: wait on its readiness, then call [`Conn::try_fill`] /
+    /// [`Conn::try_flush`].
+    tls: Option<Box<ClientConnection>>,
 }
 
 impl Conn {
@@ -132,7 +146,13 @@ impl Conn {
             receive_maximum: u16::MAX,
             read_size,
             ws: None,
+            tls: target.tls.as_ref().map(ClientTls::session).transpose()?,
         };
+        if conn.tls.is_some() {
+            conn.handshake()
+                .await
+                .with_context(|| format!("{}: TLS handshake with {addr}", spec.client_id))?;
+        }
         if let Some(path) = &target.ws_path {
             conn.upgrade(addr, path).await?;
         }
@@ -164,6 +184,22 @@ impl Conn {
             ),
             other => bail!("{}: expected CONNACK, got {}", spec.client_id, other.kind()),
         }
+    }
+
+    /// Drives the TLS handshake to its end.
+    async fn handshake(&mut self) -> anyhow::Result<()> {
+        while self.tls.as_ref().is_some_and(|t| t.is_handshaking()) {
+            self.flush().await?;
+            if !self.tls.as_ref().is_some_and(|t| t.is_handshaking()) {
+                break;
+            }
+            self.stream.readable().await?;
+            if self.try_fill()? == Fill::Eof {
+                bail!("the server closed the connection during the handshake");
+            }
+        }
+        // The client's Finished (and its certificate, with TLS 1.2) may still be queued.
+        Ok(self.flush().await?)
     }
 
     /// Subscribes to one filter and waits for the SUBACK.
@@ -218,9 +254,11 @@ impl Conn {
         encode(packet, self.version, &mut self.wbuf).with_context(|| format!("encoding {}", packet.kind()))
     }
 
-    /// Bytes queued and not yet written (MQTT bytes not yet framed, and frames).
+    /// Bytes queued and not yet written (MQTT bytes not yet framed, and frames); at least 1
+    /// while rustls holds ciphertext to write.
     pub(crate) fn pending_out(&self) -> usize {
-        self.wbuf.len() + self.ws.as_ref().map_or(0, |ws| ws.raw_out.len())
+        let queued = self.wbuf.len() + self.ws.as_ref().map_or(0, |ws| ws.raw_out.len());
+        queued.max(usize::from(self.tls.as_ref().is_some_and(|t| t.wants_write())))
     }
 
     /// Writes the whole output buffer.
@@ -244,6 +282,9 @@ impl Conn {
                 &mut ws.raw_out
             }
         };
+        if let Some(tls) = &mut self.tls {
+            return tls_client::flush(tls, &self.stream, out);
+        }
         while !out.is_empty() {
             match self.stream.try_write(out) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
@@ -261,14 +302,18 @@ impl Conn {
             None => &mut self.rbuf,
             Some(ws) => &mut ws.raw_in,
         };
-        if buf.capacity() - buf.len() < self.read_size / 4 {
-            buf.reserve(self.read_size);
-        }
-        let fill = match self.stream.try_read_buf(buf) {
-            Ok(0) => Fill::Eof,
-            Ok(_) => Fill::Data,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Fill::Empty,
-            Err(e) => return Err(e),
+        let fill = if let Some(tls) = &mut self.tls {
+            tls_client::fill(tls, &self.stream, buf)?
+        } else {
+            if buf.capacity() - buf.len() < self.read_size / 4 {
+                buf.reserve(self.read_size);
+            }
+            match self.stream.try_read_buf(buf) {
+                Ok(0) => Fill::Eof,
+                Ok(_) => Fill::Data,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => Fill::Empty,
+                Err(e) => return Err(e),
+            }
         };
         if let Some(ws) = &mut self.ws {
             if ws_unwrap(ws, &mut self.rbuf)? == Unwrapped::Closed {

@@ -403,7 +403,7 @@ async fn device_thread(
 
 /// The MQTT side of a run.
 struct SubPlan {
-    addr: SocketAddr,
+    server: Target,
     version: unigate_mqtt::ProtocolVersion,
     client_id: String,
     filter: String,
@@ -423,7 +423,7 @@ async fn subscriber_thread(
         keep_alive: 60,
     };
     let connected = async {
-        let mut conn = Conn::connect(&Target::tcp(plan.addr), plan.version, &session, BUSY_READ).await?;
+        let mut conn = Conn::connect(&plan.server, plan.version, &session, BUSY_READ).await?;
         conn.subscribe(&plan.filter, plan.qos).await?;
         anyhow::Ok(conn)
     };
@@ -511,7 +511,7 @@ pub(crate) fn run(a: CoapLoadArgs, confirmable: bool, window: u16, qos: u8) -> a
     let sub = (!a.no_mqtt)
         .then(|| {
             anyhow::Ok(SubPlan {
-                addr: a.common.socket_addr()?,
+                server: a.common.target()?,
                 version: a.common.mqtt_version,
                 client_id: format!("ub-{tag}-coap-sub"),
                 filter: a.mqtt_filter.replace("{run}", &tag),

@@ -10,6 +10,7 @@ use unigate_mqtt::{ProtocolVersion, QoS};
 use super::client::{SessionSpec, Target};
 use super::load::{self, DropPlan, LoadPlan, SubPlan, Summary};
 use super::publisher::PubPlan;
+use super::tls_client::{ClientTls, TlsArgs};
 use super::{clock, idle, CommonArgs, IdleArgs};
 use crate::config::Config;
 use crate::server::{self, RunningServer, StartOptions};
@@ -205,6 +206,7 @@ fn idle_connections_all_connect() -> anyhow::Result<()> {
             ws: None,
             mqtt_version: ProtocolVersion::V5,
             threads: 2,
+            tls: TlsArgs::default(),
         },
         connections: 200,
         concurrency: 20,
@@ -218,5 +220,159 @@ fn idle_connections_all_connect() -> anyhow::Result<()> {
     assert_eq!((out.connected, out.failed, out.closed), (200, 0, 0));
     assert_eq!(out.latency.count(), 200);
     assert!(out.rss_before.is_some() && out.rss_after.is_some());
+    assert!(out.cpu_secs.0.is_some() && out.cpu_secs.1.is_some());
+    server.stop()
+}
+
+/// A CA, a server certificate for 127.0.0.1 / localhost and a client certificate (CN
+/// `device-1`), as PEM files in a directory removed on drop.
+struct BenchPki {
+    dir: std::path::PathBuf,
+}
+
+impl BenchPki {
+    fn new(name: &str) -> anyhow::Result<BenchPki> {
+        use rcgen::{BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair};
+        let dir = std::env::temp_dir().join(format!("unigate-bench-tls-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir)?;
+        let mut ca = CertificateParams::new(Vec::<String>::new())?;
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca.distinguished_name.push(DnType::CommonName, "bench test CA");
+        let ca_key = KeyPair::generate()?;
+        std::fs::write(dir.join("ca.pem"), ca.self_signed(&ca_key)?.pem())?;
+        let issuer = Issuer::new(ca, ca_key);
+        for (name, sans, usage) in [
+            (
+                "server",
+                vec!["localhost".to_owned(), "127.0.0.1".to_owned()],
+                ExtendedKeyUsagePurpose::ServerAuth,
+            ),
+            ("device-1", Vec::new(), ExtendedKeyUsagePurpose::ClientAuth),
+        ] {
+            let key = KeyPair::generate()?;
+            let mut p = CertificateParams::new(sans)?;
+            p.distinguished_name.push(DnType::CommonName, name);
+            p.extended_key_usages.push(usage);
+            std::fs::write(dir.join(format!("{name}.pem")), p.signed_by(&key, &issuer)?.pem())?;
+            std::fs::write(dir.join(format!("{name}.key")), key.serialize_pem())?;
+        }
+        Ok(BenchPki { dir })
+    }
+
+    fn path(&self, file: &str) -> std::path::PathBuf {
+        self.dir.join(file)
+    }
+}
+
+impl Drop for BenchPki {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A server with one TLS listener requiring client certificates, whose chain admits a client
+/// by its certificate's CN (the `x509` authenticator) and denies everyone else.
+fn start_mtls_server(pki: &BenchPki) -> anyhow::Result<(RunningServer, SocketAddr)> {
+    let text = format!(
+        "workers = 2\nsys_interval = \"0s\"\n[[listeners]]\nname = \"mqtts\"\nprotocol = \"mqtt\"\n\
+         bind = \"127.0.0.1:0\"\nauth = \"certs\"\n\
+         tls = {{ cert = {:?}, key = {:?}, client_ca = {:?}, client_auth = \"required\" }}\n\
+         [auth.chains.certs]\nauthenticators = [\"cert\"]\nno_match = \"deny\"\n\
+         [auth.authenticators.cert]\nkind = \"x509\"\nidentity = \"cn\"\n",
+        pki.path("server.pem"),
+        pki.path("server.key"),
+        pki.path("ca.pem"),
+    );
+    let config = Config::parse(&text, "bench tls test", Vec::new())?;
+    let running = server::start(config, [127, 0, 0, 1].into(), StartOptions::default())?;
+    let addr = running
+        .addr("mqtts")
+        .ok_or_else(|| anyhow::anyhow!("no mqtts listener"))?;
+    Ok((running, addr))
+}
+
+fn tls_args(pki: &BenchPki, client: Option<&str>, cafile: &str) -> TlsArgs {
+    TlsArgs {
+        tls: true,
+        cafile: Some(pki.path(cafile)),
+        cert: client.map(|c| pki.path(&format!("{c}.pem"))),
+        key: client.map(|c| pki.path(&format!("{c}.key"))),
+        server_name: None,
+    }
+}
+
+fn idle_args(addr: SocketAddr, tls: TlsArgs) -> IdleArgs {
+    IdleArgs {
+        common: CommonArgs {
+            addr: addr.to_string(),
+            mqtt_version: ProtocolVersion::V5,
+            threads: 2,
+            ws: None,
+            tls,
+        },
+        connections: 20,
+        concurrency: 5,
+        hold: 0.0,
+        keep_alive: 60,
+        server_pid: None,
+        username: None,
+        password: None,
+    }
+}
+
+#[test]
+fn idle_connections_over_mtls_get_connack_and_refusals_say_why() -> anyhow::Result<()> {
+    let pki = BenchPki::new("idle")?;
+    let (server, addr) = start_mtls_server(&pki)?;
+    clock::init();
+    let out = idle::measure(&idle_args(addr, tls_args(&pki, Some("device-1"), "ca.pem")))?;
+    assert_eq!(
+        (out.connected, out.failed, out.closed),
+        (20, 0, 0),
+        "{:?}",
+        out.first_error
+    );
+    assert_eq!(out.latency.count(), 20);
+
+    // No client certificate: the server ends the handshake with an alert.
+    let out = idle::measure(&idle_args(addr, tls_args(&pki, None, "ca.pem")))?;
+    assert_eq!((out.connected, out.failed), (0, 20));
+    let why = out.first_error.unwrap_or_default();
+    assert!(why.contains("TLS") && why.contains("alert"), "{why}");
+
+    // A CA the server's certificate does not chain to: the bench refuses the server.
+    let out = idle::measure(&idle_args(addr, tls_args(&pki, Some("device-1"), "device-1.pem")))?;
+    assert_eq!((out.connected, out.failed), (0, 20));
+    let why = out.first_error.unwrap_or_default();
+    assert!(why.contains("certificate"), "{why}");
+    server.stop()
+}
+
+#[test]
+fn fan_in_qos1_over_mtls_delivers_every_message_once() -> anyhow::Result<()> {
+    let pki = BenchPki::new("fan-in")?;
+    let (server, addr) = start_mtls_server(&pki)?;
+    let tls = ClientTls::from_args(&tls_args(&pki, Some("device-1"), "ca.pem"), &addr.to_string())?;
+    let mut p = plan(addr, ProtocolVersion::V5);
+    p.target.tls = tls;
+    for i in 0..2 {
+        let mut pubp = publisher(i, &format!("bench/t6/{i}"), QoS::AtLeastOnce, 0.0);
+        pubp.count = Some(2_000);
+        pubp.size = 3_000;
+        p.publishers.push((session(&format!("t6-pub-{i}")), pubp));
+    }
+    p.subscribers.push(SubPlan {
+        session: session("t6-sub"),
+        filter: "bench/t6/#".to_owned(),
+        qos: QoS::AtLeastOnce,
+        drop: None,
+    });
+    let s = run(p)?;
+    assert_eq!((s.sent, s.acked, s.received), (4_000, 4_000, 4_000));
+    assert_eq!(
+        (s.delivery.lost, s.delivery.duplicated, s.delivery.reordered),
+        (0, 0, 0)
+    );
     server.stop()
 }

@@ -1,7 +1,7 @@
 //! `idle` (alias `connect-rate`): open many connections that CONNECT and then only keep
-//! alive. Reports how fast the server accepted them (CONNACKs per second, and the CONNECT →
-//! CONNACK latency) and, given the server's PID, its resident memory before and after: the
-//! memory an idle connection costs.
+//! alive. Reports how fast the server accepted them (CONNACKs per second, and the connect
+//! latency: TCP connect, the TLS handshake with `--tls`, CONNECT → CONNACK) and, given the
+//! server's PID, its resident memory before and after: the memory an idle connection costs.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -12,7 +12,7 @@ use unigate_mqtt::{Packet, ProtocolVersion};
 
 use super::client::{Conn, Fill, SessionSpec, Target, IDLE_READ};
 use super::clock;
-use super::procfs::rss_kb;
+use super::procfs::{cpu_secs, rss_kb};
 use super::report::{latency_line, per_sec, Failures, Json};
 use super::runtime;
 use super::stats::Histogram;
@@ -54,12 +54,15 @@ pub(crate) struct IdleOutcome {
     pub closed: u64,
     /// Seconds from the first CONNECT to the last CONNACK.
     pub connect_secs: f64,
-    /// CONNECT → CONNACK latency, ns.
+    /// Connect latency (TCP connect, TLS handshake, CONNECT → CONNACK), ns.
     pub latency: Histogram,
     /// The server's VmRSS before the first connection, kB.
     pub rss_before: Option<u64>,
     /// The server's VmRSS with every connection open, kB.
     pub rss_after: Option<u64>,
+    /// CPU seconds the bench and the server (with its PID) spent while the connections were
+    /// being made: what a connection costs each side, TLS handshakes included.
+    pub cpu_secs: (Option<f64>, Option<f64>),
     /// The first connection error.
     pub first_error: Option<String>,
 }
@@ -71,6 +74,8 @@ pub(crate) fn measure(a: &IdleArgs) -> anyhow::Result<IdleOutcome> {
     let tag = run_tag();
     let n = u64::from(a.connections);
     let rss_before = a.server_pid.map(rss_kb).transpose()?;
+    let cpu = || (cpu_secs(None).ok(), a.server_pid.and_then(|p| cpu_secs(Some(p)).ok()));
+    let cpu_before = cpu();
 
     let shared = Arc::new(Shared::default());
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -120,6 +125,9 @@ pub(crate) fn measure(a: &IdleArgs) -> anyhow::Result<IdleOutcome> {
         }
         std::thread::sleep(Duration::from_millis(5));
     }
+    let cpu_after = cpu();
+    let spent = |before: Option<f64>, after: Option<f64>| Some(after? - before?);
+    let cpu_secs = (spent(cpu_before.0, cpu_after.0), spent(cpu_before.1, cpu_after.1));
     let connected = shared.connected.load(Ordering::Relaxed);
     let connect_secs = clock::secs_between(start_ns, shared.last_connack_ns.load(Ordering::Relaxed));
     let settled_at = Instant::now();
@@ -140,6 +148,7 @@ pub(crate) fn measure(a: &IdleArgs) -> anyhow::Result<IdleOutcome> {
         latency,
         rss_before,
         rss_after,
+        cpu_secs,
         first_error: shared.failures.first(),
     })
 }
@@ -154,12 +163,18 @@ pub(crate) fn run(a: IdleArgs) -> anyhow::Result<()> {
         latency,
         rss_before,
         rss_after,
+        cpu_secs: (bench_cpu, server_cpu),
         first_error,
     } = measure(&a)?;
     let n = u64::from(a.connections);
     let connects_per_s = per_sec(connected, connect_secs);
+    let transport = match (&a.common.tls.tls, &a.common.tls.cert) {
+        (false, _) => "tcp",
+        (true, None) => "tls",
+        (true, Some(_)) => "mtls",
+    };
     println!(
-        "idle: {} connections, {} handshakes at a time, MQTT {}, server {}",
+        "idle: {} connections, {} handshakes at a time, MQTT {} over {transport}, server {}",
         a.connections,
         a.concurrency,
         if a.common.mqtt_version.is_v5() { "5" } else { "3.1.1" },
@@ -169,6 +184,13 @@ pub(crate) fn run(a: IdleArgs) -> anyhow::Result<()> {
         "  connected  {connected} in {connect_secs:.2} s ({connects_per_s:.0} connects/s); failed {failed}; closed by the server while idle {closed}"
     );
     println!("  CONNACK    {}", latency_line(&latency));
+    let us_per_connect = |secs: Option<f64>| secs.filter(|_| connected > 0).map(|s| s * 1e6 / connected as f64);
+    let (bench_us, server_us) = (us_per_connect(bench_cpu), us_per_connect(server_cpu));
+    if let (Some(bench), Some(server), Some(b), Some(s)) = (bench_cpu, server_cpu, bench_us, server_us) {
+        println!(
+            "  CPU        server {server:.2} s ({s:.0} µs per connect), bench {bench:.2} s ({b:.0} µs per connect)"
+        );
+    }
     let per_conn = match (rss_before, rss_after) {
         (Some(before), Some(after)) if connected > 0 => {
             let bytes = after.saturating_sub(before) as f64 * 1024.0 / connected as f64;
@@ -188,6 +210,7 @@ pub(crate) fn run(a: IdleArgs) -> anyhow::Result<()> {
     let json = Json::default()
         .str("scenario", "idle")
         .str("addr", &a.common.addr)
+        .str("transport", transport)
         .str(
             "mqtt_version",
             if a.common.mqtt_version.is_v5() { "5" } else { "3.1.1" },
@@ -212,14 +235,16 @@ pub(crate) fn run(a: IdleArgs) -> anyhow::Result<()> {
     println!(
         "{}",
         json.opt_num("rss_per_conn_bytes", per_conn)
+            .opt_num("server_cpu_us_per_connect", server_us)
+            .opt_num("bench_cpu_us_per_connect", bench_us)
             .int("errors", failed)
             .finish()
     );
     Ok(())
 }
 
-/// Opens one connection and keeps it alive until the run stops; the CONNECT → CONNACK time
-/// in ns, or `None` if it failed.
+/// Opens one connection and keeps it alive until the run stops; the time from the TCP connect
+/// to the CONNACK (the TLS handshake included) in ns, or `None` if it failed.
 async fn hold_one(client_id: String, task: Task) -> Option<u64> {
     let spec = SessionSpec {
         client_id,

@@ -11,7 +11,8 @@
 //!   [`observe`] (`coap-observers`: many observers, then MQTT messages fanned out to them);
 //!   [`coap_wire`]: CoAP requests patched in place and responses read without allocating.
 //! - [`load`]: the engine of the message-flow scenarios: client threads and the coordinator.
-//! - [`publisher`], [`subscriber`]: the two client loops; [`client`]: the connection they share.
+//! - [`publisher`], [`subscriber`]: the two client loops; [`client`]: the connection they share;
+//!   [`tls_client`]: its TLS (`--tls`, client certificates), sans-IO rustls.
 //! - [`payload`] (publisher id, sequence number, send time), [`clock`] (one monotonic clock for
 //!   both ends), [`stats`] (latency histogram, sequence tracking), [`report`] (text and JSON),
 //!   [`runtime`] (current-thread runtimes on std threads), [`procfs`] (a process's memory and
@@ -35,12 +36,15 @@ mod runtime;
 mod scenarios;
 mod stats;
 mod subscriber;
+mod tls_client;
 
 use std::net::{SocketAddr, ToSocketAddrs};
 
 use anyhow::Context;
 use unigate_coap::coap_lite::RequestType;
 use unigate_mqtt::{ProtocolVersion, QoS};
+
+pub use tls_client::TlsArgs;
 
 /// Arguments of `unigate bench`.
 #[derive(clap::Args, Debug)]
@@ -96,6 +100,9 @@ pub struct CommonArgs {
     /// publishers run on separate threads.
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=256))]
     pub threads: u16,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub tls: TlsArgs,
 }
 
 /// Options of the message-flow scenarios.
@@ -225,7 +232,8 @@ pub struct IdleArgs {
     /// User name sent in every CONNECT (connect rate through an auth chain).
     #[arg(long)]
     pub username: Option<String>,
-    /// Password sent in every CONNECT: a password-file password, or a JWT.
+    /// Password sent in every CONNECT: a password-file password, a JWT, or an OAuth2 access
+    /// token.
     #[arg(long)]
     pub password: Option<String>,
 }
@@ -421,21 +429,17 @@ fn parse_version(s: &str) -> Result<ProtocolVersion, String> {
 }
 
 impl CommonArgs {
-    fn socket_addr(&self) -> anyhow::Result<SocketAddr> {
-        resolve(&self.addr)
-    }
-
-    /// Where MQTT clients connect: --addr, over WebSocket with --ws.
+    /// The MQTT server: `--addr` resolved, and the TLS settings (PEM files read) with `--tls`.
+    /// Where MQTT clients connect: --addr, over WebSocket with --ws, under TLS with --tls.
     fn target(&self) -> anyhow::Result<client::Target> {
-        let addr = self.socket_addr()?;
-        match &self.ws {
-            None => Ok(client::Target::tcp(addr)),
-            Some(path) if path.starts_with('/') && !path.contains(char::is_whitespace) => Ok(client::Target {
-                addr,
-                ws_path: Some(path.as_str().into()),
-            }),
+        let addr = resolve(&self.addr)?;
+        let tls = tls_client::ClientTls::from_args(&self.tls, &self.addr)?;
+        let ws_path = match &self.ws {
+            None => None,
+            Some(path) if path.starts_with('/') && !path.contains(char::is_whitespace) => Some(path.as_str().into()),
             Some(path) => anyhow::bail!("--ws takes a URL path starting with /, not {path:?}"),
-        }
+        };
+        Ok(client::Target { addr, ws_path, tls })
     }
 }
 
@@ -503,6 +507,27 @@ mod tests {
         let cli = Cli::try_parse_from(["bench", "coap-non"]);
         assert!(matches!(cli.map(|c| c.bench.scenario), Ok(Scenario::CoapNon(a)) if a.window == 4 && a.qos == 0));
         assert!(Cli::try_parse_from(["bench", "coap-non", "--method", "delete"]).is_err());
+    }
+
+    #[test]
+    fn parses_tls_options() {
+        let cli = Cli::try_parse_from([
+            "bench", "idle", "--tls", "--cafile", "ca.pem", "--cert", "c.pem", "--key", "c.key",
+        ]);
+        match cli.map(|c| c.bench.scenario) {
+            Ok(Scenario::Idle(a)) => {
+                assert!(a.common.tls.tls);
+                assert_eq!(a.common.tls.key, Some("c.key".into()));
+                assert_eq!(a.common.tls.server_name, None);
+            }
+            other => panic!("{other:?}"),
+        }
+        let cli = Cli::try_parse_from(["bench", "fan-in", "--tls", "--cafile", "ca.pem"]);
+        assert!(matches!(cli.map(|c| c.bench.scenario), Ok(Scenario::FanIn(a)) if a.common.tls.tls));
+        // A client certificate needs its key, and every TLS option needs --tls.
+        assert!(Cli::try_parse_from(["bench", "idle", "--tls", "--cafile", "ca.pem", "--cert", "c.pem"]).is_err());
+        assert!(Cli::try_parse_from(["bench", "idle", "--tls", "--cafile", "ca.pem", "--key", "c.key"]).is_err());
+        assert!(Cli::try_parse_from(["bench", "idle", "--cafile", "ca.pem"]).is_err());
     }
 
     #[test]

@@ -311,14 +311,14 @@ async fn observer_thread(ids: Vec<u32>, ctx: ThreadCtx) -> anyhow::Result<(Vec<O
 /// connected, publishes on "go", returns their outcomes.
 async fn publisher_thread(
     plans: Vec<(SessionSpec, PubPlan)>,
-    addr: SocketAddr,
+    server: Target,
     version: unigate_mqtt::ProtocolVersion,
     ready: mpsc::Sender<Result<(), String>>,
     go: watch::Receiver<Option<u64>>,
 ) -> anyhow::Result<Vec<PubOutcome>> {
     let mut conns = Vec::with_capacity(plans.len());
     for (session, plan) in plans {
-        match Conn::connect(&Target::tcp(addr), version, &session, BUSY_READ).await {
+        match Conn::connect(&server, version, &session, BUSY_READ).await {
             Ok(conn) => conns.push((conn, plan)),
             Err(e) => {
                 let why = format!("MQTT publisher: {e:#}");
@@ -354,7 +354,7 @@ async fn publisher_thread(
 /// Runs the scenario and prints its report.
 pub(crate) fn run(a: CoapObserversArgs) -> anyhow::Result<()> {
     let server = super::resolve(&a.coap.coap)?;
-    let mqtt = a.common.socket_addr()?;
+    let mqtt = a.common.target()?;
     let timeout = seconds("timeout", a.timeout)?;
     let drain = seconds("drain", a.drain)?;
     if a.size < HEADER_LEN {
