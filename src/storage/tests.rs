@@ -377,6 +377,15 @@ proptest! {
     /// The writer's coalescing changes nothing that a store would load.
     #[test]
     fn coalescing_a_batch_changes_nothing(steps in proptest::collection::vec(step(), 1..60)) {
+        // The broker never enqueues a session's sequence number twice (`next_seq` only grows);
+        // coalescing relies on that, so inputs that break it are not asked about.
+        let mut seen = std::collections::HashSet::new();
+        let mut steps = steps;
+        for st in &mut steps {
+            if let Step::Publish { targets, .. } = st {
+                targets.retain(|t| seen.insert(*t));
+            }
+        }
         let mut whole = MemoryStore::new();
         let mut coalesced = MemoryStore::new();
         for batch in batches(&steps) {

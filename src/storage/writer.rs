@@ -295,14 +295,27 @@ fn run(mut store: Box<dyn Store>, rx: Receiver<Request>, settings: BatchSettings
 /// batch (a subscriber that acknowledged a QoS 1 delivery before its commit — it was delivered,
 /// which is more than queued) is never written, and neither is a message left with no entry.
 /// Applying the result is equivalent to applying the whole batch (a property test checks it).
+///
+/// Relies on the broker's invariant that a session's sequence numbers are never enqueued twice.
 pub fn coalesce(ops: &mut Vec<Op>) {
     use std::collections::HashSet;
+    // A key enqueued twice in one batch (the broker never reuses a sequence number, but the
+    // store does not rely on that) is left alone: cancelling one pair could change what the
+    // other write finds.
+    let mut times: HashMap<(u64, u64), u32> = HashMap::new();
+    for op in ops.iter() {
+        if let Op::Enqueue { serial, seq, .. } = op {
+            *times.entry((*serial, *seq)).or_default() += 1;
+        }
+    }
     let mut enqueued: HashMap<(u64, u64), usize> = HashMap::new();
     let mut cancel: HashSet<usize> = HashSet::new();
     for (i, op) in ops.iter().enumerate() {
         match op {
             Op::Enqueue { serial, seq, .. } => {
-                enqueued.insert((*serial, *seq), i);
+                if times.get(&(*serial, *seq)) == Some(&1) {
+                    enqueued.insert((*serial, *seq), i);
+                }
             }
             Op::Remove { serial, seq } => {
                 if let Some(j) = enqueued.remove(&(*serial, *seq)) {
@@ -314,7 +327,10 @@ pub fn coalesce(ops: &mut Vec<Op>) {
             Op::Release { serial, seq } => {
                 enqueued.remove(&(*serial, *seq));
             }
-            Op::DeleteSession { serial } => enqueued.retain(|(s, _), _| s != serial),
+            // A session written between an Enqueue and its Remove may be the one that made the
+            // Remove count (an Enqueue for a session not yet stored is dropped, its Remove then
+            // stays as a tombstone): such pairs are left to the store.
+            Op::DeleteSession { serial } | Op::PutSession { serial, .. } => enqueued.retain(|(s, _), _| s != serial),
             _ => {}
         }
     }
