@@ -312,10 +312,8 @@ pub fn coalesce(ops: &mut Vec<Op>) {
     let mut cancel: HashSet<usize> = HashSet::new();
     for (i, op) in ops.iter().enumerate() {
         match op {
-            Op::Enqueue { serial, seq, .. } => {
-                if times.get(&(*serial, *seq)) == Some(&1) {
-                    enqueued.insert((*serial, *seq), i);
-                }
+            Op::Enqueue { serial, seq, .. } if times.get(&(*serial, *seq)) == Some(&1) => {
+                enqueued.insert((*serial, *seq), i);
             }
             Op::Remove { serial, seq } => {
                 if let Some(j) = enqueued.remove(&(*serial, *seq)) {
