@@ -25,6 +25,9 @@
 #   BASE_PORT=28860       listeners on BASE_PORT … BASE_PORT+4
 #   OUT=DIR               where the config, per-run outputs and the table go (default: a temp dir)
 set -euo pipefail
+BENCH=bench-auth
+# shellcheck source=scripts/bench-lib.sh
+. "$(dirname "$0")/bench-lib.sh"
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 
@@ -37,7 +40,6 @@ SCENARIOS=${SCENARIOS:-"plain tls mtls oauth2 jwt"}
 BASE_PORT=${BASE_PORT:-28860}
 BENCH_TIMEOUT=${BENCH_TIMEOUT:-400}
 
-log() { printf 'bench-auth: %s\n' "$*" >&2; }
 
 log "cargo build --release"
 cargo build --release --quiet --bin unigate
@@ -57,16 +59,6 @@ mkdir -p "$OUT"
 UNIGATE_PID=""
 IDP_PID=""
 
-stop_pid() {
-  local pid=$1
-  [ -n "$pid" ] || return 0
-  kill "$pid" 2>/dev/null || return 0
-  for _ in $(seq 1 50); do
-    kill -0 "$pid" 2>/dev/null || return 0
-    sleep 0.1
-  done
-  kill -9 "$pid" 2>/dev/null || true
-}
 
 cleanup() {
   stop_pid "$UNIGATE_PID"
@@ -77,7 +69,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-tcp_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 port_of() {
   case $1 in
@@ -223,11 +214,6 @@ scenario_args() {
   esac
 }
 
-jget() {
-  local v
-  v=$(printf '%s\n' "$1" | sed -nE "s/.*\"$2\":(\"[^\"]*\"|[^,}]*).*/\1/p")
-  printf '%s' "${v:-null}"
-}
 
 RESULTS="$OUT/results.txt" # scenario run load json
 : >"$RESULTS"
@@ -274,13 +260,6 @@ for run in $(seq 1 "$RUNS"); do
 done
 
 # --- table ---------------------------------------------------------------------------------
-median() {
-  grep -vE '^(null|)$' | sort -g | awk '{ v[NR] = $1 }
-    END {
-      if (NR == 0) { print "n/a"; exit }
-      if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2
-    }'
-}
 
 column() { # scenario key
   local sc run load json

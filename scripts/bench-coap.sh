@@ -16,6 +16,9 @@
 #   MQTT_PORT=18840 COAP_PORT=18841 LIBCOAP_PORT=18842
 #   OUT=DIR              where every run's output and the table go (default: a new temp dir)
 set -euo pipefail
+BENCH=bench-coap
+# shellcheck source=scripts/bench-lib.sh
+. "$(dirname "$0")/bench-lib.sh"
 cd "$(dirname "$0")/.."
 
 RUNS=${RUNS:-1}
@@ -28,7 +31,6 @@ COAP_PORT=${COAP_PORT:-18841}
 LIBCOAP_PORT=${LIBCOAP_PORT:-18842}
 BENCH_TIMEOUT=${BENCH_TIMEOUT:-300}
 
-log() { printf 'bench-coap: %s\n' "$*" >&2; }
 
 # --- prerequisites -------------------------------------------------------------------------
 LIBCOAP=$(command -v coap-server-openssl || true)
@@ -55,16 +57,6 @@ mkdir -p "$OUT"
 UNIGATE_PID=""
 LIBCOAP_PID=""
 
-stop_pid() {
-  local pid=$1
-  [ -n "$pid" ] || return 0
-  kill "$pid" 2>/dev/null || return 0
-  for _ in $(seq 1 50); do
-    kill -0 "$pid" 2>/dev/null || return 0
-    sleep 0.1
-  done
-  kill -9 "$pid" 2>/dev/null || true
-}
 
 cleanup() {
   stop_pid "$UNIGATE_PID"
@@ -75,8 +67,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-tcp_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-udp_bound() { ss -Hlun "sport = :$1" 2>/dev/null | grep -q .; }
 
 for port in "$MQTT_PORT" "$COAP_PORT" "$LIBCOAP_PORT"; do
   if tcp_open "$port" || udp_bound "$port"; then
@@ -184,11 +174,6 @@ scenario_metrics() {
 }
 
 # jget JSON KEY: the value of KEY in a flat JSON object ("null" if absent).
-jget() {
-  local v
-  v=$(printf '%s\n' "$1" | sed -nE "s/.*\"$2\":(\"[^\"]*\"|[^,}]*).*/\1/p")
-  printf '%s' "${v:-null}"
-}
 
 RESULTS="$OUT/results.txt" # scenario server run json
 : >"$RESULTS"
@@ -229,13 +214,6 @@ for scenario in $SCENARIOS; do
 done
 
 # --- table ---------------------------------------------------------------------------------
-median() {
-  grep -vE '^(null|)$' | sort -g | awk '{ v[NR] = $1 }
-    END {
-      if (NR == 0) { print "n/a"; exit }
-      if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2
-    }'
-}
 
 values() { # scenario server key
   local s=$1 srv=$2 key=$3 sc sv json

@@ -10,6 +10,8 @@
 #
 #   RUNS=3 DURATION=5 scripts/bench-http.sh
 set -euo pipefail
+# shellcheck source=scripts/bench-lib.sh
+. "$(dirname "$0")/bench-lib.sh"
 cd "$(dirname "$0")/.."
 
 RUNS="${RUNS:-3}"
@@ -65,7 +67,6 @@ fan_in() { # $1: qos, then extra args → msgs/s received
   "$BIN" bench fan-in --qos "$qos" --duration "$DURATION" "$@" > "$OUT/fanin.txt" 2>&1
   tail -1 "$OUT/fanin.txt" | python3 -c 'import json,sys; d=json.load(sys.stdin); print(int(d["msgs_per_s"]), d["p50_us"], d["p99_us"], d["lost"])'
 }
-median() { sort -n | awk '{ a[NR] = $1 } END { if (NR) print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
 
 : > "$OUT/results.txt"
 for run in $(seq "$RUNS"); do

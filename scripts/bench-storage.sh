@@ -13,6 +13,9 @@
 # Settings (environment): RUNS=5 DURATION=5 INFLIGHT=32 MQTT_VERSION=5 PORT=18850
 #   SERVERS="memory embedded nofsync mosquitto" OUT=DIR (default: a new temp dir, kept)
 set -euo pipefail
+BENCH=bench-storage
+# shellcheck source=scripts/bench-lib.sh
+. "$(dirname "$0")/bench-lib.sh"
 cd "$(dirname "$0")/.."
 
 RUNS=${RUNS:-5}
@@ -21,20 +24,17 @@ INFLIGHT=${INFLIGHT:-32}
 MQTT_VERSION=${MQTT_VERSION:-5}
 PORT=${PORT:-18850}
 SERVERS=${SERVERS:-"memory embedded nofsync mosquitto"}
-UNIGATE=${UNIGATE:-$PWD/target/release/unigate}
+UNIGATE=${UNIGATE:-${CARGO_TARGET_DIR:-$PWD/target}/release/unigate}
 MOSQUITTO=$(command -v mosquitto || echo /usr/sbin/mosquitto)
 WORK=$(mktemp -d -t storage-bench.XXXXXX)
 OUT=${OUT:-$WORK}
 mkdir -p "$OUT"
 PID=""
 
-log() { printf 'bench-storage: %s\n' "$*" >&2; }
 
 stop() {
   [ -n "$PID" ] || return 0
-  kill "$PID" 2>/dev/null || true
-  for _ in $(seq 1 50); do kill -0 "$PID" 2>/dev/null || break; sleep 0.1; done
-  kill -9 "$PID" 2>/dev/null || true
+  stop_pid "$PID"
   wait "$PID" 2>/dev/null || true
   PID=""
 }
@@ -44,12 +44,6 @@ cleanup() {
   if [ "$OUT" != "$WORK" ]; then rm -rf "$WORK"; else find "$WORK" -mindepth 1 -maxdepth 1 -type d -exec rm -rf {} +; fi
 }
 trap cleanup EXIT
-
-port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-wait_port() {
-  for _ in $(seq 1 100); do port_open "$PORT" && return 0; sleep 0.1; done
-  log "nothing listens on $PORT"; return 1
-}
 
 start() { # server run
   local dir="$WORK/$1.$2"
@@ -92,10 +86,9 @@ CONF
       ;;
   esac
   PID=$!
-  wait_port
+  wait_port "$PORT"
 }
 
-jget() { printf '%s\n' "$1" | sed -nE "s/.*\"$2\":(\"[^\"]*\"|[^,}]*).*/\1/p"; }
 
 RESULTS="$OUT/results.txt"
 : >"$RESULTS"
@@ -116,8 +109,7 @@ for run in $(seq 1 "$RUNS"); do
   done
 done
 
-median() { sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) { print "n/a"; exit } if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
-values() { while read -r s _ json; do [ "$s" = "$1" ] && jget "$json" "$2"; done <"$RESULTS"; }
+values() { while read -r s _ json; do if [ "$s" = "$1" ]; then jget "$json" "$2"; echo; fi; done <"$RESULTS"; }
 
 TABLE="$OUT/table.md"
 {

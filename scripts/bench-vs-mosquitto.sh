@@ -18,6 +18,9 @@
 #   OUT=DIR              where every run's output and the table go (default: a new temp dir,
 #                        kept; its path is printed at the end)
 set -euo pipefail
+BENCH=bench-vs-mosquitto
+# shellcheck source=scripts/bench-lib.sh
+. "$(dirname "$0")/bench-lib.sh"
 cd "$(dirname "$0")/.."
 
 RUNS=${RUNS:-3}
@@ -30,7 +33,6 @@ MOSQUITTO_PORT=${MOSQUITTO_PORT:-18830}
 UNIGATE_PORT=${UNIGATE_PORT:-18831}
 BENCH_TIMEOUT=${BENCH_TIMEOUT:-180}
 
-log() { printf 'bench-vs-mosquitto: %s\n' "$*" >&2; }
 
 # --- prerequisites -------------------------------------------------------------------------
 SUDO=""
@@ -47,7 +49,7 @@ log "$("$MOSQUITTO" -h 2>&1 | head -n1 || true)"
 
 log "cargo build --release"
 cargo build --release --quiet --bin unigate
-UNIGATE=$PWD/target/release/unigate
+UNIGATE=${CARGO_TARGET_DIR:-$PWD/target}/release/unigate
 
 # Every idle connection is a file descriptor in the bench and in the server: raise the soft
 # limit to the hard one (both servers and the bench inherit it from this shell).
@@ -66,16 +68,6 @@ mkdir -p "$OUT"
 MOSQUITTO_PID=""
 UNIGATE_PID=""
 
-stop_pid() {
-  local pid=$1
-  [ -n "$pid" ] || return 0
-  kill "$pid" 2>/dev/null || return 0
-  for _ in $(seq 1 50); do
-    kill -0 "$pid" 2>/dev/null || return 0
-    sleep 0.1
-  done
-  kill -9 "$pid" 2>/dev/null || true
-}
 
 cleanup() {
   stop_pid "$MOSQUITTO_PID"
@@ -86,19 +78,9 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-
-wait_port() {
-  for _ in $(seq 1 100); do
-    if port_open "$1"; then return 0; fi
-    sleep 0.1
-  done
-  log "nothing listens on 127.0.0.1:$1"
-  return 1
-}
 
 for port in "$MOSQUITTO_PORT" "$UNIGATE_PORT"; do
-  if port_open "$port"; then
+  if tcp_open "$port"; then
     log "127.0.0.1:$port is already in use; set MOSQUITTO_PORT / UNIGATE_PORT"
     exit 1
   fi
@@ -207,11 +189,6 @@ scenario_metrics() {
 }
 
 # jget JSON KEY: the value of KEY in a flat JSON object ("null" if absent).
-jget() {
-  local v
-  v=$(printf '%s\n' "$1" | sed -nE "s/.*\"$2\":(\"[^\"]*\"|[^,}]*).*/\1/p")
-  printf '%s' "${v:-null}"
-}
 
 RESULTS="$OUT/results.txt" # scenario server run json
 : >"$RESULTS"
@@ -251,13 +228,6 @@ for scenario in $SCENARIOS; do
 done
 
 # --- table ---------------------------------------------------------------------------------
-median() {
-  grep -vE '^(null|)$' | sort -g | awk '{ v[NR] = $1 }
-    END {
-      if (NR == 0) { print "n/a"; exit }
-      if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2
-    }'
-}
 
 values() { # scenario server key
   local s=$1 srv=$2 key=$3 json

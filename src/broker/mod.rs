@@ -226,9 +226,9 @@ impl Broker {
     /// wait for (no store, or nothing to write).
     pub fn persist(&self, batch: Batch, waiter: Option<Waiter>) -> bool {
         let Some(store) = self.store.get() else { return false };
-        // A retained change went to the writer before this batch; with a waiter, even an
-        // empty batch is submitted so that the waiter hears of the commit that covers it.
-        if batch.ops.is_empty() && !(batch.retained && waiter.is_some()) {
+        // A batch with only a retained change (submitted on its own, before this batch) is
+        // still submitted for a waiter: it hears of the commit that covers that change.
+        if batch.is_empty() || (batch.ops.is_empty() && waiter.is_none()) {
             return false;
         }
         let waits = waiter.is_some();
@@ -236,12 +236,14 @@ impl Broker {
         waits
     }
 
-    /// Submits operations that nobody waits for.
-    pub fn persist_ops(&self, ops: Vec<Op>) {
-        if let Some(store) = self.store.get() {
-            if !ops.is_empty() {
+    /// Submits operations that nobody waits for; whether there was a store to take them.
+    pub fn persist_ops(&self, ops: Vec<Op>) -> bool {
+        match self.store.get() {
+            Some(store) if !ops.is_empty() => {
                 store.submit(ops, None, None);
+                true
             }
+            _ => false,
         }
     }
 
@@ -480,7 +482,7 @@ impl Broker {
     ) -> (usize, bool, Option<tokio::sync::oneshot::Receiver<bool>>) {
         let mut batch = Batch::default();
         let (routed, congested) = self.route(msg, publisher, &mut batch);
-        if self.store.get().is_none() || (batch.ops.is_empty() && !batch.retained) {
+        if self.store.get().is_none() || batch.is_empty() {
             self.persist(batch, None);
             return (routed, congested, None);
         }
@@ -519,8 +521,7 @@ impl Broker {
     ) -> (usize, bool) {
         let msg = Arc::new(msg);
         if msg.retain && self.settings.retain_available {
-            self.store_retained(&msg);
-            batch.retained = self.store.get().is_some() && !msg.topic.as_str().starts_with("$SYS/");
+            batch.retained = self.store_retained(&msg);
         }
         let targets = self.match_targets(&msg, None);
         if targets.is_empty() {
@@ -647,23 +648,24 @@ impl Broker {
 
     // ---------------------------------------------------------------- retained
 
-    fn store_retained(&self, msg: &Arc<Message>) {
+    /// Sets or clears the retained message of `msg.topic`; true when that change went to the
+    /// store (its publisher then waits for the commit).
+    fn store_retained(&self, msg: &Arc<Message>) -> bool {
         let mut retained = self.retained.write();
         if msg.payload.is_empty() {
-            if retained.remove(&msg.topic).is_some() {
-                Metrics::gauge(&self.metrics.retained, -1);
-                // Submitted under the lock: the store sees the changes of one topic in the
-                // order the index did.
-                self.persist_ops(vec![Op::DeleteRetained(msg.topic.clone())]);
+            if retained.remove(&msg.topic).is_none() {
+                return false;
             }
+            Metrics::gauge(&self.metrics.retained, -1);
+            // Submitted under the lock: the store sees the changes of one topic in the
+            // order the index did.
+            self.persist_ops(vec![Op::DeleteRetained(msg.topic.clone())])
         } else {
             if retained.insert(&msg.topic, msg.clone()).is_none() {
                 Metrics::gauge(&self.metrics.retained, 1);
             }
             // `$SYS` statistics are republished at every interval: not worth a disk write.
-            if !msg.topic.as_str().starts_with("$SYS/") {
-                self.persist_ops(vec![Op::SetRetained(msg.clone())]);
-            }
+            !msg.topic.as_str().starts_with("$SYS/") && self.persist_ops(vec![Op::SetRetained(msg.clone())])
         }
     }
 

@@ -77,7 +77,7 @@ pub struct Transport {
     /// Protocol named in DTLS credentials.
     protocol: Protocol,
     layer: Arc<unigate_coap::Config>,
-    metrics: Arc<crate::broker::Broker>,
+    broker: Arc<crate::broker::Broker>,
     /// Remote addresses with state.
     pub peers: HashMap<SocketAddr, PeerEntry>,
     max_peers: usize,
@@ -129,7 +129,7 @@ impl Transport {
             name,
             protocol,
             layer,
-            metrics: broker,
+            broker,
             peers: HashMap::new(),
             max_peers,
             timers: BinaryHeap::new(),
@@ -177,7 +177,7 @@ impl Transport {
     }
 
     fn new_entry(&mut self, now: Instant, dtls: Option<Box<DtlsState>>) -> PeerEntry {
-        Metrics::gauge(&self.metrics.metrics.coap_peers, 1);
+        Metrics::gauge(&self.broker.metrics.coap_peers, 1);
         PeerEntry {
             peer: Peer::new(self.layer.clone(), self.next_seed()),
             last_seen: now,
@@ -211,7 +211,7 @@ pub fn start<A: CoapApp>(act: &mut A, ctx: &mut Context<A>) {
 /// Sends a datagram as it is (already encrypted, or plain UDP).
 fn send_raw<A: CoapApp>(act: &mut A, data: Vec<u8>, to: SocketAddr, ctx: &mut Context<A>) {
     let t = act.transport();
-    Metrics::add(&t.metrics.metrics.bytes_sent, data.len() as u64);
+    Metrics::add(&t.broker.metrics.bytes_sent, data.len() as u64);
     if t.send_backlog.is_empty() {
         match t.socket.try_send_to(&data, to) {
             Ok(_) => return,
@@ -223,7 +223,7 @@ fn send_raw<A: CoapApp>(act: &mut A, data: Vec<u8>, to: SocketAddr, ctx: &mut Co
         }
     }
     if t.send_backlog.len() >= MAX_SEND_BACKLOG {
-        Metrics::add(&t.metrics.metrics.coap_send_dropped, 1);
+        Metrics::add(&t.broker.metrics.coap_send_dropped, 1);
         return;
     }
     t.send_backlog.push_back((data, to));
@@ -317,7 +317,7 @@ fn on_dtls_datagram<A: CoapApp>(act: &mut A, from: SocketAddr, data: &[u8], ctx:
     let t = act.transport();
     if !t.peers.contains_key(&from) {
         if t.handshaking >= MAX_HANDSHAKES {
-            Metrics::add(&t.metrics.metrics.coap_peers_refused, 1);
+            Metrics::add(&t.broker.metrics.coap_peers_refused, 1);
             return;
         }
         let Some(cfg) = &t.dtls else { return };
@@ -419,7 +419,7 @@ pub fn remove_peer<A: CoapApp>(act: &mut A, addr: SocketAddr, close: bool, ctx: 
     let Some(mut entry) = t.peers.remove(&addr) else {
         return;
     };
-    Metrics::gauge(&t.metrics.metrics.coap_peers, -1);
+    Metrics::gauge(&t.broker.metrics.coap_peers, -1);
     let mut out = Vec::new();
     if let Some(d) = entry.dtls.as_mut() {
         if !d.established {
@@ -545,9 +545,9 @@ pub fn resume_reading<A: CoapApp>(act: &mut A, ctx: &mut Context<A>) {
 
 fn on_datagram<A: CoapApp>(act: &mut A, data: &[u8], from: SocketAddr, ctx: &mut Context<A>) {
     let t = act.transport();
-    Metrics::add(&t.metrics.metrics.bytes_received, data.len() as u64);
+    Metrics::add(&t.broker.metrics.bytes_received, data.len() as u64);
     if !t.peers.contains_key(&from) && t.peers.len() >= t.max_peers {
-        Metrics::add(&t.metrics.metrics.coap_peers_refused, 1);
+        Metrics::add(&t.broker.metrics.coap_peers_refused, 1);
         return;
     }
     if t.dtls.is_some() {

@@ -232,12 +232,7 @@ pub async fn notifications(
     q: web::Query<super::sse::SseQuery>,
 ) -> Result<HttpResponse, ApiError> {
     guard(&req, &shared, Access::Read).await?;
-    let wants_sse = req
-        .headers()
-        .get_all(actix_web::http::header::ACCEPT)
-        .filter_map(|v| v.to_str().ok())
-        .any(|v| v.contains("text/event-stream"));
-    if !wants_sse {
+    if !super::sse::accepts_event_stream(&req) {
         return Err(ApiError::not_acceptable(
             "this is a stream: ask for Accept: text/event-stream",
         ));

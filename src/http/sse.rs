@@ -110,6 +110,14 @@ impl SessionLink for SseLink {
     }
 }
 
+/// Whether the request asks for an event stream (`Accept: text/event-stream`).
+pub fn accepts_event_stream(req: &HttpRequest) -> bool {
+    req.headers()
+        .get_all(actix_web::http::header::ACCEPT)
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.contains("text/event-stream"))
+}
+
 /// `GET /topics/{filter}`.
 pub async fn get(
     req: HttpRequest,
@@ -117,11 +125,7 @@ pub async fn get(
     filter: web::Path<String>,
     query: web::Query<SseQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let wants_sse = req
-        .headers()
-        .get_all(actix_web::http::header::ACCEPT)
-        .filter_map(|v| v.to_str().ok())
-        .any(|v| v.contains("text/event-stream"));
+    let wants_sse = accepts_event_stream(&req);
     let who = authenticate(&req, &shared, query.clientid.as_deref()).await?;
     if !wants_sse {
         return retained(&shared, &who, &filter);

@@ -28,6 +28,7 @@ use unigate_translators::lwm2m::{self as tr, Command, CommandError, Uplink};
 
 use super::Hub;
 use crate::auth::ListenerAuth;
+use crate::broker::metrics::Metrics;
 use crate::broker::session::{ClientId, KickReason, QueueLimits, Session, SessionLink, SubOptions};
 use crate::broker::{now_ms, Broker};
 use crate::coap::transport::{self, CoapApp, Transport};
@@ -1033,7 +1034,7 @@ impl Lwm2mListener {
         }
     }
 
-    fn describe(&self, ep: &str, d: &Device) -> Json {
+    fn describe(&self, d: &Device) -> Json {
         let mut j = tr::registration_event("register", &d.reg)["data"].take();
         if let Some(o) = j.as_object_mut() {
             o.insert("listener".into(), json!(&*self.shared.name));
@@ -1046,7 +1047,6 @@ impl Lwm2mListener {
             o.insert("queued".into(), json!(d.queue.len()));
             o.insert("observations".into(), json!(d.observations.keys().collect::<Vec<_>>()));
             o.insert("contentFormats".into(), json!(d.reg.content_formats));
-            let _ = ep;
         }
         j
     }
@@ -1108,14 +1108,10 @@ impl CoapApp for Lwm2mListener {
         }
     }
 
-    fn on_peer_removed(&mut self, addr: SocketAddr, _ctx: &mut Context<Self>) {
-        // A device whose DTLS association ended stays registered: it re-handshakes and sends
-        // an Update when it wakes (queue mode), or the lifetime ends it.
-        let _ = addr;
-    }
+    /// A device whose DTLS association ended stays registered: it re-handshakes and sends an
+    /// Update when it wakes (queue mode), or the lifetime ends it.
+    fn on_peer_removed(&mut self, _addr: SocketAddr, _ctx: &mut Context<Self>) {}
 }
-
-use crate::broker::metrics::Metrics;
 
 impl Actor for Lwm2mListener {
     type Context = Context<Self>;
@@ -1226,9 +1222,9 @@ impl Handler<ListDevices> for Lwm2mListener {
             Some(ep) => self
                 .devices
                 .get(ep.as_str())
-                .map(|d| vec![self.describe(&ep, d)])
+                .map(|d| vec![self.describe(d)])
                 .unwrap_or_default(),
-            None => self.devices.iter().map(|(ep, d)| self.describe(ep, d)).collect(),
+            None => self.devices.values().map(|d| self.describe(d)).collect(),
         };
         MessageResult(out)
     }

@@ -22,16 +22,7 @@ pub fn uint_of(v: &[u8]) -> u32 {
     v.iter().fold(0, |a, b| (a << 8) | u32::from(*b))
 }
 
-/// `"2.05"` for a packet's code.
-pub fn code(p: &Packet) -> String {
-    match p.header.code {
-        MessageClass::Response(r) => {
-            let raw: u8 = MessageClass::Response(r).into();
-            format!("{}.{:02}", raw >> 5, raw & 0x1f)
-        }
-        other => format!("{other:?}"),
-    }
-}
+pub use crate::util::code;
 
 /// The Uri-Path of a request, `/`-joined.
 pub fn path_of(p: &Packet) -> String {
