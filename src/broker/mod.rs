@@ -236,6 +236,18 @@ impl Broker {
         waits
     }
 
+    /// Tells `waiter` when everything submitted so far is durable (a SUBACK waits so for the
+    /// session record its subscription changed). False without a store.
+    pub fn persist_barrier(&self, waiter: Waiter) -> bool {
+        match self.store.get() {
+            Some(store) => {
+                store.submit(Vec::new(), Some(waiter), None);
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Submits operations that nobody waits for; whether there was a store to take them.
     pub fn persist_ops(&self, ops: Vec<Op>) -> bool {
         match self.store.get() {

@@ -961,6 +961,22 @@ impl MqttConn {
         n
     }
 
+    /// For a durable session: the ticket an acknowledgement of a change to its record
+    /// (SUBACK, UNSUBACK) waits for, so that a subscription acknowledged is one a crash keeps.
+    fn record_barrier(&mut self, session: &Session) -> Option<u64> {
+        if !session.lock().durable {
+            return None;
+        }
+        let link = self.link.clone()?;
+        let ticket = self.ticket + 1;
+        if self.broker.persist_barrier((link, ticket)) {
+            self.ticket = ticket;
+            Some(ticket)
+        } else {
+            None
+        }
+    }
+
     /// Submits `batch` to the store; returns the ticket an acknowledgement must wait for, or
     /// `None` when there is nothing to wait for.
     fn submit(&mut self, batch: Batch) -> Option<u64> {
@@ -1258,7 +1274,8 @@ impl MqttConn {
             reason_codes: codes,
             properties: AckProperties::default(),
         });
-        self.write_current(&ack);
+        let ticket = self.record_barrier(&session);
+        self.reply(ticket, ack);
         for (filter, opts) in retained {
             broker.deliver_retained(&session, &filter, opts, |topic| {
                 self.authorized(Request::RetainedRead(topic))
@@ -1291,7 +1308,8 @@ impl MqttConn {
             reason_codes: codes,
             properties: AckProperties::default(),
         });
-        self.write_current(&ack);
+        let ticket = self.record_barrier(&session);
+        self.reply(ticket, ack);
     }
 
     // ------------------------------------------------------------------ DISCONNECT

@@ -683,3 +683,51 @@ fn retained_publishes_over_mqtt_http_and_coap_are_durable_once_acknowledged() {
     drop(s);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_subscription_acknowledged_survives_kill_9() {
+    let dir = temp_dir("suback");
+    let s = Server::start(&dir);
+    let mut subs = Vec::new();
+    for i in 0..20 {
+        let id = format!("sub{i}");
+        let (mut c, _) = Client::connect(s.addr, &id).unwrap();
+        c.send(&Packet::Subscribe(Subscribe {
+            packet_id: pid(1),
+            filters: vec![(format!("sa/{i}"), SubscriptionOptions::new(QoS::AtLeastOnce))],
+            properties: Default::default(),
+        }))
+        .unwrap();
+        match c.recv(common::TIMEOUT).unwrap() {
+            Some(Packet::SubAck(_)) => {}
+            other => panic!("expected SUBACK, got {other:?}"),
+        }
+        subs.push((id, c));
+    }
+    // Killed right after the last SUBACK: every acknowledged subscription is on disk.
+    s.kill();
+    drop(subs);
+    let s = Server::start(&dir);
+    let (mut publisher, _) = Client::connect(s.addr, "pub").unwrap();
+    for i in 0..20u16 {
+        let mut p = Publish::new(format!("sa/{i}"), b"x".to_vec());
+        p.qos = QoS::AtLeastOnce;
+        p.packet_id = Some(pid(i + 1));
+        publisher.send(&Packet::Publish(p)).unwrap();
+        assert!(matches!(
+            publisher.recv(common::TIMEOUT).unwrap(),
+            Some(Packet::PubAck(_))
+        ));
+    }
+    let mut lost = Vec::new();
+    for i in 0..20 {
+        let (mut c, present) = Client::connect(s.addr, &format!("sub{i}")).unwrap();
+        let got = matches!(c.recv(Duration::from_secs(2)).unwrap(), Some(Packet::Publish(_)));
+        if !(present && got) {
+            lost.push(i);
+        }
+    }
+    assert!(lost.is_empty(), "subscriptions acknowledged and lost: {lost:?}");
+    drop(s);
+    let _ = std::fs::remove_dir_all(&dir);
+}
