@@ -6,7 +6,7 @@
 //! shared broker core, never through a central actor.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -98,18 +98,35 @@ impl Drop for RunningServer {
     }
 }
 
-/// Counts a listener's open connections; dropping it releases the slot.
-pub struct ConnectionGuard {
-    open: Arc<AtomicUsize>,
+/// An MQTT listener's connection slots: its limit, its `/metrics` counts and the broker's
+/// connection gauge, shared by all its connections.
+pub struct ListenerSlots {
+    max: usize,
+    counts: Arc<crate::broker::metrics::ConnectionCounts>,
     broker: Arc<Broker>,
-    /// The connection in the per-listener counts (`/metrics`).
-    _counted: crate::broker::metrics::OpenConnection,
 }
+
+impl ListenerSlots {
+    /// Takes a slot for a new connection, or `None` when the listener is full.
+    fn open(self: &Arc<Self>) -> Option<ConnectionGuard> {
+        if self.counts.open.fetch_add(1, Ordering::Relaxed) >= self.max as i64 {
+            self.counts.open.fetch_sub(1, Ordering::Relaxed);
+            return None;
+        }
+        self.counts.accepted.fetch_add(1, Ordering::Relaxed);
+        Metrics::gauge(&self.broker.metrics.connections, 1);
+        Metrics::add(&self.broker.metrics.connections_total, 1);
+        Some(ConnectionGuard(self.clone()))
+    }
+}
+
+/// One open connection of a listener; dropping it releases the slot (8 bytes per connection).
+pub struct ConnectionGuard(Arc<ListenerSlots>);
 
 impl Drop for ConnectionGuard {
     fn drop(&mut self) {
-        self.open.fetch_sub(1, Ordering::Relaxed);
-        Metrics::gauge(&self.broker.metrics.connections, -1);
+        self.0.counts.open.fetch_sub(1, Ordering::Relaxed);
+        Metrics::gauge(&self.0.broker.metrics.connections, -1);
     }
 }
 
@@ -313,6 +330,7 @@ impl StartCtx<'_> {
                 self.config.auth.audit,
                 self.broker.clone(),
             ),
+            broker: self.broker.clone(),
         });
         out.all_settings.push(settings.clone());
         Ok(settings)
@@ -336,12 +354,16 @@ impl StartCtx<'_> {
             .transpose()?;
         let settings = self.settings(l, Protocol::Mqtt, tls, out)?;
         Self::bound(l, addr, out);
-        let open = Arc::new(AtomicUsize::new(0));
+        let slots = Arc::new(ListenerSlots {
+            max: settings.limits.max_connections,
+            counts: self.broker.metrics.listener(&settings.name, "mqtt"),
+            broker: self.broker.clone(),
+        });
         for (socket, worker) in sockets.into_iter().zip(self.handles.iter()) {
-            let (settings, broker, open) = (settings.clone(), self.broker.clone(), open.clone());
+            let (settings, slots) = (settings.clone(), slots.clone());
             worker.spawn(async move {
                 match TcpListener::from_std(socket) {
-                    Ok(listener) => accept_loop(listener, settings, broker, open).await,
+                    Ok(listener) => accept_loop(listener, settings, slots).await,
                     Err(e) => tracing::error!(error = %e, "cannot register listener"),
                 }
             });
@@ -503,13 +525,7 @@ fn bind_one(addr: SocketAddr) -> anyhow::Result<std::net::TcpListener> {
 }
 
 /// Accepts connections on one worker and starts their actors right here.
-async fn accept_loop(
-    listener: TcpListener,
-    settings: Arc<ListenerSettings>,
-    broker: Arc<Broker>,
-    open: Arc<AtomicUsize>,
-) {
-    let counts = broker.metrics.listener(&settings.name, "mqtt");
+async fn accept_loop(listener: TcpListener, settings: Arc<ListenerSettings>, slots: Arc<ListenerSlots>) {
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(s) => s,
@@ -520,19 +536,11 @@ async fn accept_loop(
                 continue;
             }
         };
-        if open.fetch_add(1, Ordering::Relaxed) >= settings.limits.max_connections {
-            open.fetch_sub(1, Ordering::Relaxed);
+        let Some(guard) = slots.open() else {
             tracing::debug!(listener = %settings.name, %peer, "connection limit reached; closing");
             continue;
-        }
-        Metrics::gauge(&broker.metrics.connections, 1);
-        Metrics::add(&broker.metrics.connections_total, 1);
-        let guard = ConnectionGuard {
-            open: open.clone(),
-            broker: broker.clone(),
-            _counted: counts.opened(),
         };
-        if let Err(e) = Connection::start(stream, peer, broker.clone(), settings.clone(), guard) {
+        if let Err(e) = Connection::start(stream, peer, settings.clone(), guard) {
             tracing::debug!(%peer, error = %e, "connection failed at start");
         }
     }

@@ -336,8 +336,8 @@ impl Broker {
                     st.subscriptions = Some(Box::new(subscriptions.iter().cloned().collect()));
                 }
                 st.durable = true;
-                st.disconnected_at = Some(gone_at);
-                st.incoming_qos2 = loaded.incoming_qos2;
+                st.disconnected_at = std::num::NonZeroU64::new(gone_at);
+                st.incoming_qos2 = loaded.incoming_qos2.into();
                 for (seq, entry, msg) in loaded.queue {
                     st.next_seq = st.next_seq.max(seq);
                     let stored = StoredRef { seq, recovered: true };
@@ -867,13 +867,13 @@ impl Broker {
                 link,
             });
             st.expiry_interval = expiry_interval;
-            st.max_queued = limits.max_queued;
+            st.max_queued = limits.max_queued.try_into().unwrap_or(u32::MAX);
             st.drop_policy = limits.drop_policy;
             st.queue_qos0_offline = limits.queue_qos0_offline;
             st.wake_pending = false;
             st.drops_in_episode = 0;
             // A new connection is presumed to be taking messages until it proves otherwise.
-            st.last_progress = Some(std::time::Instant::now());
+            st.last_progress = session::Stamp::now();
             st.durable = limits.persist && self.store.get().is_some() && (st.durable || expiry_interval > 0);
             if st.durable {
                 st.will_record = will.map(|w| {
@@ -960,7 +960,7 @@ impl Broker {
             let mut st = session.lock();
             if st.durable && st.generation == generation {
                 let now = now_ms();
-                st.disconnected_at = Some(now);
+                st.disconnected_at = std::num::NonZeroU64::new(now);
                 st.will_record = match (out.will_after, self.pending_wills.get(&session.serial)) {
                     (Some(after), Some(w)) => Some(Box::new(StoredWill {
                         msg: Arc::new(w.1.msg.clone()),

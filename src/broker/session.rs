@@ -259,7 +259,7 @@ pub struct SessionState {
     pub wake_pending: bool,
     /// Deliveries waiting to be sent.
     pub queue: VecDeque<Delivery>,
-    qos0_queued: usize,
+    qos0_queued: u32,
     /// Subscriptions, by filter; allocated on the first one (boxed: an empty map costs 48
     /// bytes in every session, publishers-only clients included).
     #[allow(clippy::box_collection)]
@@ -268,13 +268,13 @@ pub struct SessionState {
     pub inflight: Inflight,
     /// Inbound QoS 2 packet ids received and not yet released (PUBREL); bounded by our
     /// Receive Maximum, so a small vector.
-    pub incoming_qos2: Vec<u16>,
+    pub incoming_qos2: PacketIds,
     /// Session expiry interval in seconds (u32::MAX: never).
     pub expiry_interval: u32,
     /// The session has ended: it is no longer in the registry and takes no deliveries.
     pub ended: bool,
-    /// Queue limit.
-    pub max_queued: usize,
+    /// Queue limit (at most `u32::MAX`).
+    pub max_queued: u32,
     /// What a full queue drops.
     pub drop_policy: QueueDropPolicy,
     /// Whether QoS 0 messages are queued while offline.
@@ -288,14 +288,14 @@ pub struct SessionState {
     #[allow(clippy::box_collection)]
     pub waiters: Option<Box<Vec<Arc<dyn SessionLink>>>>,
     /// When the attached connection last moved messages out of the queue.
-    pub last_progress: Option<std::time::Instant>,
+    pub last_progress: Stamp,
     /// The session is kept in the store: its QoS 1/2 deliveries, subscriptions and state are
     /// written there.
     pub durable: bool,
     /// The last stored queue position.
     pub next_seq: u64,
     /// When the last connection went away (ms since the epoch), for the stored record.
-    pub disconnected_at: Option<u64>,
+    pub disconnected_at: Option<std::num::NonZeroU64>,
     /// The will as stored (boxed: most sessions have none).
     pub will_record: Option<Box<crate::storage::StoredWill>>,
 }
@@ -350,15 +350,15 @@ impl Session {
                 qos0_queued: 0,
                 subscriptions: None,
                 inflight: Inflight::default(),
-                incoming_qos2: Vec::new(),
+                incoming_qos2: PacketIds::default(),
                 expiry_interval,
                 ended: false,
-                max_queued: limits.max_queued,
+                max_queued: limits.max_queued.try_into().unwrap_or(u32::MAX),
                 drop_policy: limits.drop_policy,
                 queue_qos0_offline: limits.queue_qos0_offline,
                 drops_in_episode: 0,
                 waiters: None,
-                last_progress: None,
+                last_progress: Stamp::NEVER,
                 durable: false,
                 next_seq: 0,
                 disconnected_at: None,
@@ -499,7 +499,7 @@ impl SessionState {
         }
         let mut outcome = Enqueued::Queued;
         let mut evicted = None;
-        if self.queue.len() >= self.max_queued {
+        if self.queue.len() >= self.max_queued as usize {
             if d.qos == QoS::AtMostOnce {
                 return (Enqueued::Dropped, None);
             }
@@ -554,7 +554,7 @@ impl SessionState {
             disconnected_at: if self.attached.is_some() {
                 None
             } else {
-                self.disconnected_at
+                self.disconnected_at.map(std::num::NonZeroU64::get)
             },
             subscriptions,
             will: self.will_record.as_deref().cloned(),
@@ -591,7 +591,7 @@ impl SessionState {
 
     /// Whether the consumer moved messages recently.
     pub fn is_progressing(&self, stuck_after: std::time::Duration) -> bool {
-        self.last_progress.is_some_and(|t| t.elapsed() < stuck_after)
+        self.last_progress.elapsed().is_some_and(|e| e < stuck_after)
     }
 
     /// Takes the paused publishers if the queue is short enough to let them go on.
@@ -609,7 +609,7 @@ impl SessionState {
         }
         let (shared, own): (Vec<_>, Vec<_>) = self.queue.drain(..).partition(|d| d.shared.is_some());
         self.queue = own.into();
-        self.qos0_queued = self.queue.iter().filter(|d| d.qos == QoS::AtMostOnce).count();
+        self.qos0_queued = self.queue.iter().filter(|d| d.qos == QoS::AtMostOnce).count() as u32;
         shared
     }
 }
@@ -720,5 +720,104 @@ mod tests {
         assert_ne!(id, first);
         let id2 = w.insert(OutState::Released(None)).unwrap();
         assert_ne!(id2, first);
+    }
+}
+
+/// A moment on a coarse process clock: milliseconds since the clock's first use, in 8 bytes
+/// where an `Option<Instant>` takes 16 (per session and per connection, that counts).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Stamp(u64);
+
+impl Stamp {
+    /// Not set.
+    pub const NEVER: Stamp = Stamp(0);
+
+    /// Now.
+    pub fn now() -> Stamp {
+        Stamp::at(std::time::Instant::now())
+    }
+
+    /// The stamp of `t` (never [`Stamp::NEVER`]; times before the clock started are its start).
+    pub fn at(t: std::time::Instant) -> Stamp {
+        let ms = t.saturating_duration_since(clock_start()).as_millis();
+        Stamp(u64::try_from(ms).unwrap_or(u64::MAX - 1).saturating_add(1))
+    }
+
+    /// Its value: milliseconds since the clock started, plus one (0 is [`Stamp::NEVER`]).
+    pub fn raw(self) -> u64 {
+        self.0
+    }
+
+    /// Whether it was ever set.
+    pub fn is_set(self) -> bool {
+        self != Stamp::NEVER
+    }
+
+    /// The instant it stands for (to the millisecond), if set.
+    pub fn instant(self) -> Option<std::time::Instant> {
+        self.is_set()
+            .then(|| clock_start() + std::time::Duration::from_millis(self.0 - 1))
+    }
+
+    /// Time since the stamp, if set.
+    pub fn elapsed(self) -> Option<std::time::Duration> {
+        self.instant().map(|t| t.elapsed())
+    }
+}
+
+fn clock_start() -> std::time::Instant {
+    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    *START.get_or_init(std::time::Instant::now)
+}
+
+/// Packet identifiers, as a set: a few at most (bounded by a Receive Maximum), and usually
+/// none, so they live in a box allocated on the first (8 bytes per session instead of 24).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[allow(clippy::box_collection)]
+pub struct PacketIds(Option<Box<Vec<u16>>>);
+
+impl PacketIds {
+    /// Whether `id` is in the set.
+    pub fn contains(&self, id: u16) -> bool {
+        self.0.as_ref().is_some_and(|v| v.contains(&id))
+    }
+
+    /// How many.
+    pub fn len(&self) -> usize {
+        self.0.as_ref().map_or(0, |v| v.len())
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Adds `id` (the caller checked it is not in yet).
+    pub fn insert(&mut self, id: u16) {
+        self.0.get_or_insert_with(Default::default).push(id);
+    }
+
+    /// Removes `id`; whether it was there. The box goes with the last one.
+    pub fn remove(&mut self, id: u16) -> bool {
+        let Some(v) = self.0.as_mut() else { return false };
+        let Some(p) = v.iter().position(|x| *x == id) else {
+            return false;
+        };
+        v.swap_remove(p);
+        if v.is_empty() {
+            self.0 = None;
+        }
+        true
+    }
+
+    /// The identifiers, in no particular order.
+    pub fn to_vec(&self) -> Vec<u16> {
+        self.0.as_deref().cloned().unwrap_or_default()
+    }
+}
+
+impl From<Vec<u16>> for PacketIds {
+    fn from(v: Vec<u16>) -> PacketIds {
+        PacketIds((!v.is_empty()).then(|| Box::new(v)))
     }
 }

@@ -965,7 +965,7 @@ impl CoapListener {
                         break;
                     }
                     next = st.pop().map(|d| (d, con));
-                    st.last_progress = Some(std::time::Instant::now());
+                    st.last_progress = crate::broker::session::Stamp::now();
                     break;
                 }
                 if st.queue.is_empty() {

@@ -400,7 +400,7 @@ impl JsonWs {
                     batch.push(d);
                 }
             }
-            st.last_progress = Some(std::time::Instant::now());
+            st.last_progress = crate::broker::session::Stamp::now();
             batch
         };
         let more = batch.len() == BATCH;

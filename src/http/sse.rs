@@ -328,7 +328,7 @@ impl SseStream {
                 }
                 batch.push(d);
             }
-            st.last_progress = Some(std::time::Instant::now());
+            st.last_progress = crate::broker::session::Stamp::now();
             batch
         };
         if batch.is_empty() {

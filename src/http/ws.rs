@@ -97,7 +97,7 @@ impl WsConnection {
         let (tx, rx) = mpsc::unbounded_channel();
         let in_flight = Arc::new(AtomicUsize::new(0));
         let blocked = Arc::new(AtomicBool::new(false));
-        let mut conn = MqttConn::new(shared.broker.clone(), shared.mqtt.clone(), peer, Instant::now());
+        let mut conn = MqttConn::new(shared.mqtt.clone(), peer, Instant::now());
         if !certs.is_empty() {
             conn.set_peer_certificates(certs);
         }

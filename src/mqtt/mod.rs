@@ -2,4 +2,5 @@
 //! ([`connection`]).
 
 pub mod connection;
+pub mod keepalive;
 pub mod protocol;

@@ -25,6 +25,7 @@ use unigate_mqtt::{
 use unigate_pubsub::{Message, Origin, Protocol, QoS, TopicFilter};
 use unigate_translators::{mqtt as tr, TranslateError};
 
+use crate::broker::session::Stamp;
 use crate::broker::{
     now_ms, Batch, Broker, ClientId, Delivery, Detached, FilterRefusal, KickReason, Metrics, OutState, PendingWill,
     QueueLimits, Session, SessionLink, SubOptions,
@@ -50,6 +51,8 @@ pub struct ListenerSettings {
     pub tls: parking_lot::RwLock<Option<Arc<rustls::ServerConfig>>>,
     /// `Mqtt` (TCP/TLS) or `MqttWs` (WebSocket): what messages' origin says.
     pub transport: Protocol,
+    /// The broker core (here rather than in every connection: 8 bytes each).
+    pub broker: Arc<Broker>,
 }
 
 /// Why a connection closes.
@@ -129,9 +132,29 @@ struct Connected {
     connect_expiry_zero: bool,
 }
 
+/// Acknowledgements held back until the store has committed what they acknowledge, with the
+/// ticket each waits for (see [`MqttConn::handle_stored`]). Later acknowledgements queue behind
+/// them: PUBACKs go out in PUBLISH order (MQTT 5 §4.6).
+#[derive(Default)]
+struct HeldAcks {
+    held: std::collections::VecDeque<(u64, Packet)>,
+    /// The last ticket submitted to the store.
+    ticket: u64,
+}
+
+impl HeldAcks {
+    /// The first held acknowledgement if the store has committed what it waits for.
+    fn pop_done(&mut self, committed: u64) -> Option<Packet> {
+        if self.held.front().is_some_and(|(t, _)| *t <= committed) {
+            self.held.pop_front().map(|(_, p)| p)
+        } else {
+            None
+        }
+    }
+}
+
 /// One MQTT connection's protocol state.
 pub struct MqttConn {
-    broker: Arc<Broker>,
     listener: Arc<ListenerSettings>,
     peer: SocketAddr,
     link: Option<Arc<dyn SessionLink>>,
@@ -141,25 +164,25 @@ pub struct MqttConn {
     conn: Option<Box<Connected>>,
     /// A CONNECT waiting for the auth chain's answer.
     pending: Option<Box<PendingConnect>>,
-    /// The TLS client certificate chain (DER, leaf first), on TLS listeners.
-    peer_certs: Vec<Vec<u8>>,
+    /// The TLS client certificate chain (DER, leaf first), on TLS listeners that were given
+    /// one; taken by the auth chain at CONNECT (boxed: most connections have none, and an empty
+    /// `Vec` would cost every connection 24 bytes).
+    #[allow(clippy::box_collection)]
+    peer_certs: Option<Box<Vec<Vec<u8>>>>,
     /// A publish hit a congested subscriber (see [`MqttConn::take_congested`]).
     congested: bool,
-    /// Acknowledgements held back until the store has committed what they acknowledge, with
-    /// the ticket they wait for (see [`MqttConn::handle_stored`]). Later acknowledgements queue
-    /// behind them: PUBACKs go out in PUBLISH order (MQTT 5 §4.6).
-    held: std::collections::VecDeque<(u64, Packet)>,
-    /// The last ticket submitted to the store.
-    ticket: u64,
-    last_packet: Instant,
+    /// Store tickets and the acknowledgements waiting for them; allocated on the first store
+    /// submission, so a connection without a durable session pays 8 bytes.
+    acks: Option<Box<HeldAcks>>,
+    /// When the last packet came (8 bytes where an `Instant` takes 16).
+    last_packet: Stamp,
     closed: Option<Close>,
 }
 
 impl MqttConn {
     /// A connection from `peer` on `listener`, before CONNECT.
-    pub fn new(broker: Arc<Broker>, listener: Arc<ListenerSettings>, peer: SocketAddr, now: Instant) -> MqttConn {
+    pub fn new(listener: Arc<ListenerSettings>, peer: SocketAddr, now: Instant) -> MqttConn {
         MqttConn {
-            broker,
             listener,
             peer,
             link: None,
@@ -167,18 +190,17 @@ impl MqttConn {
             out: BytesMut::new(),
             conn: None,
             pending: None,
-            peer_certs: Vec::new(),
+            peer_certs: None,
             congested: false,
-            held: std::collections::VecDeque::new(),
-            ticket: 0,
-            last_packet: now,
+            acks: None,
+            last_packet: Stamp::at(now),
             closed: None,
         }
     }
 
     /// The broker core.
     pub fn broker(&self) -> &Arc<Broker> {
-        &self.broker
+        &self.listener.broker
     }
 
     /// The peer's address.
@@ -188,7 +210,7 @@ impl MqttConn {
 
     /// Records the verified TLS client certificate chain, for the auth chain.
     pub fn set_peer_certificates(&mut self, certs: Vec<Vec<u8>>) {
-        self.peer_certs = certs;
+        self.peer_certs = (!certs.is_empty()).then(|| Box::new(certs));
     }
 
     /// The listener's settings.
@@ -249,13 +271,18 @@ impl MqttConn {
         self.conn.as_ref().map(|c| &*c.client_id)
     }
 
+    /// When the last packet came.
+    pub fn last_packet(&self) -> Stamp {
+        self.last_packet
+    }
+
     /// When the connection must be dropped for silence (1.5 × keep alive, MQTT 5 §3.1.2.10).
     pub fn keepalive_deadline(&self) -> Option<Instant> {
         let c = self.conn.as_ref()?;
         if c.keep_alive == 0 {
             return None;
         }
-        Some(self.last_packet + Duration::from_millis(u64::from(c.keep_alive) * 1500))
+        Some(self.last_packet.instant()? + Duration::from_millis(u64::from(c.keep_alive) * 1500))
     }
 
     fn version(&self) -> Option<ProtocolVersion> {
@@ -279,7 +306,7 @@ impl MqttConn {
         if let Some(c) = &self.closed {
             return Err(c.clone());
         }
-        Metrics::add(&self.broker.metrics.bytes_received, data.len() as u64);
+        Metrics::add(&self.listener.broker.metrics.bytes_received, data.len() as u64);
         let max = self.listener.limits.max_packet_size;
         if self.read_buf.is_empty() {
             // Fast path: decode straight from the socket data; keep only a partial tail.
@@ -330,7 +357,7 @@ impl MqttConn {
     }
 
     fn decode_failed(&mut self, e: DecodeError) -> Close {
-        Metrics::add(&self.broker.metrics.protocol_errors, 1);
+        Metrics::add(&self.listener.broker.metrics.protocol_errors, 1);
         let code = e.reason_code();
         tracing::debug!(peer = %self.peer, client_id = self.client_id().unwrap_or("-"), error = %e, "closing: bad packet");
         if !self.is_connected() {
@@ -350,25 +377,25 @@ impl MqttConn {
     }
 
     fn violation(&mut self, code: ReasonCode, why: &str) -> Close {
-        Metrics::add(&self.broker.metrics.protocol_errors, 1);
+        Metrics::add(&self.listener.broker.metrics.protocol_errors, 1);
         tracing::debug!(peer = %self.peer, client_id = self.client_id().unwrap_or("-"), reason = why, "closing: protocol violation");
         self.send_disconnect(code, Some(why.to_string()));
         Close::Violation(code)
     }
 
     fn handle_packet(&mut self, packet: Packet, now: Instant) -> Result<(), Close> {
-        self.last_packet = now;
+        self.last_packet = Stamp::at(now);
         if !self.is_connected() {
             let scram = self.pending.as_ref().is_some_and(|p| p.scram.is_some());
             return match packet {
                 Packet::Auth(a) if scram => self.on_enhanced_auth(a),
                 Packet::Connect(_) if self.pending.is_some() => {
-                    Metrics::add(&self.broker.metrics.protocol_errors, 1);
+                    Metrics::add(&self.listener.broker.metrics.protocol_errors, 1);
                     Err(Close::Violation(ReasonCode::PROTOCOL_ERROR))
                 }
                 Packet::Connect(c) => self.on_connect(*c),
                 other => {
-                    Metrics::add(&self.broker.metrics.protocol_errors, 1);
+                    Metrics::add(&self.listener.broker.metrics.protocol_errors, 1);
                     tracing::debug!(peer = %self.peer, packet = ?other.kind(), "first packet is not CONNECT");
                     Err(Close::Violation(ReasonCode::PROTOCOL_ERROR))
                 }
@@ -432,7 +459,7 @@ impl MqttConn {
 
     fn on_connect(&mut self, c: Connect) -> Result<(), Close> {
         let v = c.protocol;
-        let settings = &self.broker.settings;
+        let settings = &self.listener.broker.settings;
         let mut assigned = None;
         let client_id: ClientId = if c.client_id.is_empty() {
             if !v.is_v5() && !c.clean_start {
@@ -459,7 +486,7 @@ impl MqttConn {
             if w.retain && !settings.retain_available {
                 return self.refuse(v, ReasonCode::RETAIN_NOT_SUPPORTED, "retain is not available");
             }
-            if tr::qos_in(w.qos) > self.broker.max_qos() {
+            if tr::qos_in(w.qos) > self.listener.broker.max_qos() {
                 return self.refuse(v, ReasonCode::QOS_NOT_SUPPORTED, "will QoS above the maximum QoS");
             }
         }
@@ -477,7 +504,7 @@ impl MqttConn {
         credentials.client_id = Some(client_id.to_string());
         credentials.username = c.username.clone();
         credentials.password = c.password.as_ref().map(|p| Secret::new(p.to_vec()));
-        credentials.peer_certificates = std::mem::take(&mut self.peer_certs);
+        credentials.peer_certificates = self.peer_certs.take().map(|c| *c).unwrap_or_default();
         self.pending = Some(Box::new(PendingConnect {
             connect: c,
             client_id,
@@ -569,7 +596,7 @@ impl MqttConn {
         match (sp.exchange.finish(&data), &sp.authenticator) {
             (Ok(server_final), Some(name)) => {
                 chain.scram_result(name, &sp.username, true);
-                self.broker.metrics.count_auth(name, true);
+                self.listener.broker.metrics.count_auth(name, true);
                 let identity = Identity {
                     username: Some(Arc::from(sp.username.as_str())),
                     authenticator: name.clone(),
@@ -582,7 +609,8 @@ impl MqttConn {
                 if let Some(name) = name {
                     chain.scram_result(name, &sp.username, false);
                 }
-                self.broker
+                self.listener
+                    .broker
                     .metrics
                     .count_auth(name.as_deref().unwrap_or("chain"), false);
                 let why = result
@@ -634,7 +662,7 @@ impl MqttConn {
         auth_reply: Option<(String, bytes::Bytes)>,
     ) -> Result<(), Close> {
         let v = c.protocol;
-        let settings = &self.broker.settings;
+        let settings = &self.listener.broker.settings;
         // An authenticator may bind the client to an id (e.g. a certificate's CN).
         let client_id = identity.client_id.clone().unwrap_or(client_id);
         let username = identity.username.clone();
@@ -654,7 +682,7 @@ impl MqttConn {
             None => None,
         };
         if let Some(w) = &will {
-            if !self.broker.authorize(
+            if !self.listener.broker.authorize(
                 &identity,
                 &client_id,
                 &self.listener.name,
@@ -681,7 +709,7 @@ impl MqttConn {
             return self.refuse(v, ReasonCode::SERVER_UNAVAILABLE, "connection not ready");
         };
         let limits = &self.listener.limits;
-        let att = self.broker.attach_with_will(
+        let att = self.listener.broker.attach_with_will(
             client_id.clone(),
             c.clean_start,
             expiry,
@@ -726,7 +754,7 @@ impl MqttConn {
                 props.authentication_data = Some(data);
             }
             if settings.max_qos < 2 {
-                props.maximum_qos = Some(tr::qos_out(self.broker.max_qos()));
+                props.maximum_qos = Some(tr::qos_out(self.listener.broker.max_qos()));
             }
             if !settings.retain_available {
                 props.retain_available = Some(false);
@@ -796,7 +824,7 @@ impl MqttConn {
     // ------------------------------------------------------------------ PUBLISH in
 
     fn on_publish(&mut self, p: Publish) -> Result<(), Close> {
-        let broker = self.broker.clone();
+        let broker = self.listener.broker.clone();
         Metrics::add(&broker.metrics.messages_received[p.qos as usize], 1);
         let Some(c) = self.conn.as_mut() else {
             return Ok(());
@@ -863,7 +891,7 @@ impl MqttConn {
             // dropped (and acknowledged, so the client does not resend it forever), or the
             // connection is closed (`mqtt.denied_publish_v3 = "disconnect"`).
             if !v5 {
-                if self.broker.settings().denied_publish_v3 == crate::config::DeniedPublishV3::Disconnect {
+                if self.listener.broker.settings().denied_publish_v3 == crate::config::DeniedPublishV3::Disconnect {
                     tracing::debug!(peer = %self.peer, topic = %msg.topic, "closing: PUBLISH refused by the ACL");
                     return Err(Close::Violation(ReasonCode::NOT_AUTHORIZED));
                 }
@@ -904,7 +932,7 @@ impl MqttConn {
                         return Ok(());
                     };
                     let mut st = c.session.lock();
-                    if st.incoming_qos2.contains(&pid.get()) {
+                    if st.incoming_qos2.contains(pid.get()) {
                         false
                     } else if st.incoming_qos2.len() >= max_in {
                         drop(st);
@@ -913,7 +941,7 @@ impl MqttConn {
                             "[MQTT-3.3.4-9] more QoS 2 messages in flight than Receive Maximum",
                         ));
                     } else {
-                        st.incoming_qos2.push(pid.get());
+                        st.incoming_qos2.insert(pid.get());
                         if st.durable {
                             // Stored with the deliveries, atomically: after a crash a resend of
                             // this id is still recognised and not routed twice.
@@ -948,7 +976,7 @@ impl MqttConn {
 
     /// Routes a message from this client; notes congestion so that the caller pauses reading.
     fn route(&mut self, msg: Message) -> usize {
-        let (n, congested) = self.broker.publish_from(msg, self.link.as_ref());
+        let (n, congested) = self.listener.broker.publish_from(msg, self.link.as_ref());
         self.congested |= congested;
         n
     }
@@ -956,7 +984,7 @@ impl MqttConn {
     /// [`MqttConn::route`], collecting the store operations in `batch` (see
     /// [`MqttConn::submit`]).
     fn route_into(&mut self, msg: Message, batch: &mut Batch) -> usize {
-        let (n, congested) = self.broker.route(msg, self.link.as_ref(), batch);
+        let (n, congested) = self.listener.broker.route(msg, self.link.as_ref(), batch);
         self.congested |= congested;
         n
     }
@@ -968,9 +996,10 @@ impl MqttConn {
             return None;
         }
         let link = self.link.clone()?;
-        let ticket = self.ticket + 1;
-        if self.broker.persist_barrier((link, ticket)) {
-            self.ticket = ticket;
+        let acks = self.acks.get_or_insert_with(Default::default);
+        let ticket = acks.ticket + 1;
+        if self.listener.broker.persist_barrier((link, ticket)) {
+            acks.ticket = ticket;
             Some(ticket)
         } else {
             None
@@ -984,12 +1013,13 @@ impl MqttConn {
             return None;
         }
         let Some(link) = self.link.clone() else {
-            self.broker.persist(batch, None);
+            self.listener.broker.persist(batch, None);
             return None;
         };
-        let ticket = self.ticket + 1;
-        if self.broker.persist(batch, Some((link, ticket))) {
-            self.ticket = ticket;
+        let acks = self.acks.get_or_insert_with(Default::default);
+        let ticket = acks.ticket + 1;
+        if self.listener.broker.persist(batch, Some((link, ticket))) {
+            acks.ticket = ticket;
             Some(ticket)
         } else {
             None
@@ -999,10 +1029,13 @@ impl MqttConn {
     /// Writes an acknowledgement now, or holds it until `ticket` is durable (or until the
     /// acknowledgements held before it go, to keep their order).
     fn reply(&mut self, ticket: Option<u64>, packet: Packet) {
-        match ticket {
-            Some(t) => self.held.push_back((t, packet)),
-            None if !self.held.is_empty() => self.held.push_back((self.ticket, packet)),
-            None => self.write_current(&packet),
+        match (ticket, &mut self.acks) {
+            (Some(t), acks) => acks.get_or_insert_with(Default::default).held.push_back((t, packet)),
+            (None, Some(acks)) if !acks.held.is_empty() => {
+                let t = acks.ticket;
+                acks.held.push_back((t, packet));
+            }
+            (None, _) => self.write_current(&packet),
         }
     }
 
@@ -1011,15 +1044,15 @@ impl MqttConn {
     /// 0x80) so that the client sends its unacknowledged messages again later.
     pub fn handle_stored(&mut self, ticket: u64, ok: bool) -> Result<(), Close> {
         if !ok {
-            self.held.clear();
+            if let Some(acks) = self.acks.as_mut() {
+                acks.held.clear();
+            }
             tracing::warn!(client_id = self.client_id().unwrap_or("-"), "closing: the store failed");
             self.send_disconnect(ReasonCode::UNSPECIFIED_ERROR, Some("storage failure".into()));
             return Err(self.fail(Close::Violation(ReasonCode::UNSPECIFIED_ERROR)));
         }
-        while self.held.front().is_some_and(|(t, _)| *t <= ticket) {
-            if let Some((_, packet)) = self.held.pop_front() {
-                self.write_current(&packet);
-            }
+        while let Some(packet) = self.acks.as_mut().and_then(|a| a.pop_done(ticket)) {
+            self.write_current(&packet);
         }
         Ok(())
     }
@@ -1045,6 +1078,7 @@ impl MqttConn {
     fn authorized(&self, request: Request<'_>) -> bool {
         match self.conn.as_ref() {
             Some(c) => self
+                .listener
                 .broker
                 .authorize(c.identity(), &c.client_id, &self.listener.name, request),
             None => false,
@@ -1099,7 +1133,7 @@ impl MqttConn {
         match removed {
             None => tracing::debug!(client_id = %c.client_id, id = r.packet_id.get(), "PUBACK for unknown packet id"),
             Some(OutState::Published(Delivery { stored: Some(s), .. })) => {
-                self.broker.persist_ops(vec![Op::Remove {
+                self.listener.broker.persist_ops(vec![Op::Remove {
                     serial: c.session.serial,
                     seq: s.seq,
                 }]);
@@ -1166,7 +1200,7 @@ impl MqttConn {
             }
         };
         if let Some(seq) = done {
-            self.broker.persist_ops(vec![Op::Remove {
+            self.listener.broker.persist_ops(vec![Op::Remove {
                 serial: c.session.serial,
                 seq,
             }]);
@@ -1179,19 +1213,14 @@ impl MqttConn {
         let mut batch = Batch::default();
         let known = {
             let mut st = c.session.lock();
-            match st.incoming_qos2.iter().position(|id| *id == r.packet_id.get()) {
-                Some(p) => {
-                    st.incoming_qos2.swap_remove(p);
-                    if st.durable {
-                        batch.ops.push(Op::DeleteIncomingQos2 {
-                            serial: c.session.serial,
-                            packet_id: r.packet_id.get(),
-                        });
-                    }
-                    true
-                }
-                None => false,
+            let known = st.incoming_qos2.remove(r.packet_id.get());
+            if known && st.durable {
+                batch.ops.push(Op::DeleteIncomingQos2 {
+                    serial: c.session.serial,
+                    packet_id: r.packet_id.get(),
+                });
             }
+            known
         };
         let code = if known {
             ReasonCode::SUCCESS
@@ -1207,7 +1236,7 @@ impl MqttConn {
     // ------------------------------------------------------------------ SUBSCRIBE
 
     fn on_subscribe(&mut self, s: Subscribe) -> Result<(), Close> {
-        let broker = self.broker.clone();
+        let broker = self.listener.broker.clone();
         let Some(c) = self.conn.as_ref() else {
             return Ok(());
         };
@@ -1286,7 +1315,7 @@ impl MqttConn {
     }
 
     fn on_unsubscribe(&mut self, u: Unsubscribe) {
-        let broker = self.broker.clone();
+        let broker = self.listener.broker.clone();
         let Some(c) = self.conn.as_ref() else { return };
         let session = c.session.clone();
         let codes = u
@@ -1323,6 +1352,7 @@ impl MqttConn {
                 ));
             }
             let cap = self
+                .listener
                 .broker
                 .settings
                 .max_session_expiry
@@ -1372,10 +1402,10 @@ impl MqttConn {
     pub fn handle_closed(&mut self, close: &Close) -> Option<(Arc<Session>, u64, Detached)> {
         let c = self.conn.take()?;
         let publish_will = close.publishes_will()
-            && (!self.broker.is_shutting_down() || close != &Close::Kicked(KickReason::ServerShuttingDown));
+            && (!self.listener.broker.is_shutting_down() || close != &Close::Kicked(KickReason::ServerShuttingDown));
         let will = if publish_will { c.will.map(|w| *w) } else { None };
         tracing::debug!(client_id = %c.client_id, reason = ?close, "client disconnected");
-        let detached = self.broker.detach(&c.session, c.generation, will);
+        let detached = self.listener.broker.detach(&c.session, c.generation, will);
         Some((c.session, c.generation, detached))
     }
 
@@ -1411,7 +1441,7 @@ impl MqttConn {
                             seq: s.seq,
                         });
                     }
-                    Metrics::add(&self.broker.metrics.dropped_expired, 1);
+                    Metrics::add(&self.listener.broker.metrics.dropped_expired, 1);
                     continue;
                 }
                 if front.qos != QoS::AtMostOnce && st.inflight.len() >= window {
@@ -1448,17 +1478,17 @@ impl MqttConn {
             if st.queue.is_empty() {
                 st.drops_in_episode = 0;
             }
-            if st.queue.len() < queued_before || st.last_progress.is_none() {
-                st.last_progress = Some(std::time::Instant::now());
+            if st.queue.len() < queued_before || !st.last_progress.is_set() {
+                st.last_progress = Stamp::now();
             }
             // Publishers paused for us go on once the queue is down to half the threshold.
-            resume = st.take_waiters_below(self.broker.backpressure().threshold / 2);
+            resume = st.take_waiters_below(self.listener.broker.backpressure().threshold / 2);
             batch.len() == DRAIN_BATCH && !st.queue.is_empty()
         };
         for w in resume {
             w.resume();
         }
-        self.broker.persist_ops(expired);
+        self.listener.broker.persist_ops(expired);
         let mut dropped = false;
         for (id, d) in &batch {
             dropped |= !self.write_publish(*id, d, false, now);
@@ -1496,11 +1526,11 @@ impl MqttConn {
         if mqtt::encoded_len(&packet, version) > c.client_max_packet as usize {
             // Too large for the client: discard as if delivered (MQTT 5 §3.1.2.11.4). An alias
             // it would have set is not recorded: the client never saw it.
-            Metrics::add(&self.broker.metrics.dropped_too_large, 1);
+            Metrics::add(&self.listener.broker.metrics.dropped_too_large, 1);
             if let Some(id) = id {
                 c.session.lock().inflight.remove(id);
                 if let Some(s) = d.stored {
-                    self.broker.persist_ops(vec![Op::Remove {
+                    self.listener.broker.persist_ops(vec![Op::Remove {
                         serial: c.session.serial,
                         seq: s.seq,
                     }]);
@@ -1513,7 +1543,7 @@ impl MqttConn {
                 .get_or_insert_with(Default::default)
                 .insert(Arc::from(d.msg.topic.as_str()), alias);
         }
-        Metrics::add(&self.broker.metrics.messages_sent[d.qos.as_u8() as usize], 1);
+        Metrics::add(&self.listener.broker.metrics.messages_sent[d.qos.as_u8() as usize], 1);
         self.write(&packet, version);
         true
     }

@@ -363,7 +363,7 @@ fn restore_rebuilds_sessions_and_purges_expired_ones() {
         );
         assert!(st.queue[0].stored.is_some_and(|s| s.recovered && s.seq == 1));
         assert_eq!(st.inflight.len(), 1);
-        assert_eq!(st.incoming_qos2, vec![7]);
+        assert_eq!(st.incoming_qos2.to_vec(), vec![7]);
         assert_eq!(st.next_seq, 3);
         assert!(st.subscriptions.as_ref().is_some_and(|s| s.len() == 1));
     }
