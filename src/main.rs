@@ -29,7 +29,8 @@ enum Command {
         file: PathBuf,
     },
     /// Manage a password file: `passwd add FILE USER` (the password is read from the terminal
-    /// twice without echo, or one line from stdin), `passwd remove FILE USER`, `passwd list FILE`.
+    /// twice without echo, or one line from stdin), `passwd import FILE` (`user:password` lines
+    /// from stdin), `passwd remove FILE USER`, `passwd list FILE`.
     Passwd {
         #[command(subcommand)]
         action: PasswdAction,
@@ -53,6 +54,20 @@ enum PasswdAction {
         file: PathBuf,
         /// The user name.
         user: String,
+        /// argon2id cost of the new hash, `m=KiB,t=passes[,p=lanes]`; the default keeps a
+        /// 10,000-client reconnect storm within about a minute on 2 cores (docs/benchmarks.md,
+        /// "Password reconnect storm"). E.g. `m=47104,t=1` for OWASP's first configuration.
+        #[arg(long, value_name = "m=KiB,t=N[,p=N]", default_value_t = unigate_auth::password::Argon2Cost::DEFAULT)]
+        argon2: unigate_auth::password::Argon2Cost,
+    },
+    /// Add or change many users at once from stdin, one `user:password` per line (a user name
+    /// cannot contain `:`; empty lines and `#` lines are skipped), hashing on every core.
+    Import {
+        /// The password file (created when missing, mode 0600).
+        file: PathBuf,
+        /// argon2id cost of the new hashes, as for `add`.
+        #[arg(long, value_name = "m=KiB,t=N[,p=N]", default_value_t = unigate_auth::password::Argon2Cost::DEFAULT)]
+        argon2: unigate_auth::password::Argon2Cost,
     },
     /// Remove a user.
     Remove {
@@ -192,12 +207,21 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
 }
 
 fn passwd(action: PasswdAction) -> anyhow::Result<()> {
-    use unigate_auth::password::{cli_add, cli_list, cli_remove, read_password};
+    use unigate_auth::password::{cli_add, cli_import, cli_list, cli_remove, read_password};
     match action {
-        PasswdAction::Add { file, user } => {
+        PasswdAction::Add { file, user, argon2 } => {
             let password = read_password(true)?;
-            cli_add(&file, &user, &password)?;
+            cli_add(&file, &user, &password, argon2)?;
             println!("{}: user \"{user}\" set", file.display());
+        }
+        PasswdAction::Import { file, argon2 } => {
+            let done = cli_import(&file, &mut std::io::stdin().lock(), argon2)?;
+            println!(
+                "{}: {} users set ({} of them replaced)",
+                file.display(),
+                done.entries,
+                done.replaced
+            );
         }
         PasswdAction::Remove { file, user } => {
             if !cli_remove(&file, &user)? {

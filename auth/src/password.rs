@@ -32,12 +32,13 @@
 //!
 //! # argon2id cost
 //!
-//! New hashes use [`Argon2Cost::DEFAULT`]: **m = 24 MiB, t = 1, p = 1**. The budget: a
-//! reconnect storm of 10,000 clients must verify within about a minute on the 2-core machines
-//! we target, i.e. at most ~12 ms of one core per verification while both cores hash. Measured
-//! on this project's 2-core x86_64 machine (AVX2; Rust 1.95, release; CPU time per verification,
-//! so that other work on the shared machine does not count; `cargo bench -p unigate-auth
-//! --bench password`):
+//! New hashes use [`Argon2Cost::DEFAULT`]: **m = 24 MiB, t = 1, p = 1** (`unigate passwd add
+//! --argon2 m=KiB,t=N[,p=N]` and `passwd import` take another). The budget: a reconnect storm
+//! of 10,000 clients must verify within about a minute on the 2-core machines we target, i.e.
+//! at most ~12 ms of one core per verification while both cores hash. Measured on this
+//! project's 2-core x86_64 machine (AVX2; Rust 1.95, release; CPU time per verification, so
+//! that other work on the shared machine does not count; `cargo bench -p unigate-auth --bench
+//! password`):
 //!
 //! | argon2id | 1 core busy | 2 cores busy | 10,000 verifications on 2 cores |
 //! | --- | --- | --- | --- |
@@ -50,11 +51,16 @@
 //! | m = 32 MiB, t = 1 | 32–33 ms (14 ms)¹ | | |
 //! | m = 46 MiB, t = 1 (OWASP minimum) | 48 ms (21 ms)¹ | | |
 //!
-//! (Ranges: two runs on the shared machine.)
+//! (Ranges: two runs on the shared machine; measured with the crate's own allocation per hash.)
 //!
-//! ¹ glibc's malloc always maps blocks of 32 MiB and more afresh, so each such hash also pays
-//! the page faults of new memory; in parentheses, with the heap reused
-//! (`MALLOC_MMAP_THRESHOLD_`). Hence the default stays below 32 MiB.
+//! ¹ glibc's malloc maps blocks of 32 MiB and more afresh, so each such hash also paid the page
+//! faults of new memory; in parentheses, with the heap reused (`MALLOC_MMAP_THRESHOLD_`).
+//! Hashing now runs on working memory that each thread keeps and reuses (see `hash.rs`), which
+//! removes those faults for every m: end to end, through the server, a storm of 10,000
+//! devices with their own passwords at the default cost took 51 s (about 10 ms of server CPU
+//! per connection; `scripts/bench-password-storm.sh`, docs/benchmarks.md), where it took about
+//! 72 s before; at OWASP's m = 46 MiB, t = 1, 104 s. The price is memory: each thread that has verified keeps m (the server's two
+//! auth threads: 48 MiB at the default).
 //!
 //! Imported formats, same measure, one core: bcrypt cost 10: 58 ms; PBKDF2-SHA256 600,000
 //! rounds: 57 ms; salted SHA-256: 0.1–0.15 µs (no protection against offline guessing). A store
@@ -66,9 +72,13 @@
 //! that fits, the shape RFC 9106 §4 recommends first (and OWASP lists as m = 46 MiB, t = 1).
 //! 24 MiB × 1 pass beats 16 MiB × 2 passes: 1.5× the memory an attacker must hold per guess,
 //! for less of our time. It is about half of OWASP's minimum memory: meeting that minimum
-//! would take 90 s or more for the storm. Operators who can afford slower reconnect storms
-//! raise the cost per store with [`PasswordStore::with_cost`]; existing hashes keep verifying
-//! with their own parameters.
+//! (`--argon2 m=47104,t=1`) makes the storm twice as long. Existing hashes keep verifying
+//! with their own parameters, so a store can mix costs. Device passwords that are random (128
+//! bits) gain nothing from a higher cost: it protects guessable, human-chosen passwords.
+//!
+//! A storm after a network outage, with the broker up, does not pay this at all: see
+//! [`verified`] (a verified password is remembered for `verified_cache`, 15 minutes by default,
+//! as an HMAC tag), which answers such a storm as fast as anonymous connections.
 //!
 //! # Authentication
 //!
@@ -79,6 +89,8 @@
 //!   ([`DenyReason::Throttled`]) without hashing until the window has passed (at most 10,000
 //!   user names tracked; see [`throttle`]);
 //! - a password over [`MAX_PASSWORD_LEN`] bytes is refused at once (a failure);
+//! - a user whose password was verified within `verified_cache` and who sends the same one is
+//!   allowed without hashing ([`verified`]);
 //! - a known user is allowed or denied ([`DenyReason::BadCredentials`], a failure);
 //! - an unknown user is verified against a dummy hash anyway, so that the answer takes as long
 //!   as for a real user, then ignored or denied per `unknown_user` (a denial counts as a
@@ -107,13 +119,15 @@ mod cli;
 mod hash;
 mod store;
 pub mod throttle;
+pub mod verified;
 
-pub use cli::{cli_add, cli_list, cli_remove, read_password};
+pub use cli::{cli_add, cli_import, cli_list, cli_remove, read_password, Imported};
 pub use hash::{Argon2Cost, HashFormat, HashFormatError, StoredHash, MAX_PASSWORD_LEN};
 pub use store::PasswordStore;
 pub use throttle::{Clock, SystemClock, DEFAULT_TRACKED_USERS};
 
 use throttle::Throttle;
+use verified::{Verified, MAX_VERIFIED};
 
 /// The authenticator kind, as in `kind = "password"`.
 pub const KIND: &str = "password";
@@ -178,6 +192,15 @@ pub enum PasswordError {
     /// The password could not be read from the terminal or stdin.
     #[error("cannot read the password: {0}")]
     Input(#[source] io::Error),
+    /// A line of `passwd import` input is not `user:password` (its content is not repeated:
+    /// it holds a password).
+    #[error("input line {line}: {reason}")]
+    Import {
+        /// The line number, from 1.
+        line: usize,
+        /// What is wrong.
+        reason: &'static str,
+    },
     /// Hashing failed (system RNG failure, invalid parameters).
     #[error("password hashing failed: {0}")]
     Hash(String),
@@ -210,6 +233,15 @@ pub struct PasswordConfig {
     /// The throttling window, e.g. `"60s"` (default), `"5m"`.
     #[serde(default = "default_failure_window", with = "humantime_serde")]
     pub failure_window: Duration,
+    /// How long a verified password is remembered (as an HMAC tag, never the password), so
+    /// that a client reconnecting with it is not hashed again: `"15m"` (default); `"0s"`
+    /// turns it off. See [`verified`].
+    #[serde(default = "default_verified_cache", with = "humantime_serde")]
+    pub verified_cache: Duration,
+}
+
+fn default_verified_cache() -> Duration {
+    Duration::from_secs(15 * 60)
 }
 
 fn default_max_failures() -> u32 {
@@ -228,18 +260,21 @@ impl PasswordConfig {
             unknown_user: UnknownUser::default(),
             max_failures: default_max_failures(),
             failure_window: default_failure_window(),
+            verified_cache: default_verified_cache(),
         }
     }
 }
 
-/// The users in force and the dummy hash unknown users are verified against.
+/// The users in force, the dummy hash unknown users are verified against, and the passwords
+/// verified since they were loaded.
 struct Loaded {
     store: PasswordStore,
     dummy: StoredHash,
+    verified: Verified,
 }
 
 impl Loaded {
-    fn new(store: PasswordStore) -> Result<Loaded, PasswordError> {
+    fn new(store: PasswordStore, remember: Duration) -> Result<Loaded, PasswordError> {
         // The cost most users' hashes have: that is what an unknown user should cost.
         let mut costs: HashMap<String, (usize, &StoredHash)> = HashMap::new();
         for h in store.hashes() {
@@ -253,7 +288,11 @@ impl Loaded {
             Some(h) => h.dummy_like()?,
             None => StoredHash::generate(b"unigate dummy password", Argon2Cost::DEFAULT)?,
         };
-        Ok(Loaded { store, dummy })
+        Ok(Loaded {
+            store,
+            dummy,
+            verified: Verified::new(remember, MAX_VERIFIED),
+        })
     }
 }
 
@@ -264,6 +303,7 @@ pub struct PasswordAuthenticator {
     unknown_user: UnknownUser,
     max_failures: u32,
     failure_window: Duration,
+    verified_cache: Duration,
     /// Swapped whole by `reload`; readers clone the `Arc` and drop the lock before hashing.
     loaded: RwLock<Arc<Loaded>>,
     throttle: Throttle,
@@ -285,13 +325,14 @@ impl fmt::Debug for PasswordAuthenticator {
 impl PasswordAuthenticator {
     /// Loads `config.file`; `name` is the instance's name in the configuration.
     pub fn new(name: impl Into<Arc<str>>, config: &PasswordConfig) -> Result<PasswordAuthenticator, PasswordError> {
-        let loaded = Loaded::new(PasswordStore::load(&config.file)?)?;
+        let loaded = Loaded::new(PasswordStore::load(&config.file)?, config.verified_cache)?;
         Ok(PasswordAuthenticator {
             name: name.into(),
             path: config.file.clone(),
             unknown_user: config.unknown_user,
             max_failures: config.max_failures,
             failure_window: config.failure_window,
+            verified_cache: config.verified_cache,
             loaded: RwLock::new(Arc::new(loaded)),
             throttle: Throttle::new(config.max_failures, config.failure_window, DEFAULT_TRACKED_USERS),
             clock: Arc::new(SystemClock),
@@ -315,7 +356,7 @@ impl PasswordAuthenticator {
     /// users loaded before stay in force. Throttling counts are kept.
     pub fn reload(&self) -> Result<usize, PasswordError> {
         // Parse and make the dummy before taking the lock: logins go on meanwhile.
-        let loaded = Loaded::new(PasswordStore::load(&self.path)?)?;
+        let loaded = Loaded::new(PasswordStore::load(&self.path)?, self.verified_cache)?;
         let users = loaded.store.len();
         *self.loaded.write() = Arc::new(loaded);
         tracing::info!(authenticator = %self.name, users, "password file reloaded");
@@ -325,6 +366,11 @@ impl PasswordAuthenticator {
     /// How many users are loaded.
     pub fn users(&self) -> usize {
         self.loaded.read().store.len()
+    }
+
+    /// How many user names have a remembered verified password now.
+    pub fn remembered_users(&self) -> usize {
+        self.loaded.read().verified.len()
     }
 
     /// How many user names the throttle tracks now.
@@ -348,16 +394,25 @@ impl PasswordAuthenticator {
             return Decision::Deny(DenyReason::BadCredentials);
         }
         let loaded = Arc::clone(&self.loaded.read());
+        let allow = || {
+            Decision::Allow(Identity {
+                username: Some(Arc::from(user)),
+                authenticator: Arc::clone(&self.name),
+                ..Identity::default()
+            })
+        };
+        if loaded.verified.contains(user, password.expose(), now) {
+            self.throttle.record_success(user);
+            tracing::debug!(authenticator = %self.name, user, "password accepted (verified recently)");
+            return allow();
+        }
         match loaded.store.hash(user) {
             Some(hash) => {
                 if hash.verify(password.expose()) {
+                    loaded.verified.insert(user, password.expose(), now);
                     self.throttle.record_success(user);
                     tracing::debug!(authenticator = %self.name, user, "password accepted");
-                    Decision::Allow(Identity {
-                        username: Some(Arc::from(user)),
-                        authenticator: Arc::clone(&self.name),
-                        ..Identity::default()
-                    })
+                    allow()
                 } else {
                     self.throttle.record_failure(user, now);
                     tracing::debug!(authenticator = %self.name, user, "wrong password");

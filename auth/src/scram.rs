@@ -166,7 +166,7 @@ impl fmt::Display for ScramCredentials {
     }
 }
 
-fn rand_bytes<const N: usize>() -> [u8; N] {
+pub(crate) fn rand_bytes<const N: usize>() -> [u8; N] {
     use rand::RngCore as _;
     let mut b = [0u8; N];
     rand::thread_rng().fill_bytes(&mut b);

@@ -13,8 +13,8 @@ use parking_lot::Mutex;
 use pbkdf2::password_hash::PasswordHasher as _;
 use sha2::{Digest as _, Sha256};
 use unigate_auth::password::{
-    cli_add, cli_list, cli_remove, Argon2Cost, Clock, HashFormat, PasswordAuthenticator, PasswordConfig, PasswordError,
-    PasswordStore, StoredHash, UnknownUser, MAX_PASSWORD_LEN,
+    cli_add, cli_import, cli_list, cli_remove, Argon2Cost, Clock, HashFormat, Imported, PasswordAuthenticator,
+    PasswordConfig, PasswordError, PasswordStore, StoredHash, UnknownUser, MAX_PASSWORD_LEN,
 };
 use unigate_auth::{Authenticator, Chain, Credentials, Decision, DenyReason, NoMatch, Outcome, Protocol, Secret};
 
@@ -526,18 +526,100 @@ fn add_refuses_bad_input() {
 }
 
 #[test]
+fn argon2_costs_parse_as_phc_parameters() {
+    let c: Argon2Cost = "m=19456,t=2,p=1".parse().unwrap();
+    assert_eq!(
+        c,
+        Argon2Cost {
+            m_kib: 19456,
+            t: 2,
+            p: 1
+        }
+    );
+    assert_eq!(c.to_string(), "m=19456,t=2,p=1");
+    assert_eq!(
+        "t=1, m=47104".parse::<Argon2Cost>().unwrap(),
+        Argon2Cost {
+            m_kib: 47104,
+            t: 1,
+            p: 1
+        }
+    );
+    for (bad, why) in [
+        ("m=19456", "t (passes) is missing"),
+        ("t=1", "m (memory in KiB) is missing"),
+        ("m=19456,t=0", ""),
+        ("m=4,t=1", ""),
+        ("m=19456,t=1,p=0", "lanes"),
+        ("m=2000000,t=1", "at most"),
+        ("m=19456,t=1,x=2", "unknown parameter"),
+        ("m=19456,t=1,t=2", "twice"),
+        ("m=lots,t=1", "not a number"),
+        ("19456", "key=value"),
+    ] {
+        let e = bad.parse::<Argon2Cost>().unwrap_err();
+        assert!(e.contains(why), "{bad}: {e}");
+    }
+}
+
+#[test]
+fn cli_import_hashes_many_users_at_once_and_refuses_bad_lines_whole() {
+    let dir = TempDir::new();
+    let path = dir.file("fleet.toml");
+    cli_add(&path, "sensor-1", &Secret::new("old"), CHEAP).unwrap();
+    let input = "# fleet of 2026-11\nsensor-1:n3w:with:colons\n\nsensor-2: spaced \r\nsensor-3:x\n";
+    let done = cli_import(&path, &mut std::io::Cursor::new(input), CHEAP).unwrap();
+    assert_eq!(
+        done,
+        Imported {
+            entries: 3,
+            replaced: 1
+        }
+    );
+    let store = PasswordStore::load(&path).unwrap();
+    assert_eq!(store.verify("sensor-1", b"n3w:with:colons"), Some(true));
+    assert_eq!(store.verify("sensor-2", b" spaced "), Some(true));
+    assert_eq!(store.verify("sensor-3", b"x"), Some(true));
+    assert!(store.scram("sensor-3").is_some(), "SCRAM verifiers too");
+
+    for (input, line) in [(&b"a:1\nno colon here\n"[..], 2), (&b"a:1\n\n\xff:pw\n"[..], 3)] {
+        let e = cli_import(&path, &mut std::io::Cursor::new(input), CHEAP).unwrap_err();
+        match e {
+            PasswordError::Import { line: l, .. } => assert_eq!(l, line, "{e}"),
+            other => panic!("{other:?}"),
+        }
+        assert!(!e.to_string().contains("colon here"), "the line is not repeated: {e}");
+    }
+    let e = cli_import(&path, &mut std::io::Cursor::new("b:2\nc:\n"), CHEAP).unwrap_err();
+    assert!(
+        matches!(e, PasswordError::BadUser { ref user, .. } if user == "c"),
+        "{e:?}"
+    );
+    assert_eq!(
+        cli_list(&path).unwrap(),
+        ["sensor-1", "sensor-2", "sensor-3"],
+        "nothing changed"
+    );
+}
+
+#[test]
 fn cli_helpers_add_remove_and_list() {
     let dir = TempDir::new();
     let path = dir.file("sub-dir-less.toml");
     assert!(cli_list(&path).is_err(), "listing a missing file is an error");
-    cli_add(&path, "zoe", &Secret::new("pw-z")).unwrap();
-    cli_add(&path, "adam", &Secret::new("pw-a")).unwrap();
+    cli_add(&path, "zoe", &Secret::new("pw-z"), Argon2Cost::DEFAULT).unwrap();
+    cli_add(&path, "adam", &Secret::new("pw-a"), CHEAP).unwrap();
     assert_eq!(cli_list(&path).unwrap(), ["adam", "zoe"]);
-    // The CLI writes the default (measured) cost.
+    // The CLI writes the default (measured) cost, or the one asked for.
     let store = PasswordStore::load(&path).unwrap();
     let d = Argon2Cost::DEFAULT;
     let prefix = format!("$argon2id$v=19$m={},t={},p={}$", d.m_kib, d.t, d.p);
     assert!(store.hash("zoe").unwrap().as_str().starts_with(&prefix));
+    assert!(store
+        .hash("adam")
+        .unwrap()
+        .as_str()
+        .starts_with("$argon2id$v=19$m=64,t=1,p=1$"));
     assert_eq!(store.verify("zoe", b"pw-z"), Some(true));
     assert!(cli_remove(&path, "zoe").unwrap());
     assert!(!cli_remove(&path, "zoe").unwrap());
@@ -753,6 +835,54 @@ fn unknown_users_are_throttled_when_denied_and_memory_is_bounded() {
     assert_eq!(a.tracked_users(), 10);
 }
 
+/// A reconnect with the password just verified is answered from the remembered tag, not by
+/// hashing again; a different password, an expired entry and a reloaded file all go back to
+/// the stored hash.
+#[test]
+fn a_verified_password_is_remembered_until_it_expires_or_the_file_is_reloaded() {
+    let dir = TempDir::new();
+    let path = dir.file("passwd.toml");
+    write_store(&path, &[("alice", "wonderland")], Argon2Cost::DEFAULT);
+    let clock = ManualClock::new();
+    let a = PasswordAuthenticator::new("users", &PasswordConfig::new(&path))
+        .unwrap()
+        .with_clock(clock.clone());
+    let allowed = |a: &PasswordAuthenticator, pw: &[u8]| matches!(auth(a, "alice", pw), Decision::Allow(_));
+    let first = min_time(1, || assert!(allowed(&a, b"wonderland")));
+    assert_eq!(a.remembered_users(), 1);
+    let again = min_time(3, || assert!(allowed(&a, b"wonderland")));
+    assert!(again * 20 < first, "remembered {again:?}, verified {first:?}");
+
+    // Not a way around the hash: another password is verified, and refused.
+    assert_eq!(
+        auth(&a, "alice", b"Wonderland"),
+        Decision::Deny(DenyReason::BadCredentials)
+    );
+    assert!(allowed(&a, b"wonderland"), "the remembered password still works");
+
+    // 15 minutes by default: then the hash again (which remembers it anew).
+    clock.advance(Duration::from_secs(15 * 60));
+    let expired = min_time(1, || assert!(allowed(&a, b"wonderland")));
+    assert!(expired > again * 20, "expired {expired:?}, remembered {again:?}");
+
+    // A reload forgets: a changed password is never honoured from memory.
+    write_store(&path, &[("alice", "looking-glass")], CHEAP);
+    a.reload().unwrap();
+    assert_eq!(a.remembered_users(), 0);
+    assert_eq!(
+        auth(&a, "alice", b"wonderland"),
+        Decision::Deny(DenyReason::BadCredentials)
+    );
+    assert!(allowed(&a, b"looking-glass"));
+
+    // `verified_cache = "0s"` turns it off.
+    let off = authenticator(&TempDir::new(), &[("alice", "wonderland")], |c| {
+        c.verified_cache = Duration::ZERO
+    });
+    assert!(allowed(&off, b"wonderland"));
+    assert_eq!(off.remembered_users(), 0);
+}
+
 #[test]
 fn reload_swaps_the_users_and_keeps_them_on_error() {
     let dir = TempDir::new();
@@ -852,4 +982,25 @@ fn config_deserializes_with_defaults_and_rejects_unknown_keys() {
     let Kind::Password(c) = toml::from_str::<Kind>("kind = \"password\"\nfile = \"p.toml\"").unwrap();
     assert_eq!(c.file, PathBuf::from("p.toml"));
     assert!(toml::from_str::<Kind>("kind = \"password\"\nfile = \"p.toml\"\nfiel = 1").is_err());
+}
+
+/// Hashes are made and verified on reused working memory (not through the crate's
+/// PasswordHasher): the strings must still be standard PHC that the reference implementation
+/// reads, and hashes it made must verify here.
+#[test]
+fn argon2id_hashes_interoperate_with_the_reference_implementation() {
+    use argon2::password_hash::{PasswordHasher as _, PasswordVerifier as _};
+    let ours = StoredHash::generate(b"pw", CHEAP).unwrap();
+    let phc = argon2::PasswordHash::new(ours.as_str()).unwrap();
+    argon2::Argon2::default().verify_password(b"pw", &phc).unwrap();
+    assert!(argon2::Argon2::default().verify_password(b"pW", &phc).is_err());
+
+    let params = argon2::Params::new(64, 2, 1, None).unwrap();
+    let theirs = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params)
+        .hash_password_with_salt(b"pw", b"0123456789abcdef")
+        .unwrap()
+        .to_string();
+    let theirs = StoredHash::parse(&theirs).unwrap();
+    assert!(theirs.verify(b"pw"));
+    assert!(!theirs.verify(b"pw "));
 }

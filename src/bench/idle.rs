@@ -103,7 +103,7 @@ pub(crate) fn measure(a: &IdleArgs) -> anyhow::Result<IdleOutcome> {
         handles.push(runtime::spawn(format!("bench-idle-{t}"), move || async move {
             let joins: Vec<_> = ids
                 .into_iter()
-                .map(|i| tokio::task::spawn_local(hold_one(format!("ub-{tag}-idle-{i}"), task.clone())))
+                .map(|i| tokio::task::spawn_local(hold_one(i, format!("ub-{tag}-idle-{i}"), task.clone())))
                 .collect();
             let mut latency = Histogram::default();
             for j in joins {
@@ -245,7 +245,18 @@ pub(crate) fn run(a: IdleArgs) -> anyhow::Result<()> {
 
 /// Opens one connection and keeps it alive until the run stops; the time from the TCP connect
 /// to the CONNACK (the TLS handshake included) in ns, or `None` if it failed.
-async fn hold_one(client_id: String, task: Task) -> Option<u64> {
+async fn hold_one(i: u32, client_id: String, task: Task) -> Option<u64> {
+    // `{i}` in the user name or password: one account per connection.
+    let own = task.credentials.as_deref().and_then(|(user, password)| {
+        let templated = |s: &str| s.contains("{i}");
+        let password_text = password.as_ref().map(|p| String::from_utf8_lossy(p));
+        (user.as_deref().is_some_and(templated) || password_text.as_deref().is_some_and(templated)).then(|| {
+            (
+                user.as_ref().map(|u| u.replace("{i}", &i.to_string())),
+                password_text.map(|p| bytes::Bytes::from(p.replace("{i}", &i.to_string()).into_bytes())),
+            )
+        })
+    });
     let spec = SessionSpec {
         client_id,
         clean_start: true,
@@ -259,7 +270,7 @@ async fn hold_one(client_id: String, task: Task) -> Option<u64> {
         task.version,
         &spec,
         IDLE_READ,
-        task.credentials.as_deref(),
+        own.as_ref().or(task.credentials.as_deref()),
     )
     .await;
     drop(permit);

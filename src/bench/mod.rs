@@ -229,7 +229,8 @@ pub struct IdleArgs {
     /// PID of the server, to read its resident memory (VmRSS) before and after.
     #[arg(long)]
     pub server_pid: Option<u32>,
-    /// User name sent in every CONNECT (connect rate through an auth chain).
+    /// User name sent in every CONNECT (connect rate through an auth chain); `{i}` is replaced
+    /// by the connection's number (0, 1, …), in the password too: one account per connection.
     #[arg(long)]
     pub username: Option<String>,
     /// Password sent in every CONNECT: a password-file password, a JWT, or an OAuth2 access

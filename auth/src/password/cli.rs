@@ -4,14 +4,60 @@
 use std::io::{self, IsTerminal as _};
 use std::path::Path;
 
-use super::{PasswordError, PasswordStore};
+use super::{Argon2Cost, PasswordError, PasswordStore};
 use crate::Secret;
 
 /// Sets `user`'s password in the file at `path` (created, mode 0600, when missing).
-pub fn cli_add(path: &Path, user: &str, password: &Secret) -> Result<(), PasswordError> {
-    let mut store = PasswordStore::load_or_new(path)?;
+pub fn cli_add(path: &Path, user: &str, password: &Secret, cost: Argon2Cost) -> Result<(), PasswordError> {
+    let mut store = PasswordStore::load_or_new(path)?.with_cost(cost);
     store.add(user, password)?;
     store.save()
+}
+
+/// What [`cli_import`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Imported {
+    /// Entries read (a user given twice counts twice; the last password wins).
+    pub entries: usize,
+    /// Of those, users that had a password before.
+    pub replaced: usize,
+}
+
+/// Sets the passwords of many users from `input`, one `user:password` per line (split at the
+/// first `:`, so a user name cannot contain one; the password is the rest of the line, without
+/// its line ending). Empty lines and lines starting with `#` are skipped. Hashes on every core,
+/// then writes the file once; a bad line changes nothing, and its error gives the line number,
+/// never its content.
+pub fn cli_import(path: &Path, input: &mut impl io::BufRead, cost: Argon2Cost) -> Result<Imported, PasswordError> {
+    let mut store = PasswordStore::load_or_new(path)?.with_cost(cost);
+    let mut entries = Vec::new();
+    let mut number = 0;
+    loop {
+        if input.fill_buf().map_err(PasswordError::Input)?.is_empty() {
+            break;
+        }
+        number += 1;
+        let line = read_line(input)?;
+        let bytes = line.expose();
+        if bytes.is_empty() || bytes[0] == b'#' {
+            continue;
+        }
+        let colon = bytes.iter().position(|b| *b == b':').ok_or(PasswordError::Import {
+            line: number,
+            reason: "expected user:password",
+        })?;
+        let user = std::str::from_utf8(&bytes[..colon]).map_err(|_| PasswordError::Import {
+            line: number,
+            reason: "the user name is not UTF-8",
+        })?;
+        entries.push((user.to_owned(), Secret::new(bytes[colon + 1..].to_vec())));
+    }
+    let replaced = store.add_many(&entries)?;
+    store.save()?;
+    Ok(Imported {
+        entries: entries.len(),
+        replaced,
+    })
 }
 
 /// Removes `user` from the file at `path`; false when there was no such user (the file is then

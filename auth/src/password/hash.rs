@@ -71,6 +71,54 @@ impl Argon2Cost {
     }
 }
 
+impl std::str::FromStr for Argon2Cost {
+    type Err = String;
+
+    /// `m=19456,t=2,p=1`: memory in KiB, passes, lanes, as a PHC string writes them (`p` may
+    /// be left out: 1). The message of an error names the rule broken.
+    fn from_str(s: &str) -> Result<Argon2Cost, String> {
+        let (mut m, mut t, mut p) = (None, None, None);
+        for part in s.split(',') {
+            let (k, v) = part
+                .trim()
+                .split_once('=')
+                .ok_or_else(|| format!("{part:?}: expected key=value (m=KiB,t=passes,p=lanes)"))?;
+            let v: u32 = v.trim().parse().map_err(|_| format!("{k}: {v:?} is not a number"))?;
+            let slot = match k.trim() {
+                "m" => &mut m,
+                "t" => &mut t,
+                "p" => &mut p,
+                other => return Err(format!("unknown parameter {other:?} (m, t, p)")),
+            };
+            if slot.replace(v).is_some() {
+                return Err(format!("{k} given twice"));
+            }
+        }
+        let cost = Argon2Cost {
+            m_kib: m.ok_or("m (memory in KiB) is missing")?,
+            t: t.ok_or("t (passes) is missing")?,
+            p: p.unwrap_or(1),
+        };
+        if cost.m_kib > MAX_ARGON2_M_KIB {
+            return Err(format!("m: at most {MAX_ARGON2_M_KIB} KiB (1 GiB)"));
+        }
+        if !(1..=16).contains(&cost.p) {
+            return Err("p: 1 to 16 lanes".into());
+        }
+        if cost.t > 100 {
+            return Err("t: at most 100 passes".into());
+        }
+        cost.params().map_err(|e| e.to_string())?;
+        Ok(cost)
+    }
+}
+
+impl std::fmt::Display for Argon2Cost {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "m={},t={},p={}", self.m_kib, self.t, self.p)
+    }
+}
+
 impl Default for Argon2Cost {
     fn default() -> Argon2Cost {
         Argon2Cost::DEFAULT
@@ -197,10 +245,16 @@ impl StoredHash {
             return Err(PasswordError::PasswordTooLong { max: MAX_PASSWORD_LEN });
         }
         let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, cost.params()?);
-        let phc = argon2
-            .hash_password_with_salt(password, &random_salt()?)
-            .map_err(|e| PasswordError::Hash(e.to_string()))?;
-        StoredHash::parse(&phc.to_string()).map_err(|e| PasswordError::Hash(e.to_string()))
+        let salt = random_salt()?;
+        let mut out = [0u8; 32];
+        argon2_with_work_memory(&argon2, password, &salt, &mut out).map_err(|e| PasswordError::Hash(e.to_string()))?;
+        let b64 = base64::engine::general_purpose::STANDARD_NO_PAD;
+        let phc = format!(
+            "$argon2id$v=19${cost}${}${}",
+            base64::Engine::encode(&b64, salt),
+            base64::Engine::encode(&b64, out)
+        );
+        StoredHash::parse(&phc).map_err(|e| PasswordError::Hash(e.to_string()))
     }
 
     /// The algorithm.
@@ -234,15 +288,31 @@ impl StoredHash {
             return false;
         }
         match &self.kind {
-            Kind::Argon2 { phc, .. } => match Argon2::default().verify_password(password, phc) {
-                Ok(()) => true,
-                Err(argon2::password_hash::Error::PasswordInvalid) => false,
-                Err(e) => {
-                    // Parameters were checked at load: this is not the client's fault.
-                    tracing::warn!(error = %e, "argon2 verification failed to run");
-                    false
+            Kind::Argon2 {
+                phc,
+                algorithm,
+                version,
+                params,
+            } => {
+                let (Some(salt), Some(expected)) = (&phc.salt, &phc.hash) else {
+                    tracing::warn!("argon2 hash without salt or output");
+                    return false;
+                };
+                let mut buf = [0u8; 64];
+                let Some(out) = buf.get_mut(..expected.len()) else {
+                    tracing::warn!("argon2 output longer than 64 bytes");
+                    return false;
+                };
+                let argon2 = Argon2::new(*algorithm, *version, params.clone());
+                match argon2_with_work_memory(&argon2, password, salt, out) {
+                    Ok(()) => out.ct_eq(expected.as_bytes()).into(),
+                    Err(e) => {
+                        // Parameters were checked at load: this is not the client's fault.
+                        tracing::warn!(error = %e, "argon2 verification failed to run");
+                        false
+                    }
                 }
-            },
+            }
             Kind::Bcrypt { .. } => match bcrypt::verify(password, &self.raw) {
                 Ok(ok) => ok,
                 Err(e) => {
@@ -317,6 +387,26 @@ impl StoredHash {
         };
         StoredHash::parse(&raw).map_err(|e| PasswordError::Hash(e.to_string()))
     }
+}
+
+thread_local! {
+    /// Argon2's working memory (m KiB), kept by each thread that hashes and reused: allocating
+    /// it per hash made glibc hand out fresh, zeroed pages every time (page faults of tens of
+    /// MiB per verification), and from hashing threads it was not even given back: `passwd
+    /// import` grew by m per hash until it was killed. Like the crate's own buffer, it is
+    /// overwritten by the next hash, not zeroed.
+    static WORK_MEMORY: std::cell::RefCell<Vec<argon2::Block>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// `argon2`'s raw output for `password` and `salt` into `out`, on this thread's working memory.
+fn argon2_with_work_memory(argon2: &Argon2<'_>, password: &[u8], salt: &[u8], out: &mut [u8]) -> argon2::Result<()> {
+    let need = argon2.params().block_count();
+    WORK_MEMORY.with_borrow_mut(|memory| {
+        if memory.len() < need {
+            memory.resize(need, argon2::Block::new());
+        }
+        argon2.hash_password_into_with_memory(password, salt, out, &mut memory[..need])
+    })
 }
 
 /// 16 random bytes from the operating system.

@@ -178,6 +178,65 @@ impl PasswordStore {
         Ok(replaced)
     }
 
+    /// [`add`](Self::add) for many users at once, hashing on every core; returns how many
+    /// existing users got a new password. Nothing changes when any entry is refused (a bad user
+    /// name, an empty or over-long password: the error names the entry's user, never its
+    /// password).
+    pub fn add_many(&mut self, entries: &[(String, Secret)]) -> Result<usize, PasswordError> {
+        for (user, password) in entries {
+            let refuse = |reason| PasswordError::BadUser {
+                path: self.path.clone(),
+                user: user.clone(),
+                reason,
+            };
+            check_username(user).map_err(refuse)?;
+            if password.is_empty() {
+                return Err(refuse("empty password"));
+            }
+            if password.len() > super::MAX_PASSWORD_LEN {
+                return Err(refuse("password longer than the maximum"));
+            }
+        }
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let chunk = entries.len().div_ceil(threads).max(1);
+        let cost = self.cost;
+        type Hashed = Result<Vec<(StoredHash, ScramCredentials)>, PasswordError>;
+        let hashed: Vec<Hashed> = std::thread::scope(|s| {
+            let workers: Vec<_> = entries
+                .chunks(chunk)
+                .map(|part| {
+                    s.spawn(move || {
+                        part.iter()
+                            .map(|(_, pw)| {
+                                Ok((
+                                    StoredHash::generate(pw.expose(), cost)?,
+                                    ScramCredentials::generate(pw.expose()),
+                                ))
+                            })
+                            .collect::<Hashed>()
+                    })
+                })
+                .collect();
+            workers
+                .into_iter()
+                .map(|w| {
+                    w.join()
+                        .unwrap_or_else(|_| Err(PasswordError::Hash("a hashing thread failed".into())))
+                })
+                .collect()
+        });
+        let mut done = Vec::with_capacity(entries.len());
+        for part in hashed {
+            done.extend(part?);
+        }
+        let mut replaced = 0;
+        for ((user, _), (hash, scram)) in entries.iter().zip(done) {
+            replaced += usize::from(self.users.insert(user.clone(), hash).is_some());
+            self.scram.insert(user.clone(), scram);
+        }
+        Ok(replaced)
+    }
+
     /// Sets `user`'s hash as given (to import an existing table); true when it replaced one.
     pub fn insert_hash(&mut self, user: &str, hash: StoredHash) -> Result<bool, PasswordError> {
         check_username(user).map_err(|reason| PasswordError::BadUser {
