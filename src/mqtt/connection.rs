@@ -198,19 +198,24 @@ impl Connection {
             let tls = &mut self.tls;
             let step = SCRATCH.with(|s| {
                 let mut buf = s.borrow_mut();
-                match io.try_read(&mut buf) {
-                    Ok(0) => Err(Some(Close::PeerGone)),
-                    Ok(n) => match tls {
-                        None => conn.handle_bytes(&buf[..n], now).map_err(Some),
-                        Some(tls) => read_tls(tls, conn, &buf[..n], now),
-                    },
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => Err(None),
-                    Err(_) => Err(Some(Close::PeerGone)),
+                let (n, drained) = match read_once(io, &mut buf) {
+                    Ok(read) => read,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Err(None),
+                    Err(_) => return Err(Some(Close::PeerGone)),
+                };
+                if n == 0 {
+                    return Err(Some(Close::PeerGone));
                 }
+                match tls {
+                    None => conn.handle_bytes(&buf[..n], now).map_err(Some)?,
+                    Some(tls) => read_tls(tls, conn, &buf[..n], now)?,
+                }
+                Ok(drained)
             });
             match step {
-                Ok(()) if self.conn.is_authenticating() || self.conn.is_congested() => break,
-                Ok(()) => {}
+                Ok(_) if self.conn.is_authenticating() || self.conn.is_congested() => break,
+                Ok(true) => break,
+                Ok(false) => {}
                 Err(None) => break,
                 Err(Some(close)) => {
                     self.close(close, ctx);
@@ -519,6 +524,30 @@ fn read_tls(tls: &mut TlsState, conn: &mut MqttConn, data: &[u8], now: Instant) 
 }
 
 /// Writes plaintext straight to the socket until it would block.
+/// One read into `buf`: the byte count, and whether the socket is drained. A read shorter than
+/// the buffer drained the socket's receive queue, so the readiness is cleared right there
+/// (as tokio's own `poll_read` does) instead of by one more `recv` that would only say
+/// `EAGAIN`: one system call less per read event. Data arriving meanwhile is a new edge, which
+/// tokio does not lose (it clears only the readiness of the event the read saw).
+fn read_once(io: &TcpStream, buf: &mut [u8]) -> io::Result<(usize, bool)> {
+    let mut got = None;
+    let result = io.try_io(tokio::io::Interest::READABLE, || {
+        let n = io::Read::read(&mut &*socket2::SockRef::from(io), buf)?;
+        got = Some(n);
+        if n > 0 && n < buf.len() {
+            // Clears the readiness; the bytes are in `got`.
+            Err(io::ErrorKind::WouldBlock.into())
+        } else {
+            Ok(())
+        }
+    });
+    match (result, got) {
+        (_, Some(n)) => Ok((n, n < buf.len())),
+        (Err(e), None) => Err(e),
+        (Ok(()), None) => Err(io::ErrorKind::WouldBlock.into()),
+    }
+}
+
 fn write_plain(io: &TcpStream, out: &mut bytes::BytesMut, written: &mut u64) -> io::Result<()> {
     while !out.is_empty() {
         let n = io.try_write(out)?;
