@@ -41,13 +41,9 @@ BASE_PORT=${BASE_PORT:-28860}
 BENCH_TIMEOUT=${BENCH_TIMEOUT:-400}
 
 
-log "cargo build --release"
-cargo build --release --quiet --bin unigate
-UNIGATE=${CARGO_TARGET_DIR:-$ROOT/target}/release/unigate
+build_unigate
 
-hard=$(ulimit -Hn)
-if [ "$hard" = "unlimited" ]; then hard=1048576; fi
-ulimit -n "$hard" 2>/dev/null || true
+raise_nofile
 if [ "$(ulimit -n)" -lt $((CONNECTIONS + 500)) ]; then
   log "ulimit -n is $(ulimit -n): too low for $CONNECTIONS connections"
   exit 1

@@ -38,13 +38,9 @@ if [ -z "$LIBCOAP" ]; then
   log "coap-server-openssl not found (Debian: apt-get install libcoap3-bin): raw-* scenarios skipped"
 fi
 
-log "cargo build --release"
-cargo build --release --quiet --bin unigate
-UNIGATE=${CARGO_TARGET_DIR:-$PWD/target}/release/unigate
+build_unigate
 
-hard=$(ulimit -Hn)
-if [ "$hard" = "unlimited" ]; then hard=1048576; fi
-ulimit -n "$hard" 2>/dev/null || true
+raise_nofile
 if [ "$(ulimit -n)" -lt $((OBSERVERS + 500)) ]; then
   OBSERVERS=$(($(ulimit -n) - 500))
   log "ulimit -n is $(ulimit -n): observers lowered to $OBSERVERS"

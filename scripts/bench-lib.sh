@@ -48,3 +48,21 @@ median() {
       if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2
     }'
 }
+
+# Builds the release binary (honouring CARGO_TARGET_DIR) and sets UNIGATE to its path. Run from
+# the repository root.
+build_unigate() {
+  log "cargo build --release"
+  cargo build --release --quiet --bin unigate
+  # shellcheck disable=SC2034 # used by the scripts that source this file
+  UNIGATE=${CARGO_TARGET_DIR:-$PWD/target}/release/unigate
+}
+
+# Raises the soft limit of open files to the hard limit (every connection is a descriptor in
+# the bench and in the server).
+raise_nofile() {
+  local hard
+  hard=$(ulimit -Hn)
+  if [ "$hard" = "unlimited" ]; then hard=1048576; fi
+  ulimit -n "$hard" 2>/dev/null || true
+}

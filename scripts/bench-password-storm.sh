@@ -23,7 +23,6 @@ BENCH=bench-password-storm
 # shellcheck source=scripts/bench-lib.sh
 . "$(dirname "$0")/bench-lib.sh"
 cd "$(dirname "$0")/.."
-ROOT=$PWD
 
 RUNS=${RUNS:-3}
 CONNECTIONS=${CONNECTIONS:-10000}
@@ -33,13 +32,9 @@ ARGON2=${ARGON2:-}
 VERIFIED_CACHE=${VERIFIED_CACHE:-15m}
 PORT=${PORT:-28880}
 
-log "cargo build --release"
-cargo build --release --quiet --bin unigate
-UNIGATE=${CARGO_TARGET_DIR:-$ROOT/target}/release/unigate
+build_unigate
 
-hard=$(ulimit -Hn)
-if [ "$hard" = "unlimited" ]; then hard=1048576; fi
-ulimit -n "$hard" 2>/dev/null || true
+raise_nofile
 if [ "$(ulimit -n)" -lt $((CONNECTIONS + 500)) ]; then
   log "ulimit -n is $(ulimit -n): too low for $CONNECTIONS connections"
   exit 1

@@ -47,15 +47,11 @@ if [ -z "$MOSQUITTO" ]; then
 fi
 log "$("$MOSQUITTO" -h 2>&1 | head -n1 || true)"
 
-log "cargo build --release"
-cargo build --release --quiet --bin unigate
-UNIGATE=${CARGO_TARGET_DIR:-$PWD/target}/release/unigate
+build_unigate
 
 # Every idle connection is a file descriptor in the bench and in the server: raise the soft
 # limit to the hard one (both servers and the bench inherit it from this shell).
-hard=$(ulimit -Hn)
-if [ "$hard" = "unlimited" ]; then hard=1048576; fi
-ulimit -n "$hard" 2>/dev/null || true
+raise_nofile
 if [ "$(ulimit -n)" -lt $((IDLE_CONNECTIONS + 1000)) ]; then
   IDLE_CONNECTIONS=$(($(ulimit -n) - 1000))
   log "ulimit -n is $(ulimit -n): idle scenario lowered to $IDLE_CONNECTIONS connections"
