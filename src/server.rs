@@ -101,7 +101,9 @@ impl Drop for RunningServer {
 /// An MQTT listener's connection slots: its limit, its `/metrics` counts and the broker's
 /// connection gauge, shared by all its connections.
 pub struct ListenerSlots {
-    max: usize,
+    /// `limits.max_connections`, as the counter's type (a configured `usize::MAX` saturates
+    /// instead of wrapping to -1, which would refuse everyone).
+    max: i64,
     counts: Arc<crate::broker::metrics::ConnectionCounts>,
     broker: Arc<Broker>,
 }
@@ -109,7 +111,7 @@ pub struct ListenerSlots {
 impl ListenerSlots {
     /// Takes a slot for a new connection, or `None` when the listener is full.
     fn open(self: &Arc<Self>) -> Option<ConnectionGuard> {
-        if self.counts.open.fetch_add(1, Ordering::Relaxed) >= self.max as i64 {
+        if self.counts.open.fetch_add(1, Ordering::Relaxed) >= self.max {
             self.counts.open.fetch_sub(1, Ordering::Relaxed);
             return None;
         }
@@ -355,7 +357,7 @@ impl StartCtx<'_> {
         let settings = self.settings(l, Protocol::Mqtt, tls, out)?;
         Self::bound(l, addr, out);
         let slots = Arc::new(ListenerSlots {
-            max: settings.limits.max_connections,
+            max: i64::try_from(settings.limits.max_connections).unwrap_or(i64::MAX),
             counts: self.broker.metrics.listener(&settings.name, "mqtt"),
             broker: self.broker.clone(),
         });

@@ -94,7 +94,22 @@ pub fn watch(w: &Arc<dyn Watched>) {
     }
 }
 
+/// Marks the sweeper stopped when its task ends, however it ends: also when the runtime drops
+/// it at shutdown, so that a later runtime on this thread starts a new one.
+struct Running;
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = SWEEPER.try_with(|s| {
+            if let Ok(mut s) = s.try_borrow_mut() {
+                s.running = false;
+            }
+        });
+    }
+}
+
 async fn sweep_loop() {
+    let _running = Running;
     let mut tick = tokio::time::interval(SWEEP);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tick.tick().await;
@@ -173,6 +188,13 @@ mod tests {
         assert!(w.take_due(at(base, 9010)));
         w.set(at(base, 0), None);
         assert!(!w.take_due(at(base, u64::from(u32::MAX))), "unwatched");
+    }
+
+    #[test]
+    fn a_sweeper_dropped_with_its_runtime_lets_the_next_one_start() {
+        SWEEPER.with(|s| s.borrow_mut().running = true);
+        drop(Running);
+        assert!(!SWEEPER.with(|s| s.borrow().running));
     }
 
     #[test]

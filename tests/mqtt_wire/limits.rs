@@ -46,6 +46,16 @@ fn connections_beyond_max_connections_are_closed_and_slots_come_back() {
     server.stop();
 }
 
+/// The largest value the key takes (TOML integers end at i64::MAX) means "no limit", not a
+/// counter that overflowed and refuses everyone.
+#[test]
+fn the_largest_max_connections_lets_clients_in() {
+    let server = TestServer::start_with("", &format!("max_connections = {}", i64::MAX));
+    let c = Raw::v5(server.addr, "unlimited");
+    c.disconnect();
+    server.stop();
+}
+
 #[test]
 fn topics_and_filters_beyond_max_topic_levels_are_refused() {
     let server = TestServer::start_with("", "max_topic_levels = 3");
