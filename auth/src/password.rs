@@ -42,25 +42,26 @@
 //!
 //! | argon2id | 1 core busy | 2 cores busy | 10,000 verifications on 2 cores |
 //! | --- | --- | --- | --- |
-//! | m = 12 MiB, t = 2 | 8.0–8.5 ms | | |
-//! | m = 16 MiB, t = 2 | 11.5–12.2 ms | 13.3–13.9 ms | 67–69 s |
-//! | m = 19 MiB, t = 2 (OWASP minimum) | 13.7–15.0 ms | 18.1–20.3 ms | 90–100 s |
-//! | **m = 24 MiB, t = 1 (default)** | **9.6–9.8 ms** | **10.4–11.7 ms** | **52–58 s** |
-//! | m = 28 MiB, t = 1 | 12.1–12.2 ms | 12.8–13.9 ms | 64–70 s |
-//! | m = 30 MiB, t = 1 | 12.4–12.6 ms | | |
-//! | m = 32 MiB, t = 1 | 32–33 ms (14 ms)¹ | | |
-//! | m = 46 MiB, t = 1 (OWASP minimum) | 48 ms (21 ms)¹ | | |
+//! | m = 12 MiB, t = 2 | 8.4 ms | | |
+//! | m = 16 MiB, t = 2 | 11.5 ms | 12.6 ms | 63 s |
+//! | m = 19 MiB, t = 2 (OWASP minimum) | 14.8 ms | 15.9 ms | 79 s |
+//! | **m = 24 MiB, t = 1 (default)** | **9.2 ms** | **9.5 ms** | **48 s** |
+//! | m = 28 MiB, t = 1 | 11.3 ms | 11.1 ms | 56 s |
+//! | m = 30 MiB, t = 1 | 13.0 ms | | |
+//! | m = 32 MiB, t = 1 | 13.5 ms | | |
+//! | m = 46 MiB, t = 1 (OWASP minimum) | 20.7 ms | | |
 //!
-//! (Ranges: two runs on the shared machine; measured with the crate's own allocation per hash.)
-//!
-//! ¹ glibc's malloc maps blocks of 32 MiB and more afresh, so each such hash also paid the page
-//! faults of new memory; in parentheses, with the heap reused (`MALLOC_MMAP_THRESHOLD_`).
-//! Hashing now runs on working memory that each thread keeps and reuses (see `hash.rs`), which
-//! removes those faults for every m: end to end, through the server, a storm of 10,000
-//! devices with their own passwords at the default cost took 51 s (about 10 ms of server CPU
-//! per connection; `scripts/bench-password-storm.sh`, docs/benchmarks.md), where it took about
-//! 72 s before; at OWASP's m = 46 MiB, t = 1, 104 s. The price is memory: each thread that has verified keeps m (the server's two
-//! auth threads: 48 MiB at the default).
+//! (Medians of criterion, 2026-11-26, quiet machine.) Hashing runs on working memory that
+//! each thread keeps and reuses (see `hash.rs`). Before, the crate allocated m KiB per hash and
+//! glibc handed out fresh pages each time: the same table then read 9.6–11.7 ms at the default
+//! and 32–48 ms from 32 MiB up (glibc maps blocks of 32 MiB and more afresh), and a storm
+//! through the server cost ~14.5 ms per verification. End to end, through the server, a storm
+//! of 10,000 devices with their own passwords at the default cost took 51 s (about 10 ms of
+//! server CPU per connection; `scripts/bench-password-storm.sh`, docs/benchmarks.md), where it
+//! took about 72 s before; at OWASP's m = 46 MiB, t = 1, 104 s. 28 MiB would just fit the
+//! budget now; the default keeps 24 MiB for the headroom the rest of the server needs during a
+//! storm. The price of reusing: each thread that has verified keeps m (the server's two auth
+//! threads: 48 MiB at the default).
 //!
 //! Imported formats, same measure, one core: bcrypt cost 10: 58 ms; PBKDF2-SHA256 600,000
 //! rounds: 57 ms; salted SHA-256: 0.1–0.15 µs (no protection against offline guessing). A store
