@@ -358,21 +358,31 @@ impl StoredHash {
         }
     }
 
-    /// A fresh hash of a random password that costs as much to verify as this one: what
+    /// A hash that costs as much to verify as this one and that no password matches: what
     /// unknown users are verified against, so that their timing matches known users'.
     pub(crate) fn dummy_like(&self) -> Result<StoredHash, PasswordError> {
         let password = random_salt()?;
         let salt = random_salt()?;
         let raw = match &self.kind {
-            Kind::Argon2 {
-                algorithm,
-                version,
-                params,
-                ..
-            } => Argon2::new(*algorithm, *version, params.clone())
-                .hash_password_with_salt(&password, &salt)
-                .map_err(|e| PasswordError::Hash(e.to_string()))?
-                .to_string(),
+            Kind::Argon2 { phc, .. } => {
+                // Same algorithm, version and parameters; a random salt and a random output
+                // instead of hashing (which would take m KiB and ~10 ms at every load): a
+                // verification against it runs in full and fails (a match is a 2^-256 chance).
+                let Some(head) = self.raw.rsplitn(3, '$').nth(2) else {
+                    return Err(PasswordError::Hash("argon2 hash without salt and output".into()));
+                };
+                let mut output = vec![0u8; phc.hash.as_ref().map_or(32, |h| h.len())];
+                for chunk in output.chunks_mut(16) {
+                    let r = random_salt()?;
+                    chunk.copy_from_slice(&r[..chunk.len()]);
+                }
+                let b64 = base64::engine::general_purpose::STANDARD_NO_PAD;
+                format!(
+                    "{head}${}${}",
+                    base64::Engine::encode(&b64, salt),
+                    base64::Engine::encode(&b64, output)
+                )
+            }
             Kind::Bcrypt { cost } => bcrypt::hash_with_salt(password, *cost, salt)
                 .map_err(|e| PasswordError::Hash(e.to_string()))?
                 .format_for_version(bcrypt::Version::TwoB),
@@ -493,4 +503,35 @@ fn parse_sha256(rest: &str) -> Result<Kind, HashFormatError> {
         .try_into()
         .map_err(|_| HashFormatError::new("salted sha256 hash: the digest is not 32 bytes"))?;
     Ok(Kind::SaltedSha256 { salt, digest })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    /// The dummy of an argon2 hash keeps its algorithm, version and parameters (so it costs the
+    /// same to verify), gets its own salt, and matches no password: not even the one of the
+    /// hash it was made like.
+    #[test]
+    fn an_argon2_dummy_costs_the_same_and_matches_nothing() {
+        let cost = Argon2Cost { m_kib: 64, t: 2, p: 1 };
+        let real = StoredHash::generate(b"pw", cost).unwrap();
+        let dummy = real.dummy_like().unwrap();
+        assert_eq!(dummy.cost_key(), real.cost_key());
+        assert_eq!(dummy.format(), HashFormat::Argon2id);
+        assert!(
+            dummy.as_str().starts_with("$argon2id$v=19$m=64,t=2,p=1$"),
+            "{}",
+            dummy.as_str()
+        );
+        assert_ne!(dummy.as_str(), real.as_str());
+        assert!(!dummy.verify(b"pw"));
+        assert!(real.verify(b"pw"));
+        // Without a version field too (it is optional in PHC strings).
+        let bare = StoredHash::parse(&real.as_str().replace("$v=19", "")).unwrap();
+        let d = bare.dummy_like().unwrap();
+        assert!(d.as_str().starts_with("$argon2id$m=64,t=2,p=1$"), "{}", d.as_str());
+        assert!(!d.verify(b"pw"));
+    }
 }
