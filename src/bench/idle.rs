@@ -38,6 +38,8 @@ struct Task {
     version: ProtocolVersion,
     keep_alive: u16,
     credentials: Option<Arc<(Option<String>, Option<bytes::Bytes>)>>,
+    /// `{i}` in the user name or password: each connection gets its own account.
+    per_connection: Option<Arc<(Option<String>, Option<String>)>>,
     gate: Arc<Semaphore>,
     shared: Arc<Shared>,
     stop: watch::Receiver<bool>,
@@ -89,6 +91,10 @@ pub(crate) fn measure(a: &IdleArgs) -> anyhow::Result<IdleOutcome> {
                 a.password.clone().map(|p| bytes::Bytes::from(p.into_bytes())),
             ))
         }),
+        per_connection: [&a.username, &a.password]
+            .iter()
+            .any(|s| s.as_deref().is_some_and(|s| s.contains("{i}")))
+            .then(|| Arc::new((a.username.clone(), a.password.clone()))),
         gate: Arc::new(Semaphore::new(a.concurrency as usize)),
         shared: shared.clone(),
         stop: stop_rx,
@@ -246,16 +252,12 @@ pub(crate) fn run(a: IdleArgs) -> anyhow::Result<()> {
 /// Opens one connection and keeps it alive until the run stops; the time from the TCP connect
 /// to the CONNACK (the TLS handshake included) in ns, or `None` if it failed.
 async fn hold_one(i: u32, client_id: String, task: Task) -> Option<u64> {
-    // `{i}` in the user name or password: one account per connection.
-    let own = task.credentials.as_deref().and_then(|(user, password)| {
-        let templated = |s: &str| s.contains("{i}");
-        let password_text = password.as_ref().map(|p| String::from_utf8_lossy(p));
-        (user.as_deref().is_some_and(templated) || password_text.as_deref().is_some_and(templated)).then(|| {
-            (
-                user.as_ref().map(|u| u.replace("{i}", &i.to_string())),
-                password_text.map(|p| bytes::Bytes::from(p.replace("{i}", &i.to_string()).into_bytes())),
-            )
-        })
+    let own = task.per_connection.as_deref().map(|(user, password)| {
+        let fill = |s: &String| s.replace("{i}", &i.to_string());
+        (
+            user.as_ref().map(fill),
+            password.as_ref().map(|p| bytes::Bytes::from(fill(p).into_bytes())),
+        )
     });
     let spec = SessionSpec {
         client_id,

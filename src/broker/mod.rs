@@ -867,7 +867,7 @@ impl Broker {
                 link,
             });
             st.expiry_interval = expiry_interval;
-            st.max_queued = limits.max_queued.try_into().unwrap_or(u32::MAX);
+            st.max_queued = limits.queue_cap();
             st.drop_policy = limits.drop_policy;
             st.queue_qos0_offline = limits.queue_qos0_offline;
             st.wake_pending = false;

@@ -353,7 +353,7 @@ impl Session {
                 incoming_qos2: PacketIds::default(),
                 expiry_interval,
                 ended: false,
-                max_queued: limits.max_queued.try_into().unwrap_or(u32::MAX),
+                max_queued: limits.queue_cap(),
                 drop_policy: limits.drop_policy,
                 queue_qos0_offline: limits.queue_qos0_offline,
                 drops_in_episode: 0,
@@ -481,6 +481,13 @@ pub struct QueueLimits {
     /// Keep the session in the store when it outlives its connection (MQTT sessions; the other
     /// protocols' sessions live in memory only).
     pub persist: bool,
+}
+
+impl QueueLimits {
+    /// `max_queued` as the session keeps it (4 bytes; more than `u32::MAX` saturates).
+    pub fn queue_cap(&self) -> u32 {
+        self.max_queued.try_into().unwrap_or(u32::MAX)
+    }
 }
 
 impl SessionState {

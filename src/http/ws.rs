@@ -20,7 +20,9 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 
 use super::HttpShared;
+use crate::broker::session::Stamp;
 use crate::broker::{KickReason, Metrics, SessionLink};
+use crate::mqtt::keepalive::{self, Watch, Watched};
 use crate::mqtt::protocol::{Close, MqttConn, HIGH_WATER};
 
 /// A paused publisher reads again after this long even if nobody said so.
@@ -79,7 +81,9 @@ pub struct WsConnection {
     reading: bool,
     paused: bool,
     closing: Option<Close>,
-    timer: Option<SpawnHandle>,
+    /// How the broker and the keep-alive sweeper reach this connection, with its connect /
+    /// keep-alive deadline; set when the actor starts.
+    link: Option<Arc<WsLink>>,
     awaiting_connect: bool,
     broker: Arc<crate::broker::Broker>,
     /// The connection in the per-listener counts (`/metrics`).
@@ -113,7 +117,7 @@ impl WsConnection {
             reading: false,
             paused: false,
             closing: None,
-            timer: None,
+            link: None,
             awaiting_connect: true,
             _counted: broker.metrics.listener(&shared.name, "mqtt-ws").opened(),
             broker,
@@ -193,9 +197,16 @@ impl WsConnection {
     }
 
     fn after_input(&mut self, ctx: &mut Context<Self>) {
-        if self.awaiting_connect && self.conn.is_connected() {
+        if !self.awaiting_connect {
+            if let Some(link) = &self.link {
+                link.watch.touch(self.conn.last_packet());
+            }
+        } else if self.conn.is_connected() {
+            // The connect deadline becomes the keep-alive deadline.
             self.awaiting_connect = false;
-            self.rearm_keepalive(ctx);
+            if let Some(link) = &self.link {
+                link.watch.set(self.conn.last_packet(), self.conn.keepalive_interval());
+            }
         }
         self.drain(ctx);
         self.read_next(ctx);
@@ -259,24 +270,20 @@ impl WsConnection {
         let _ = self.out.send(Out::Frame(frame));
     }
 
-    fn rearm_keepalive(&mut self, ctx: &mut Context<Self>) {
-        if let Some(t) = self.timer.take() {
-            ctx.cancel_future(t);
-        }
-        let Some(deadline) = self.conn.keepalive_deadline() else {
+    /// A connect or keep-alive window ended: close if the exact deadline has passed, or
+    /// watch again (see [`crate::mqtt::keepalive`]).
+    fn on_expired(&mut self, ctx: &mut Context<Self>) {
+        if self.closing.is_some() {
             return;
-        };
-        let wait = deadline.saturating_duration_since(Instant::now());
-        self.timer = Some(ctx.run_later(wait, |act, ctx| {
-            act.timer = None;
-            match act.conn.keepalive_deadline() {
-                Some(d) if d <= Instant::now() => {
-                    let close = act.conn.handle_timeout(Close::KeepAliveTimeout);
-                    act.close(close, ctx);
+        }
+        match self.conn.check_deadline(Instant::now()) {
+            Err(close) => self.close(close, ctx),
+            Ok(window) => {
+                if let Some(link) = &self.link {
+                    link.watch.set(self.conn.last_packet(), window);
                 }
-                _ => act.rearm_keepalive(ctx),
             }
-        }));
+        }
     }
 
     fn close(&mut self, close: Close, ctx: &mut Context<Self>) {
@@ -287,8 +294,8 @@ impl WsConnection {
             crate::server::schedule_session_timers(self.conn.broker(), session, generation, detached);
         }
         self.closing = Some(close);
-        if let Some(t) = self.timer.take() {
-            ctx.cancel_future(t);
+        if let Some(link) = &self.link {
+            link.watch.set(Stamp::NEVER, None);
         }
         // The last packets (a CONNACK with an error, a DISCONNECT), then the close frame.
         self.flush();
@@ -338,14 +345,13 @@ impl Actor for WsConnection {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         ctx.set_mailbox_capacity(64);
-        self.conn.set_link(Arc::new(WsLink(ctx.address())));
-        self.timer = Some(ctx.run_later(self.conn.connect_timeout(), |act, ctx| {
-            act.timer = None;
-            if !act.conn.is_connected() {
-                let close = act.conn.handle_timeout(Close::ConnectTimeout);
-                act.close(close, ctx);
-            }
-        }));
+        let link = Arc::new(WsLink {
+            addr: ctx.address(),
+            watch: Watch::new(Stamp::now(), self.conn.connect_timeout()),
+        });
+        keepalive::watch(&link);
+        self.conn.set_link(link.clone());
+        self.link = Some(link);
         self.read_next(ctx);
     }
 
@@ -406,6 +412,13 @@ impl Handler<Drain> for WsConnection {
     }
 }
 
+impl Handler<ExpiredWs> for WsConnection {
+    type Result = ();
+    fn handle(&mut self, _: ExpiredWs, ctx: &mut Context<Self>) {
+        self.on_expired(ctx);
+    }
+}
+
 impl Handler<Gone> for WsConnection {
     type Result = ();
     fn handle(&mut self, _: Gone, ctx: &mut Context<Self>) {
@@ -441,23 +454,40 @@ impl Handler<DescribeWs> for WsConnection {
     }
 }
 
-struct WsLink(Addr<WsConnection>);
+/// A connect or keep-alive window ended.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct ExpiredWs;
+
+struct WsLink {
+    addr: Addr<WsConnection>,
+    watch: Watch,
+}
+
+impl Watched for WsLink {
+    fn watch(&self) -> &Watch {
+        &self.watch
+    }
+    fn expired(&self) {
+        self.addr.do_send(ExpiredWs);
+    }
+}
 
 impl SessionLink for WsLink {
     fn wake(&self) {
-        self.0.do_send(Drain);
+        self.addr.do_send(Drain);
     }
     fn kick(&self, reason: KickReason) {
-        self.0.do_send(KickWs(reason));
+        self.addr.do_send(KickWs(reason));
     }
     fn resume(&self) {
-        self.0.do_send(ResumeWs);
+        self.addr.do_send(ResumeWs);
     }
     fn stored(&self, ticket: u64, ok: bool) {
-        self.0.do_send(StoredWs(ticket, ok));
+        self.addr.do_send(StoredWs(ticket, ok));
     }
     fn describe(&self) -> Option<futures::future::BoxFuture<'static, Option<crate::broker::session::ClientInfo>>> {
-        let addr = self.0.clone();
+        let addr = self.addr.clone();
         Some(Box::pin(async move { addr.send(DescribeWs).await.ok().flatten() }))
     }
 }

@@ -235,10 +235,12 @@ impl Connection {
             self.paused = true;
             ctx.run_later(PAUSE_LIMIT, |act, ctx| act.unpause(ctx));
         }
-        if self.awaiting_connect && self.conn.is_connected() {
+        if !self.awaiting_connect {
+            if let Some(link) = &self.link {
+                link.watch.touch(self.conn.last_packet());
+            }
+        } else if self.conn.is_connected() {
             self.on_connected();
-        } else if let Some(link) = self.link.as_ref().filter(|_| !self.awaiting_connect) {
-            link.watch.touch(self.conn.last_packet());
         }
         self.drain(ctx);
         self.arm_read(ctx);
@@ -362,18 +364,13 @@ impl Connection {
         if self.closing.is_some() {
             return;
         }
-        if !self.conn.is_connected() {
-            tracing::debug!("closing: no CONNECT in time");
-            let close = self.conn.handle_timeout(Close::ConnectTimeout);
-            self.close(close, ctx);
-            return;
-        }
-        match self.conn.keepalive_deadline() {
-            Some(d) if d <= Instant::now() => {
-                let close = self.conn.handle_timeout(Close::KeepAliveTimeout);
-                self.close(close, ctx);
+        match self.conn.check_deadline(Instant::now()) {
+            Err(close) => self.close(close, ctx),
+            Ok(window) => {
+                if let Some(link) = &self.link {
+                    link.watch.set(self.conn.last_packet(), window);
+                }
             }
-            _ => self.on_connected(),
         }
     }
 
@@ -416,7 +413,7 @@ impl Actor for Connection {
             addr: ctx.address(),
             watch: Watch::new(Stamp::now(), self.conn.connect_timeout()),
         });
-        keepalive::watch(&(link.clone() as Arc<dyn Watched>));
+        keepalive::watch(&link);
         self.conn.set_link(link.clone());
         self.link = Some(link);
         self.arm_read(ctx);
@@ -523,7 +520,6 @@ fn read_tls(tls: &mut TlsState, conn: &mut MqttConn, data: &[u8], now: Instant) 
     Ok(())
 }
 
-/// Writes plaintext straight to the socket until it would block.
 /// One read into `buf`: the byte count, and whether the socket is drained. A read shorter than
 /// the buffer drained the socket's receive queue, so the readiness is cleared right there
 /// (as tokio's own `poll_read` does) instead of by one more `recv` that would only say
@@ -548,6 +544,7 @@ fn read_once(io: &TcpStream, buf: &mut [u8]) -> io::Result<(usize, bool)> {
     }
 }
 
+/// Writes plaintext straight to the socket until it would block.
 fn write_plain(io: &TcpStream, out: &mut bytes::BytesMut, written: &mut u64) -> io::Result<()> {
     while !out.is_empty() {
         let n = io.try_write(out)?;

@@ -83,10 +83,11 @@ thread_local! {
 
 /// Puts `w` under this thread's sweeper (which must run on an actix or tokio local runtime).
 /// It leaves the list by itself once dropped.
-pub fn watch(w: &Arc<dyn Watched>) {
+pub fn watch<W: Watched>(w: &Arc<W>) {
+    let weak: Weak<dyn Watched> = Arc::downgrade(w) as Weak<W>;
     let start = SWEEPER.with(|s| {
         let mut s = s.borrow_mut();
-        s.list.push(Arc::downgrade(w));
+        s.list.push(weak);
         !std::mem::replace(&mut s.running, true)
     });
     if start {

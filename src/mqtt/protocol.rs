@@ -278,11 +278,21 @@ impl MqttConn {
 
     /// When the connection must be dropped for silence (1.5 × keep alive, MQTT 5 §3.1.2.10).
     pub fn keepalive_deadline(&self) -> Option<Instant> {
-        let c = self.conn.as_ref()?;
-        if c.keep_alive == 0 {
-            return None;
+        Some(self.last_packet.instant()? + self.keepalive_interval()?)
+    }
+
+    /// A connect or keep-alive window the actor watched has ended: `Err` with the close when
+    /// the connection is overdue (an MQTT 5 client gets DISCONNECT 0x8D for keep alive), else
+    /// the window to watch again from [`MqttConn::last_packet`] (`None`: no keep alive).
+    pub fn check_deadline(&mut self, now: Instant) -> Result<Option<Duration>, Close> {
+        if !self.is_connected() {
+            tracing::debug!(peer = %self.peer, "closing: no CONNECT in time");
+            return Err(self.handle_timeout(Close::ConnectTimeout));
         }
-        Some(self.last_packet.instant()? + Duration::from_millis(u64::from(c.keep_alive) * 1500))
+        match self.keepalive_deadline() {
+            Some(d) if d <= now => Err(self.handle_timeout(Close::KeepAliveTimeout)),
+            _ => Ok(self.keepalive_interval()),
+        }
     }
 
     fn version(&self) -> Option<ProtocolVersion> {
@@ -996,14 +1006,17 @@ impl MqttConn {
             return None;
         }
         let link = self.link.clone()?;
+        self.next_ticket(|broker, ticket| broker.persist_barrier((link, ticket)))
+    }
+
+    /// Hands the next store ticket to `submit`; the ticket, when the store took it.
+    fn next_ticket(&mut self, submit: impl FnOnce(&Broker, u64) -> bool) -> Option<u64> {
         let acks = self.acks.get_or_insert_with(Default::default);
         let ticket = acks.ticket + 1;
-        if self.listener.broker.persist_barrier((link, ticket)) {
+        submit(&self.listener.broker, ticket).then(|| {
             acks.ticket = ticket;
-            Some(ticket)
-        } else {
-            None
-        }
+            ticket
+        })
     }
 
     /// Submits `batch` to the store; returns the ticket an acknowledgement must wait for, or
@@ -1016,14 +1029,7 @@ impl MqttConn {
             self.listener.broker.persist(batch, None);
             return None;
         };
-        let acks = self.acks.get_or_insert_with(Default::default);
-        let ticket = acks.ticket + 1;
-        if self.listener.broker.persist(batch, Some((link, ticket))) {
-            acks.ticket = ticket;
-            Some(ticket)
-        } else {
-            None
-        }
+        self.next_ticket(|broker, ticket| broker.persist(batch, Some((link, ticket))))
     }
 
     /// Writes an acknowledgement now, or holds it until `ticket` is durable (or until the

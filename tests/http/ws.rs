@@ -146,3 +146,82 @@ async fn mqtt_js_over_websocket_meets_http_and_mqtt() {
     assert!(js.finish().0.success(), "MQTT.js exits cleanly");
     s.stop();
 }
+
+/// Keep alive and the connect timeout hold over WebSocket as over TCP (the same sweeper): a
+/// client silent for 1.5 × its keep alive gets DISCONNECT 0x8D and then the close; one that
+/// never sends CONNECT is closed after `connect_timeout`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_websocket_clients_are_closed_by_keep_alive_and_connect_timeout() {
+    use async_tungstenite::tungstenite::client::IntoClientRequest as _;
+    use async_tungstenite::tungstenite::Message as WsMessage;
+    use futures::StreamExt as _;
+    use std::time::Instant;
+    use unigate_mqtt::{Connect, Packet as M, ProtocolVersion};
+
+    let s = server("", "[listeners.limits]\nconnect_timeout = \"1s\"");
+    let url = format!("ws://127.0.0.1:{}/mqtt", s.listener("http").port());
+    let open = || async {
+        let mut req = url.as_str().into_client_request().unwrap();
+        req.headers_mut()
+            .insert("Sec-WebSocket-Protocol", "mqtt".parse().unwrap());
+        within("WebSocket handshake", async_tungstenite::tokio::connect_async(req))
+            .await
+            .expect("handshake")
+            .0
+    };
+    // The MQTT packets of the binary frames until the server closes.
+    async fn until_closed(
+        ws: &mut async_tungstenite::WebSocketStream<async_tungstenite::tokio::ConnectStream>,
+    ) -> Vec<M> {
+        let mut packets = Vec::new();
+        loop {
+            match within("the server's close", ws.next()).await {
+                Some(Ok(WsMessage::Binary(b))) => {
+                    let mut buf = bytes::BytesMut::from(&b[..]);
+                    while let Some(p) = unigate_mqtt::decode(&mut buf, Some(ProtocolVersion::V5), 1 << 20).unwrap() {
+                        packets.push(p);
+                    }
+                }
+                Some(Ok(WsMessage::Close(_))) | None | Some(Err(_)) => return packets,
+                Some(Ok(_)) => {}
+            }
+        }
+    }
+
+    let started = Instant::now();
+    let mut silent = open().await;
+    assert!(until_closed(&mut silent).await.is_empty());
+    let t = started.elapsed();
+    assert!(
+        t >= Duration::from_millis(900) && t <= Duration::from_millis(2500),
+        "no CONNECT: closed after {t:?}, want about 1 s"
+    );
+
+    let mut quiet = open().await;
+    let mut connect = bytes::BytesMut::new();
+    let packet = M::Connect(Box::new(Connect {
+        protocol: ProtocolVersion::V5,
+        clean_start: true,
+        client_id: "ws-quiet".into(),
+        keep_alive: 1,
+        ..Connect::default()
+    }));
+    unigate_mqtt::encode(&packet, ProtocolVersion::V5, &mut connect).unwrap();
+    quiet.send(WsMessage::binary(connect.to_vec())).await.unwrap();
+    let connected = Instant::now();
+    let packets = until_closed(&mut quiet).await;
+    let t = connected.elapsed();
+    assert!(
+        matches!(packets.first(), Some(M::ConnAck(a)) if a.reason_code.0 == 0),
+        "{packets:?}"
+    );
+    assert!(
+        matches!(packets.last(), Some(M::Disconnect(d)) if d.reason_code.0 == 0x8D),
+        "{packets:?}"
+    );
+    assert!(
+        t >= Duration::from_millis(1400) && t <= Duration::from_millis(2600),
+        "keep alive 1 s: closed after {t:?}, want about 1.5 s"
+    );
+    s.stop();
+}

@@ -372,10 +372,7 @@ impl StoredHash {
                     return Err(PasswordError::Hash("argon2 hash without salt and output".into()));
                 };
                 let mut output = vec![0u8; phc.hash.as_ref().map_or(32, |h| h.len())];
-                for chunk in output.chunks_mut(16) {
-                    let r = random_salt()?;
-                    chunk.copy_from_slice(&r[..chunk.len()]);
-                }
+                rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut output);
                 let b64 = base64::engine::general_purpose::STANDARD_NO_PAD;
                 format!(
                     "{head}${}${}",
