@@ -6,15 +6,18 @@ use std::process::{Command, Stdio};
 
 const BIN: &str = env!("CARGO_BIN_EXE_unigate");
 
-fn write_temp(name: &str, text: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("unigate-cli-{}-{name}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("unigate.toml");
+/// `text` in `unigate.toml` of a fresh directory, removed when the returned guard drops.
+fn write_temp(name: &str, text: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::Builder::new()
+        .prefix(&format!("unigate-cli-{name}-"))
+        .tempdir()
+        .unwrap();
+    let path = dir.path().join("unigate.toml");
     std::fs::File::create(&path)
         .unwrap()
         .write_all(text.as_bytes())
         .unwrap();
-    path
+    (dir, path)
 }
 
 #[test]
@@ -27,7 +30,7 @@ fn check_config_accepts_the_example() {
 
 #[test]
 fn check_config_names_the_bad_key_in_one_line() {
-    let path = write_temp(
+    let (_dir, path) = write_temp(
         "bad",
         "[[listeners]]\nname = \"m\"\nprotocol = \"mqtt\"\nbind = \"127.0.0.1:0\"\n[listeners.limits]\nmax_conections = 5\n",
     );
@@ -51,7 +54,7 @@ fn check_config_reports_a_missing_file() {
 
 #[test]
 fn serve_prints_one_line_per_listener_and_stops_on_sigterm() {
-    let path = write_temp(
+    let (_dir, path) = write_temp(
         "serve",
         "sys_interval = \"0s\"\n[[listeners]]\nname = \"one\"\nprotocol = \"mqtt\"\nbind = \"127.0.0.1:0\"\n\
          [[listeners]]\nname = \"two\"\nprotocol = \"mqtt\"\nbind = \"127.0.0.1:0\"\n",
@@ -95,7 +98,7 @@ fn serve_prints_one_line_per_listener_and_stops_on_sigterm() {
 fn a_port_in_use_is_one_readable_error() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = taken.local_addr().unwrap().port();
-    let path = write_temp(
+    let (_dir, path) = write_temp(
         "inuse",
         &format!("[[listeners]]\nname = \"m\"\nprotocol = \"mqtt\"\nbind = \"127.0.0.1:{port}\"\n"),
     );
@@ -138,7 +141,7 @@ fn publish_reason(s: &mut std::net::TcpStream, id: u8) -> u8 {
 #[test]
 fn sighup_reloads_the_acl_and_a_bad_file_changes_nothing() {
     let open = "sys_interval = \"0s\"\n[[listeners]]\nname = \"m\"\nprotocol = \"mqtt\"\nbind = \"127.0.0.1:0\"\n";
-    let path = write_temp("reload", open);
+    let (_dir, path) = write_temp("reload", open);
     let mut child = Command::new(BIN)
         .args(["serve", "--storage", "memory", "--config"])
         .arg(&path)
@@ -191,9 +194,8 @@ fn sighup_reloads_the_acl_and_a_bad_file_changes_nothing() {
 
 #[test]
 fn passwd_adds_lists_and_removes_users_reading_the_password_from_stdin() {
-    let dir = write_temp("passwd", "").parent().unwrap().to_path_buf();
-    let file = dir.join("passwd.toml");
-    let _ = std::fs::remove_file(&file);
+    let (tmp, _) = write_temp("passwd", "");
+    let file = tmp.path().join("passwd.toml");
     let run = |args: &[&str], stdin: &str| {
         let mut child = Command::new(BIN)
             .arg("passwd")

@@ -192,17 +192,17 @@ mod tests {
     use super::*;
     use crate::Protocol;
 
-    fn write(text: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("unigate-psk-{}-{}", std::process::id(), text.len()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("psk.toml");
+    /// `text` in `psk.toml` of a fresh directory, removed when the returned guard drops.
+    fn write(text: &str) -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::Builder::new().prefix("unigate-psk-").tempdir().unwrap();
+        let path = dir.path().join("psk.toml");
         std::fs::write(&path, text).unwrap();
-        path
+        (dir, path)
     }
 
     #[test]
     fn loads_hex_and_base64_keys() {
-        let path = write("[keys]\n\"a\" = \"hex:00010A0b\"\n\"b\" = \"base64:AAECAw==\"\n");
+        let (_dir, path) = write("[keys]\n\"a\" = \"hex:00010A0b\"\n\"b\" = \"base64:AAECAw==\"\n");
         let psk = PskAuthenticator::new("psk", &PskConfig { file: path }).unwrap();
         assert_eq!(psk.key("a").unwrap().expose(), &[0, 1, 10, 11]);
         assert_eq!(psk.key("b").unwrap().expose(), &[0, 1, 2, 3]);
@@ -213,12 +213,12 @@ mod tests {
     #[test]
     fn bad_keys_name_the_identity_but_not_the_key() {
         for bad in ["hex:0g", "hex:abc", "plain", "base64:***", "hex:"] {
-            let path = write(&format!("[keys]\n\"dev\" = \"{bad}\"\n"));
+            let (_dir, path) = write(&format!("[keys]\n\"dev\" = \"{bad}\"\n"));
             let err = load(&path).unwrap_err().to_string();
             assert!(err.contains("\"dev\""), "{err}");
             assert!(err.contains("is not hex:"), "{err}");
         }
-        let path = write("[keys]\n\"dev\" = hex:0011\n");
+        let (_dir, path) = write("[keys]\n\"dev\" = hex:0011\n");
         let err = load(&path).unwrap_err().to_string();
         assert!(!err.contains("0011"), "syntax errors must not echo key material: {err}");
     }

@@ -177,12 +177,13 @@ fn comparable(mut s: Snapshot) -> Snapshot {
     s
 }
 
-fn temp_file(name: &str) -> std::path::PathBuf {
-    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let dir = std::env::temp_dir().join(format!("storage-unit-{}-{name}-{n}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
+/// A fresh directory for a store, removed when the returned guard drops (also when a
+/// property fails and proptest shrinks it, which runs the test again many times).
+fn temp_dir(name: &str) -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("storage-unit-{name}-"))
+        .tempdir()
+        .unwrap()
 }
 
 proptest! {
@@ -190,11 +191,12 @@ proptest! {
 
     #[test]
     fn redb_matches_the_model(steps in proptest::collection::vec(step(), 1..60)) {
-        let dir = temp_file("model");
+        let tmp = temp_dir("model");
+        let dir = tmp.path();
         let opts = RedbOptions { fsync: false, cache_size: 1 << 20 };
         let mut model = MemoryStore::new();
         {
-            let mut redb = RedbStore::open(&dir, &opts).unwrap();
+            let mut redb = RedbStore::open(dir, &opts).unwrap();
             redb.load().unwrap();
             for batch in batches(&steps) {
                 model.apply(&batch).unwrap();
@@ -211,39 +213,38 @@ proptest! {
             prop_assert_eq!(redb.stats().unwrap().messages, referenced.len() as u64);
         }
         // And the same after a reopen (a restart).
-        let mut reopened = RedbStore::open(&dir, &opts).unwrap();
+        let mut reopened = RedbStore::open(dir, &opts).unwrap();
         prop_assert_eq!(comparable(reopened.load().unwrap()), comparable(model.load().unwrap()));
         drop(reopened);
-        let _ = std::fs::remove_dir_all(&dir);
     }
 }
 
 #[test]
 fn a_damaged_file_is_an_error_not_an_empty_store() {
-    let dir = temp_file("damaged");
-    std::fs::create_dir_all(&dir).unwrap();
+    let tmp = temp_dir("damaged");
+    let dir = tmp.path();
     let file = dir.join(redb_store::FILE_NAME);
     // Not a store at all.
     std::fs::write(&file, vec![0x5a; 64 * 1024]).unwrap();
-    let e = RedbStore::open(&dir, &RedbOptions::default()).unwrap_err();
+    let e = RedbStore::open(dir, &RedbOptions::default()).unwrap_err();
     assert!(matches!(e, StoreError::Corrupt { .. } | StoreError::Io { .. }), "{e}");
     // Empty (e.g. truncated to nothing).
     std::fs::write(&file, b"").unwrap();
-    let e = RedbStore::open(&dir, &RedbOptions::default()).unwrap_err();
+    let e = RedbStore::open(dir, &RedbOptions::default()).unwrap_err();
     assert!(matches!(e, StoreError::Corrupt { .. }), "{e}");
     assert_eq!(
         std::fs::read(&file).unwrap().len(),
         0,
         "the damaged file is left as it was"
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
 fn a_record_that_does_not_decode_is_reported() {
-    let dir = temp_file("record");
+    let tmp = temp_dir("record");
+    let dir = tmp.path();
     {
-        let mut s = RedbStore::open(&dir, &RedbOptions::default()).unwrap();
+        let mut s = RedbStore::open(dir, &RedbOptions::default()).unwrap();
         s.apply(&[Op::SetRetained(message("r/1", 1, QoS::AtMostOnce))]).unwrap();
     }
     // Overwrite the retained record with garbage through redb itself.
@@ -257,12 +258,11 @@ fn a_record_that_does_not_decode_is_reported() {
         }
         t.commit().unwrap();
     }
-    let mut s = RedbStore::open(&dir, &RedbOptions::default()).unwrap();
+    let mut s = RedbStore::open(dir, &RedbOptions::default()).unwrap();
     let e = s.load().unwrap_err();
     assert!(matches!(e, StoreError::Corrupt { .. }), "{e}");
     assert!(e.to_string().contains("retained message of r/1"), "{e}");
     drop(s);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]

@@ -260,15 +260,15 @@ fn the_parser_refuses_what_prometheus_refuses() {
     }
 }
 
-/// A password file with `alice` (password `secret`).
-fn users() -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("unigate-metrics-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join("passwd.toml");
+/// A password file with `alice` (password `secret`), in a directory removed when the returned
+/// guard drops.
+fn users() -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::Builder::new().prefix("unigate-metrics-").tempdir().unwrap();
+    let file = dir.path().join("passwd.toml");
     let mut store = PasswordStore::new(&file);
     store.add("alice", &Secret::new("secret")).unwrap();
     store.save().unwrap();
-    file
+    (dir, file)
 }
 
 /// An MQTT 5 client that only connects (and tells whether CONNACK said yes).
@@ -310,7 +310,7 @@ async fn connect(s: &TestServer, id: &str, credentials: Option<(&str, &str)>, pe
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_after_real_traffic_are_well_formed_and_plausible() {
-    let passwd = users();
+    let (_users_dir, passwd) = users();
     let s = server(
         &format!(
             "[auth]\naudit = false\ndefault_chain = \"all\"\n\

@@ -3,7 +3,7 @@
 //! MQTT clients (rumqttc) on the other side.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 
 use rumqttc::v5::mqttbytes::v5::Packet;
 use rumqttc::v5::{AsyncClient, Event, MqttOptions};
@@ -17,17 +17,9 @@ use unigate_auth::Secret;
 
 use crate::util::*;
 
-static NEXT: AtomicUsize = AtomicUsize::new(0);
-
-/// A fresh directory for one test's files.
-fn scratch() -> PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "unigate-mgmt-{}-{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+/// A fresh directory for one test's files, removed when the test ends.
+fn scratch() -> tempfile::TempDir {
+    tempfile::Builder::new().prefix("unigate-mgmt-").tempdir().unwrap()
 }
 
 /// The configuration text of a server with `mqtt` and `http` listeners (as `util::server`).
@@ -176,8 +168,9 @@ async fn eventually(what: &str, mut f: impl FnMut() -> bool) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clients_are_listed_paged_filtered_and_shown() {
-    let dir = scratch();
-    let s = start(&dir, "", "");
+    let tmp = scratch();
+    let dir = tmp.path();
+    let s = start(dir, "", "");
     let mut c1 = Mqtt::connect(&s, "dev-1").await;
     let _c2 = Mqtt::connect(&s, "dev-2").await;
     let _other = Mqtt::connect(&s, "other").await;
@@ -267,8 +260,9 @@ async fn clients_are_listed_paged_filtered_and_shown() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn subscriptions_added_for_a_client_deliver_until_removed() {
-    let dir = scratch();
-    let s = start(&dir, "", "");
+    let tmp = scratch();
+    let dir = tmp.path();
+    let s = start(dir, "", "");
     let mut dev = Mqtt::connect(&s, "dev").await;
     let publisher = Mqtt::connect(&s, "pub").await;
     publisher.publish("cmd/dev/cfg", true, "retained-cfg").await;
@@ -322,8 +316,9 @@ async fn subscriptions_added_for_a_client_deliver_until_removed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deleting_a_client_kicks_it_or_discards_its_session() {
-    let dir = scratch();
-    let s = start(&dir, "", "");
+    let tmp = scratch();
+    let dir = tmp.path();
+    let s = start(dir, "", "");
     let mut victim = RawV5::connect(&s, "victim").await;
     let r = delete(&s, &[], "/api/v1/clients/victim");
     assert_eq!(r.status, 204, "{r:?}");
@@ -359,8 +354,9 @@ async fn deleting_a_client_kicks_it_or_discards_its_session() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retained_messages_are_listed_read_and_deleted() {
-    let dir = scratch();
-    let s = start(&dir, "", "");
+    let tmp = scratch();
+    let dir = tmp.path();
+    let s = start(dir, "", "");
     let publisher = Mqtt::connect(&s, "pub").await;
     publisher.publish("a/1", true, "one").await;
     publisher
@@ -428,8 +424,9 @@ async fn retained_messages_are_listed_read_and_deleted() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn listeners_and_stats() {
-    let dir = scratch();
-    let s = start(&dir, "", "");
+    let tmp = scratch();
+    let dir = tmp.path();
+    let s = start(dir, "", "");
     let l = get_json(&s, "/api/v1/listeners");
     assert_eq!(l["meta"]["count"], 2);
     let entries = l["data"].as_array().unwrap();
@@ -481,8 +478,9 @@ async fn listeners_and_stats() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn management_needs_its_own_credentials_and_roles() {
-    let dir = scratch();
-    let passwd = users(&dir, &["ro", "root", "eve"]);
+    let tmp = scratch();
+    let dir = tmp.path();
+    let passwd = users(dir, &["ro", "root", "eve"]);
     let top = format!(
         "[auth.chains.admins]\nauthenticators = [\"staff\"]\n\
          [auth.authenticators.staff]\nkind = \"password\"\nfile = {:?}\n\
@@ -490,7 +488,7 @@ async fn management_needs_its_own_credentials_and_roles() {
         passwd.display().to_string()
     );
     // The HTTP listener itself takes anonymous clients: management does not.
-    let s = start(&dir, &top, "");
+    let s = start(dir, &top, "");
     let publisher = Mqtt::connect(&s, "pub").await;
     publisher.publish("keep/me", true, "v").await;
     eventually("the retained message", || {
@@ -546,8 +544,9 @@ async fn management_needs_its_own_credentials_and_roles() {
 async fn a_user_name_nobody_checked_is_no_admin() {
     // No management chain, and the listener's chain is the anonymous one: any name passes it
     // unchecked, so only "*" lets anyone in.
-    let dir = scratch();
-    let s = start(&dir, "[management]\nreaders = [\"*\"]\nadmins = [\"root\"]\n", "");
+    let tmp = scratch();
+    let dir = tmp.path();
+    let s = start(dir, "[management]\nreaders = [\"*\"]\nadmins = [\"root\"]\n", "");
     assert_eq!(get(&s, &[], "/api/v1/stats").status, 200, "\"*\" reads");
     assert_eq!(get(&s, &["-u", "root:anything"], "/api/v1/stats").status, 200);
     let r = delete(&s, &["-u", "root:anything"], "/api/v1/retained/x");
@@ -557,8 +556,9 @@ async fn a_user_name_nobody_checked_is_no_admin() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn auth_summary_names_chains_but_no_secrets_and_the_listener_chain_serves_management() {
-    let dir = scratch();
-    let passwd = users(&dir, &["alice"]);
+    let tmp = scratch();
+    let dir = tmp.path();
+    let passwd = users(dir, &["alice"]);
     let secret = "a-management-test-secret-of-32-bytes";
     let top = format!(
         "[auth]\naudit = false\n\
@@ -570,7 +570,7 @@ async fn auth_summary_names_chains_but_no_secrets_and_the_listener_chain_serves_
          [management]\nreaders = [\"*\"]\nadmins = [\"alice\"]\n",
         passwd.display().to_string()
     );
-    let s = start(&dir, &top, "auth = \"web\"");
+    let s = start(dir, &top, "auth = \"web\"");
     let token = jsonwebtoken::encode(
         &jsonwebtoken::Header::default(),
         &serde_json::json!({"sub": "bob", "exp": 4_102_444_800u64}),
@@ -615,8 +615,9 @@ async fn auth_summary_names_chains_but_no_secrets_and_the_listener_chain_serves_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reload_applies_the_file_or_keeps_the_running_configuration() {
-    let dir = scratch();
-    let passwd = users(&dir, &["root", "eve"]);
+    let tmp = scratch();
+    let dir = tmp.path();
+    let passwd = users(dir, &["root", "eve"]);
     let top = |readers: &str| {
         format!(
             "[auth.chains.admins]\nauthenticators = [\"staff\"]\n\
@@ -625,7 +626,7 @@ async fn reload_applies_the_file_or_keeps_the_running_configuration() {
             passwd.display().to_string()
         )
     };
-    let s = start(&dir, &top(""), "");
+    let s = start(dir, &top(""), "");
     let (root, eve) = (as_user("root"), as_user("eve"));
     assert_eq!(get(&s, &["-u", &eve], "/api/v1/stats").status, 403);
 
@@ -675,8 +676,9 @@ async fn reload_applies_the_file_or_keeps_the_running_configuration() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn openapi_document_lists_every_route() {
-    let dir = scratch();
-    let s = start(&dir, "", "");
+    let tmp = scratch();
+    let dir = tmp.path();
+    let s = start(dir, "", "");
     let doc = get_json(&s, "/api/v1/openapi.json");
     assert!(doc["openapi"].as_str().unwrap().starts_with("3."), "{}", doc["openapi"]);
     let expected = [

@@ -28,8 +28,11 @@ fn the_openapi_document_matches_what_the_server_answers() {
         SCHEMATHESIS,
         "scripts/test.sh installs schemathesis==4.32.5"
     );
-    let dir = std::env::temp_dir().join(format!("unigate-schemathesis-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let tmp = tempfile::Builder::new()
+        .prefix("unigate-schemathesis-")
+        .tempdir()
+        .unwrap();
+    let dir = tmp.path();
     let passwd = dir.join("passwd.toml");
     let mut store = PasswordStore::new(&passwd);
     store.add("admin", &Secret::new("admin-password")).unwrap();
@@ -108,7 +111,7 @@ fn the_openapi_document_matches_what_the_server_answers() {
         .args(["--suppress-health-check", "all"])
         .env("NO_COLOR", "1")
         .env("SCHEMATHESIS_TELEMETRY", "false")
-        .current_dir(&dir)
+        .current_dir(dir)
         .output()
         .expect("run schemathesis");
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -120,6 +123,5 @@ fn the_openapi_document_matches_what_the_server_answers() {
     );
     // Its summary, for `--nocapture`.
     eprintln!("{stdout}");
-    let _ = std::fs::remove_dir_all(&dir);
     s.stop();
 }
