@@ -11,9 +11,10 @@
 #   RUNS=3               runs of each scenario against each server
 #   DURATION=5           seconds of publishing per message-flow run
 #   RATE=20000           total msgs/s of the paced runs
-#   IDLE_CONNECTIONS=10000
+#   IDLE_CONNECTIONS=10000  connections of the idle and storm scenarios
+#   STORM_CONCURRENCY=1000  handshakes in flight at once in the storm scenario (idle: 100)
 #   MQTT_VERSION=5       or 3 (3.1.1)
-#   SCENARIOS="fanin-q0 fanin-q1 paced-q0 paced-q1 fanout-q0 reconnect idle"
+#   SCENARIOS="fanin-q0 fanin-q1 paced-q0 paced-q1 fanout-q0 reconnect idle storm"
 #   MOSQUITTO_PORT=18830 UNIGATE_PORT=18831
 #   OUT=DIR              where every run's output and the table go (default: a new temp dir,
 #                        kept; its path is printed at the end)
@@ -27,8 +28,9 @@ RUNS=${RUNS:-3}
 DURATION=${DURATION:-5}
 RATE=${RATE:-20000}
 IDLE_CONNECTIONS=${IDLE_CONNECTIONS:-10000}
+STORM_CONCURRENCY=${STORM_CONCURRENCY:-1000}
 MQTT_VERSION=${MQTT_VERSION:-5}
-SCENARIOS=${SCENARIOS:-"fanin-q0 fanin-q1 paced-q0 paced-q1 fanout-q0 reconnect idle"}
+SCENARIOS=${SCENARIOS:-"fanin-q0 fanin-q1 paced-q0 paced-q1 fanout-q0 reconnect idle storm"}
 MOSQUITTO_PORT=${MOSQUITTO_PORT:-18830}
 UNIGATE_PORT=${UNIGATE_PORT:-18831}
 BENCH_TIMEOUT=${BENCH_TIMEOUT:-180}
@@ -157,6 +159,8 @@ scenario_args() {
     fanout-q0) echo "fan-out --qos 0 --duration $DURATION --drain 30" ;;
     reconnect) echo "reconnect --qos 1" ;;
     idle) echo "idle --connections $IDLE_CONNECTIONS" ;;
+    # Devices reconnecting all at once, after an outage or a broker restart.
+    storm) echo "idle --connections $IDLE_CONNECTIONS --concurrency $STORM_CONCURRENCY" ;;
     *) log "unknown scenario $1"; return 1 ;;
   esac
 }
@@ -169,7 +173,8 @@ scenario_title() {
     paced-q1) echo "fan-in 8→1, QoS 1, $RATE msgs/s" ;;
     fanout-q0) echo "fan-out 1→16, QoS 0, unlimited" ;;
     reconnect) echo "reconnect, QoS 1, 1000 msgs/s" ;;
-    idle) echo "idle, $IDLE_CONNECTIONS connections" ;;
+    idle) echo "idle, $IDLE_CONNECTIONS connections, 100 handshakes at a time" ;;
+    storm) echo "connect storm, $IDLE_CONNECTIONS connections, $STORM_CONCURRENCY handshakes at a time" ;;
   esac
 }
 
@@ -180,7 +185,8 @@ scenario_metrics() {
     fanin-q1) echo "msgs_per_s:msgs/s received p50_us:p50 latency µs p99_us:p99 latency µs lost:lost" ;;
     paced-q0 | paced-q1) echo "msgs_per_s:msgs/s received p50_us:p50 latency µs p99_us:p99 latency µs lost:lost" ;;
     reconnect) echo "received:received lost:lost duplicated:duplicated reordered:reordered" ;;
-    idle) echo "connects_per_s:connects/s p50_us:CONNACK p50 µs rss_per_conn_bytes:server RSS bytes/connection" ;;
+    idle) echo "connects_per_s:connects/s p50_us:CONNACK p50 µs server_cpu_us_per_connect:server CPU µs/connect machine_cpu_us_per_connect:machine CPU µs/connect rss_per_conn_bytes:server RSS bytes/connection" ;;
+    storm) echo "connects_per_s:connects/s p99_us:CONNACK p99 µs max_us:CONNACK max µs" ;;
   esac
 }
 
@@ -192,10 +198,10 @@ RESULTS="$OUT/results.txt" # scenario server run json
 run_one() {
   local scenario=$1 server=$2 run=$3 port pid args out json
   ensure_running "$server"
-  if [ "$scenario" = idle ]; then restart "$server"; fi
+  case $scenario in idle | storm) restart "$server" ;; esac
   if [ "$server" = mosquitto ]; then port=$MOSQUITTO_PORT; pid=$MOSQUITTO_PID; else port=$UNIGATE_PORT; pid=$UNIGATE_PID; fi
   args=$(scenario_args "$scenario")
-  if [ "$scenario" = idle ]; then args="$args --server-pid $pid"; fi
+  case $scenario in idle | storm) args="$args --server-pid $pid" ;; esac
   out="$OUT/$scenario.$server.$run.txt"
   # shellcheck disable=SC2086 # $args is a list of words
   if ! timeout "$BENCH_TIMEOUT" "$UNIGATE" bench $args --addr "127.0.0.1:$port" \

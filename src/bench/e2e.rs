@@ -206,6 +206,7 @@ fn idle_connections_all_connect() -> anyhow::Result<()> {
             ws: None,
             mqtt_version: ProtocolVersion::V5,
             threads: 2,
+            source: "auto".to_owned(),
             tls: TlsArgs::default(),
         },
         connections: 200,
@@ -221,6 +222,9 @@ fn idle_connections_all_connect() -> anyhow::Result<()> {
     assert_eq!(out.latency.count(), 200);
     assert!(out.rss_before.is_some() && out.rss_after.is_some());
     assert!(out.cpu_secs.0.is_some() && out.cpu_secs.1.is_some());
+    assert!(out.machine.is_some_and(|m| m.busy > 0.0));
+    // On loopback the connections came from 127.0.0.1 … 127.0.0.64.
+    assert_eq!(out.sources, 64);
     server.stop()
 }
 
@@ -309,6 +313,7 @@ fn idle_args(addr: SocketAddr, tls: TlsArgs) -> IdleArgs {
             mqtt_version: ProtocolVersion::V5,
             threads: 2,
             ws: None,
+            source: "auto".to_owned(),
             tls,
         },
         connections: 20,

@@ -12,7 +12,7 @@ use unigate_mqtt::{Packet, ProtocolVersion};
 
 use super::client::{Conn, Fill, SessionSpec, Target, IDLE_READ};
 use super::clock;
-use super::procfs::{cpu_secs, rss_kb};
+use super::procfs::{cpu_secs, machine_cpu, rss_kb, MachineCpu};
 use super::report::{latency_line, per_sec, Failures, Json};
 use super::runtime;
 use super::stats::Histogram;
@@ -40,7 +40,6 @@ struct Task {
     credentials: Option<Arc<(Option<String>, Option<bytes::Bytes>)>>,
     /// `{i}` in the user name or password: each connection gets its own account.
     per_connection: Option<Arc<(Option<String>, Option<String>)>>,
-    gate: Arc<Semaphore>,
     shared: Arc<Shared>,
     stop: watch::Receiver<bool>,
 }
@@ -65,6 +64,11 @@ pub(crate) struct IdleOutcome {
     /// CPU seconds the bench and the server (with its PID) spent while the connections were
     /// being made: what a connection costs each side, TLS handshakes included.
     pub cpu_secs: (Option<f64>, Option<f64>),
+    /// The whole machine's CPU time over the same span: with the softirq time of the TCP
+    /// stack that no process is charged for, and whether the CPUs were saturated.
+    pub machine: Option<MachineCpu>,
+    /// Local addresses the connections came from (0: the kernel picked).
+    pub sources: usize,
     /// The first connection error.
     pub first_error: Option<String>,
 }
@@ -72,12 +76,14 @@ pub(crate) struct IdleOutcome {
 /// Opens the connections, holds them, closes them.
 pub(crate) fn measure(a: &IdleArgs) -> anyhow::Result<IdleOutcome> {
     let target = a.common.target()?;
+    let sources = target.sources.len();
     let hold = seconds("hold", a.hold)?;
     let tag = run_tag();
     let n = u64::from(a.connections);
     let rss_before = a.server_pid.map(rss_kb).transpose()?;
     let cpu = || (cpu_secs(None).ok(), a.server_pid.and_then(|p| cpu_secs(Some(p)).ok()));
     let cpu_before = cpu();
+    let machine_before = machine_cpu().ok();
 
     let shared = Arc::new(Shared::default());
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -95,7 +101,6 @@ pub(crate) fn measure(a: &IdleArgs) -> anyhow::Result<IdleOutcome> {
             .iter()
             .any(|s| s.as_deref().is_some_and(|s| s.contains("{i}")))
             .then(|| Arc::new((a.username.clone(), a.password.clone()))),
-        gate: Arc::new(Semaphore::new(a.concurrency as usize)),
         shared: shared.clone(),
         stop: stop_rx,
     };
@@ -104,12 +109,20 @@ pub(crate) fn measure(a: &IdleArgs) -> anyhow::Result<IdleOutcome> {
     let mut handles = Vec::new();
     for t in 0..threads {
         let ids: Vec<u32> = (t..a.connections).step_by(threads as usize).collect();
+        // Handshakes in flight on this thread: each thread has its own share of
+        // --concurrency (the remainder to the first ones), so that a finished handshake starts
+        // the next one on the same thread, without a wake-up across threads.
+        let share = a.concurrency / threads + u32::from(t < a.concurrency % threads);
+        let gate = Arc::new(Semaphore::new(share.max(1) as usize));
         let task = task.clone();
         let tag = tag.clone();
         handles.push(runtime::spawn(format!("bench-idle-{t}"), move || async move {
             let joins: Vec<_> = ids
                 .into_iter()
-                .map(|i| tokio::task::spawn_local(hold_one(i, format!("ub-{tag}-idle-{i}"), task.clone())))
+                .map(|i| {
+                    let client_id = format!("ub-{tag}-idle-{i}");
+                    tokio::task::spawn_local(hold_one(i, client_id, task.clone(), gate.clone()))
+                })
                 .collect();
             let mut latency = Histogram::default();
             for j in joins {
@@ -132,6 +145,10 @@ pub(crate) fn measure(a: &IdleArgs) -> anyhow::Result<IdleOutcome> {
         std::thread::sleep(Duration::from_millis(5));
     }
     let cpu_after = cpu();
+    let machine = machine_cpu()
+        .ok()
+        .zip(machine_before)
+        .map(|(after, before)| after - before);
     let spent = |before: Option<f64>, after: Option<f64>| Some(after? - before?);
     let cpu_secs = (spent(cpu_before.0, cpu_after.0), spent(cpu_before.1, cpu_after.1));
     let connected = shared.connected.load(Ordering::Relaxed);
@@ -155,6 +172,8 @@ pub(crate) fn measure(a: &IdleArgs) -> anyhow::Result<IdleOutcome> {
         rss_before,
         rss_after,
         cpu_secs,
+        machine,
+        sources,
         first_error: shared.failures.first(),
     })
 }
@@ -170,6 +189,8 @@ pub(crate) fn run(a: IdleArgs) -> anyhow::Result<()> {
         rss_before,
         rss_after,
         cpu_secs: (bench_cpu, server_cpu),
+        machine,
+        sources,
         first_error,
     } = measure(&a)?;
     let n = u64::from(a.connections);
@@ -179,8 +200,13 @@ pub(crate) fn run(a: IdleArgs) -> anyhow::Result<()> {
         (true, None) => "tls",
         (true, Some(_)) => "mtls",
     };
+    let from = match sources {
+        0 => String::new(),
+        1 => ", from 1 local address".to_owned(),
+        n => format!(", from {n} local addresses"),
+    };
     println!(
-        "idle: {} connections, {} handshakes at a time, MQTT {} over {transport}, server {}",
+        "idle: {} connections, {} handshakes at a time, MQTT {} over {transport}, server {}{from}",
         a.connections,
         a.concurrency,
         if a.common.mqtt_version.is_v5() { "5" } else { "3.1.1" },
@@ -195,6 +221,19 @@ pub(crate) fn run(a: IdleArgs) -> anyhow::Result<()> {
     if let (Some(bench), Some(server), Some(b), Some(s)) = (bench_cpu, server_cpu, bench_us, server_us) {
         println!(
             "  CPU        server {server:.2} s ({s:.0} µs per connect), bench {bench:.2} s ({b:.0} µs per connect)"
+        );
+    }
+    let machine_us = machine.filter(|_| connected > 0).map(|m| {
+        let busy_pct = 100.0 * m.busy / (m.busy + m.idle).max(f64::MIN_POSITIVE);
+        (
+            m.busy * 1e6 / connected as f64,
+            m.softirq * 1e6 / connected as f64,
+            busy_pct,
+        )
+    });
+    if let Some((total, softirq, busy_pct)) = machine_us {
+        println!(
+            "  machine    {total:.0} µs of CPU per connect, {softirq:.0} of them softirq (TCP on loopback); CPUs {busy_pct:.0} % busy"
         );
     }
     let per_conn = match (rss_before, rss_after) {
@@ -243,6 +282,9 @@ pub(crate) fn run(a: IdleArgs) -> anyhow::Result<()> {
         json.opt_num("rss_per_conn_bytes", per_conn)
             .opt_num("server_cpu_us_per_connect", server_us)
             .opt_num("bench_cpu_us_per_connect", bench_us)
+            .opt_num("machine_cpu_us_per_connect", machine_us.map(|m| m.0))
+            .opt_num("softirq_us_per_connect", machine_us.map(|m| m.1))
+            .opt_num("machine_busy_pct", machine_us.map(|m| m.2))
             .int("errors", failed)
             .finish()
     );
@@ -251,7 +293,7 @@ pub(crate) fn run(a: IdleArgs) -> anyhow::Result<()> {
 
 /// Opens one connection and keeps it alive until the run stops; the time from the TCP connect
 /// to the CONNACK (the TLS handshake included) in ns, or `None` if it failed.
-async fn hold_one(i: u32, client_id: String, task: Task) -> Option<u64> {
+async fn hold_one(i: u32, client_id: String, task: Task, gate: Arc<Semaphore>) -> Option<u64> {
     let own = task.per_connection.as_deref().map(|(user, password)| {
         let fill = |s: &String| s.replace("{i}", &i.to_string());
         (
@@ -265,7 +307,7 @@ async fn hold_one(i: u32, client_id: String, task: Task) -> Option<u64> {
         session_expiry: 0,
         keep_alive: task.keep_alive,
     };
-    let permit = task.gate.acquire().await.ok()?;
+    let permit = gate.acquire().await.ok()?;
     let started = clock::now_ns();
     let result = Conn::connect_as(
         &task.target,

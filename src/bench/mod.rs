@@ -38,7 +38,7 @@ mod stats;
 mod subscriber;
 mod tls_client;
 
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
 
 use anyhow::Context;
 use unigate_coap::coap_lite::RequestType;
@@ -100,6 +100,12 @@ pub struct CommonArgs {
     /// publishers run on separate threads.
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=256))]
     pub threads: u16,
+    /// Local addresses the connections come from, in turn: `auto` (on a 127.x.y.z server,
+    /// 127.0.0.1 to 127.0.0.64, so that the kernel's ephemeral-port search stays short and
+    /// more than ~28,000 connections fit; otherwise the kernel picks), `kernel` (the kernel
+    /// picks), or addresses and ranges such as `10.0.0.5,10.0.0.7-10.0.0.9`.
+    #[arg(long, default_value = "auto", value_name = "ADDRS")]
+    pub source: String,
     #[command(flatten)]
     #[allow(missing_docs)]
     pub tls: TlsArgs,
@@ -440,8 +446,55 @@ impl CommonArgs {
             Some(path) if path.starts_with('/') && !path.contains(char::is_whitespace) => Some(path.as_str().into()),
             Some(path) => anyhow::bail!("--ws takes a URL path starting with /, not {path:?}"),
         };
-        Ok(client::Target { addr, ws_path, tls })
+        let sources = client::Sources::new(source_addrs(&self.source, addr.ip())?);
+        Ok(client::Target {
+            addr,
+            ws_path,
+            tls,
+            sources,
+        })
     }
+}
+
+/// Loopback addresses `--source auto` spreads connections over.
+const AUTO_SOURCES: u8 = 64;
+
+/// The local addresses `--source` names, for a server at `server`.
+fn source_addrs(spec: &str, server: IpAddr) -> anyhow::Result<Vec<IpAddr>> {
+    match spec {
+        "kernel" => return Ok(Vec::new()),
+        "auto" => {
+            return Ok(match server {
+                IpAddr::V4(v4) if v4.is_loopback() => (1..=AUTO_SOURCES)
+                    .map(|d| IpAddr::V4(Ipv4Addr::new(127, 0, 0, d)))
+                    .collect(),
+                _ => Vec::new(),
+            })
+        }
+        _ => {}
+    }
+    let mut addrs = Vec::new();
+    for item in spec.split(',').map(str::trim) {
+        let bad = || format!("--source: {item:?} is not an IP address or a range first-last");
+        match item.split_once('-') {
+            None => addrs.push(item.parse::<IpAddr>().with_context(bad)?),
+            Some((first, last)) => {
+                let first: Ipv4Addr = first.trim().parse().with_context(bad)?;
+                let last: Ipv4Addr = last.trim().parse().with_context(bad)?;
+                let (a, b) = (u32::from(first), u32::from(last));
+                anyhow::ensure!(a <= b, "--source: the range {item} ends before it starts");
+                anyhow::ensure!(
+                    b - a < 65_536,
+                    "--source: the range {item} has more than 65,536 addresses"
+                );
+                addrs.extend((a..=b).map(|n| IpAddr::V4(Ipv4Addr::from(n))));
+            }
+        }
+    }
+    if let Some(other) = addrs.iter().find(|a| a.is_ipv4() != server.is_ipv4()) {
+        anyhow::bail!("--source: {other} is not of the server's address family ({server})");
+    }
+    Ok(addrs)
 }
 
 /// The first address `host:port` resolves to.
@@ -471,6 +524,7 @@ fn seconds(what: &str, secs: f64) -> anyhow::Result<std::time::Duration> {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
     use clap::Parser;
 
@@ -529,6 +583,41 @@ mod tests {
         assert!(Cli::try_parse_from(["bench", "idle", "--tls", "--cafile", "ca.pem", "--cert", "c.pem"]).is_err());
         assert!(Cli::try_parse_from(["bench", "idle", "--tls", "--cafile", "ca.pem", "--key", "c.key"]).is_err());
         assert!(Cli::try_parse_from(["bench", "idle", "--cafile", "ca.pem"]).is_err());
+    }
+
+    #[test]
+    fn source_addresses() {
+        let v4 = |d: u8| IpAddr::V4(Ipv4Addr::new(127, 0, 0, d));
+        let loopback = v4(1);
+        let auto = source_addrs("auto", loopback).unwrap();
+        assert_eq!((auto.len(), auto[0], auto[63]), (64, v4(1), v4(64)));
+        assert_eq!(
+            source_addrs("auto", v4(9)).unwrap().len(),
+            64,
+            "all of 127/8 is loopback"
+        );
+        assert!(source_addrs("auto", "10.0.0.1".parse().unwrap()).unwrap().is_empty());
+        assert!(source_addrs("auto", "::1".parse().unwrap()).unwrap().is_empty());
+        assert!(source_addrs("kernel", loopback).unwrap().is_empty());
+        assert_eq!(
+            source_addrs("10.0.0.5, 10.0.0.7-10.0.0.9", loopback).unwrap(),
+            ["10.0.0.5", "10.0.0.7", "10.0.0.8", "10.0.0.9"].map(|a| a.parse::<IpAddr>().unwrap())
+        );
+        assert_eq!(
+            source_addrs("::1", "::1".parse().unwrap()).unwrap(),
+            vec!["::1".parse::<IpAddr>().unwrap()]
+        );
+        for (bad, says) in [
+            ("10.0.0.9-10.0.0.7", "ends before it starts"),
+            ("10.0.0.0-10.1.0.0", "more than 65,536"),
+            ("::1", "address family"),
+            ("banana", "not an IP address"),
+            ("10.0.0.1-", "not an IP address"),
+            ("", "not an IP address"),
+        ] {
+            let e = source_addrs(bad, loopback).unwrap_err();
+            assert!(format!("{e:#}").contains(says), "{bad:?}: {e:#}");
+        }
     }
 
     #[test]

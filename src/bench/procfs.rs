@@ -42,6 +42,51 @@ fn cpu_of_stat(stat: &str) -> Option<f64> {
     Some((utime + stime) as f64 / TICKS_PER_SEC)
 }
 
+/// CPU time of the whole machine so far, from the first line of `/proc/stat`, in seconds
+/// summed over all CPUs.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub(crate) struct MachineCpu {
+    /// Time the CPUs did work: user, nice, system, irq, softirq and steal.
+    pub busy: f64,
+    /// Of `busy`, the time in softirq: on loopback, most of the TCP stack, charged to no
+    /// process.
+    pub softirq: f64,
+    /// Time the CPUs were idle (iowait included).
+    pub idle: f64,
+}
+
+impl std::ops::Sub for MachineCpu {
+    type Output = MachineCpu;
+    fn sub(self, earlier: MachineCpu) -> MachineCpu {
+        MachineCpu {
+            busy: self.busy - earlier.busy,
+            softirq: self.softirq - earlier.softirq,
+            idle: self.idle - earlier.idle,
+        }
+    }
+}
+
+/// The machine's CPU time so far.
+pub(crate) fn machine_cpu() -> anyhow::Result<MachineCpu> {
+    let stat = std::fs::read_to_string("/proc/stat").context("reading /proc/stat")?;
+    machine_cpu_of(&stat).context("unexpected format of /proc/stat")
+}
+
+/// The `cpu` line of `/proc/stat`: user nice system idle iowait irq softirq steal … in ticks.
+fn machine_cpu_of(stat: &str) -> Option<MachineCpu> {
+    let line = stat.lines().find(|l| l.starts_with("cpu "))?;
+    let t: Vec<u64> = line.split_whitespace().skip(1).map_while(|f| f.parse().ok()).collect();
+    if t.len() < 7 {
+        return None;
+    }
+    let ticks = |fields: &[usize]| fields.iter().map(|&i| t.get(i).copied().unwrap_or(0)).sum::<u64>() as f64;
+    Some(MachineCpu {
+        busy: ticks(&[0, 1, 2, 5, 6, 7]) / TICKS_PER_SEC,
+        softirq: ticks(&[6]) / TICKS_PER_SEC,
+        idle: ticks(&[3, 4]) / TICKS_PER_SEC,
+    })
+}
+
 /// Datagrams the kernel dropped because a UDP socket's receive buffer was full, host-wide
 /// (`RcvbufErrors` of `/proc/net/snmp`): on a machine running only the server and the bench,
 /// the difference over a run is what the slower reader, usually the server, lost.
@@ -75,6 +120,23 @@ mod tests {
         let line = "4242 (a (b) c) S 1 4242 4242 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 3 0 1 2 3";
         assert_eq!(cpu_of_stat(line), Some(3.0));
         assert_eq!(cpu_of_stat("garbage"), None);
+    }
+
+    #[test]
+    fn machine_cpu_from_the_cpu_line() {
+        let stat = "cpu  100 10 50 1000 20 5 30 7 0 0\ncpu0 50 5 25 500 10 2 15 3 0 0\nintr 1 2\n";
+        let cpu = machine_cpu_of(stat);
+        assert_eq!(
+            cpu,
+            Some(MachineCpu {
+                busy: 2.02,
+                softirq: 0.3,
+                idle: 10.2
+            })
+        );
+        assert_eq!(machine_cpu_of("cpu  1 2 3\n"), None);
+        assert_eq!(machine_cpu_of("intr 1 2\n"), None);
+        assert!(machine_cpu().is_ok_and(|c| c.busy > 0.0));
     }
 
     #[test]
