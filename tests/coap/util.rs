@@ -58,7 +58,10 @@ pub fn uri(s: &TestServer, path: &str) -> String {
 pub fn coap_client(args: &[&str]) -> Vec<String> {
     let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
     let mut p = Proc::spawn("coap-client-openssl", &args);
-    p.finish().1
+    // The tests are async and this waits for a process: hand this worker's queued tasks (a
+    // proxy's forwarding loop, an MQTT client's event loop) to another thread meanwhile, or a
+    // task in the worker's LIFO slot would wait for the whole run of coap-client.
+    tokio::task::block_in_place(|| p.finish().1)
 }
 
 /// Starts `coap-client-openssl` and leaves it running (an observer).
