@@ -8,10 +8,12 @@
 //!   this.
 //! - `GET /health`, `GET /ready`, `GET /metrics` (Prometheus text, [`metrics`]).
 //!
-//! Every request passes the listener's auth chain (`Authorization: Bearer` or `Basic`, or the
+//! Browser pages from other origins are refused unless `http.cors_origins` lists them
+//! ([`cors`]; `/mqtt` is not checked). Every request passes the listener's auth chain (`Authorization: Bearer` or `Basic`, or the
 //! TLS client certificate) and the ACL. Errors are JSON `{"code": "…", "message": "…"}`.
 
 pub mod auth;
+pub mod cors;
 pub mod error;
 pub mod jsonws;
 pub mod lwm2m;
@@ -62,6 +64,10 @@ pub struct HttpConfig {
     /// credentials), so that a Basic password is not hashed on every request ("0s": never).
     #[serde(with = "humantime_serde")]
     pub auth_cache: Duration,
+    /// Origins of browser pages allowed to call this listener (CORS): `"*"` for any, or
+    /// origins such as `"https://app.example.com"`. Pages from other origins get 403; the
+    /// listener's own origin, non-browser clients and `/mqtt` are never checked.
+    pub cors_origins: Vec<String>,
 }
 
 impl Default for HttpConfig {
@@ -76,6 +82,7 @@ impl Default for HttpConfig {
             sse_resume_window: Duration::from_secs(60),
             sse_max_queued: 1000,
             auth_cache: Duration::from_secs(60),
+            cors_origins: Vec::new(),
         }
     }
 }
@@ -97,6 +104,12 @@ impl HttpConfig {
         }
         if self.sse_max_queued == 0 {
             return Err(("sse_max_queued", "must be at least 1"));
+        }
+        if cors::Origins::parse(&self.cors_origins).is_err() {
+            return Err((
+                "cors_origins",
+                "entries are \"*\" or origins such as \"https://app.example.com\" (scheme, host, optional port; no path)",
+            ));
         }
         Ok(())
     }
@@ -145,9 +158,11 @@ pub fn start(
     // Every HTTP connection is counted while it is open (its connection data is dropped with
     // it), WebSocket upgrades included.
     let counts = shared.broker.metrics.listener(&shared.name, "http");
+    let origins = cors::Origins::parse(&shared.config.cors_origins).map_err(std::io::Error::other)?;
     let data = web::Data::from(shared);
     let server = HttpServer::new(move || {
         let timed = data.clone();
+        let origins = origins.clone();
         App::new()
             .wrap_fn(move |req, srv| {
                 // Request latency by route (until the response head): one clock read each way
@@ -160,6 +175,25 @@ pub fn start(
                     let response = response.await;
                     shared.broker.metrics.http_route(route).observe(started.elapsed());
                     response
+                }
+            })
+            // Outermost: a refused origin or a preflight is answered before anything else.
+            .wrap_fn(move |req, srv| {
+                use futures::future::{ready, Either};
+                match cors::decide(&origins, req.method(), req.path(), req.headers()) {
+                    cors::Decision::Answer(answer) => Either::Left(ready(Ok(req.into_response(answer)))),
+                    decision => {
+                        let response = actix_web::dev::Service::call(srv, req);
+                        Either::Right(async move {
+                            let mut response = response.await?;
+                            if let cors::Decision::Allow(headers) = decision {
+                                for (name, value) in headers {
+                                    response.headers_mut().append(name, value);
+                                }
+                            }
+                            Ok(response)
+                        })
+                    }
                 }
             })
             .app_data(data.clone())

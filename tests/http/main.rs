@@ -8,6 +8,7 @@ mod util;
 
 mod api;
 mod browser;
+mod cors;
 mod jsonws;
 mod metrics;
 mod mgmt;

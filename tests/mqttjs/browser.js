@@ -5,9 +5,9 @@
 // Usage: node browser.js <http-port> <topic-prefix>
 //
 // The page is served at http://127.0.0.1:<http-port>/browser-test/index.html, unigate's own
-// origin, by request interception: unigate has no static files, and a page from another origin
-// could not read the event stream (unigate sends no CORS headers). Everything else the page
-// asks for (the WebSocket, the event stream) goes to unigate for real.
+// origin, by request interception: unigate has no static files (cors.js is the page from another
+// origin). Everything else the page asks for (the WebSocket, the event stream) goes to unigate
+// for real.
 //
 // Protocol with the test, one line each on stdout:
 //   "ready"                  MQTT.js is connected and subscribed to <prefix>/#, and the event
