@@ -17,23 +17,24 @@ fn publish(s: &TestServer, extra: &[&str]) -> Reply {
 /// open, so curl stops after 1 s).
 fn upgrade(s: &TestServer, path: &str, origin: &str) -> (u16, String) {
     let origin = format!("Origin: {origin}");
-    let args = [
-        "-H",
-        "Connection: Upgrade",
-        "-H",
-        "Upgrade: websocket",
-        "-H",
-        "Sec-WebSocket-Version: 13",
-        "-H",
-        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
-        "-H",
-        "Sec-WebSocket-Protocol: mqtt",
+    let mut args = WS_UPGRADE.to_vec();
+    args.extend(["-H", "Sec-WebSocket-Protocol: mqtt", "-H", &origin, "--max-time", "1"]);
+    curl_status(&args, &url(s, path))
+}
+
+/// A CORS preflight of a POST to the publish API from a page at `origin`, with `extra` headers.
+fn preflight(s: &TestServer, origin: &str, extra: &[&str]) -> Reply {
+    let origin = format!("Origin: {origin}");
+    let mut args = vec![
+        "-X",
+        "OPTIONS",
         "-H",
         &origin,
-        "--max-time",
-        "1",
+        "-H",
+        "Access-Control-Request-Method: POST",
     ];
-    curl_status(&args, &url(s, path))
+    args.extend_from_slice(extra);
+    curl(&args, &url(s, "/api/v1/publish"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -70,18 +71,10 @@ async fn listed_origins_get_cors_and_others_are_refused_before_anything_happens(
     sub.recv().await;
 
     // Its preflight is answered here.
-    let r = curl(
-        &[
-            "-X",
-            "OPTIONS",
-            "-H",
-            "Origin: https://other.test:8443",
-            "-H",
-            "Access-Control-Request-Method: POST",
-            "-H",
-            "Access-Control-Request-Headers: authorization, content-type",
-        ],
-        &url(&s, "/api/v1/publish"),
+    let r = preflight(
+        &s,
+        "https://other.test:8443",
+        &["-H", "Access-Control-Request-Headers: authorization, content-type"],
     );
     assert_eq!(r.status, 204, "{r:?}");
     for h in [
@@ -100,17 +93,7 @@ async fn listed_origins_get_cors_and_others_are_refused_before_anything_happens(
         assert_eq!(r.json()["code"], "ORIGIN_NOT_ALLOWED", "{origin}");
         assert!(!r.headers.contains("access-control-allow-origin"), "{}", r.headers);
     }
-    let r = curl(
-        &[
-            "-X",
-            "OPTIONS",
-            "-H",
-            "Origin: http://evil.test",
-            "-H",
-            "Access-Control-Request-Method: POST",
-        ],
-        &url(&s, "/api/v1/publish"),
-    );
+    let r = preflight(&s, "http://evil.test", &[]);
     assert_eq!(r.status, 403, "{r:?}");
     let r = curl(&["-H", "Origin: http://evil.test"], &url(&s, "/topics/cors%2Fa"));
     assert_eq!(r.status, 403, "a refused page reads no retained message either: {r:?}");

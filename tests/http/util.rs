@@ -72,6 +72,18 @@ pub fn curl(args: &[&str], url: &str) -> Reply {
     }
 }
 
+/// curl arguments of a WebSocket upgrade request (RFC 6455 §4.1), without a subprotocol.
+pub const WS_UPGRADE: [&str; 8] = [
+    "-H",
+    "Connection: Upgrade",
+    "-H",
+    "Upgrade: websocket",
+    "-H",
+    "Sec-WebSocket-Version: 13",
+    "-H",
+    "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
+];
+
 /// Runs curl and returns the status and the response head, whatever curl's exit status (for
 /// requests that keep the connection open, like a WebSocket upgrade).
 pub fn curl_status(args: &[&str], url: &str) -> (u16, String) {

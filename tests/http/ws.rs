@@ -82,16 +82,7 @@ async fn handshakes_without_the_mqtt_subprotocol_or_upgrade_are_refused() {
     let s = server("", "");
     let port = s.listener("http").port();
     let ws = |proto: Option<&str>| {
-        let mut args = vec![
-            "-H",
-            "Connection: Upgrade",
-            "-H",
-            "Upgrade: websocket",
-            "-H",
-            "Sec-WebSocket-Version: 13",
-            "-H",
-            "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
-        ];
+        let mut args = WS_UPGRADE.to_vec();
         let header;
         if let Some(p) = proto {
             header = format!("Sec-WebSocket-Protocol: {p}");

@@ -19,7 +19,7 @@
 // Once ready, the page publishes "hello from the browser" to <prefix>/from-page (QoS 1).
 const fs = require("fs");
 const path = require("path");
-const { chromium } = require("playwright-core");
+const { runPage } = require("./page");
 
 const [port, prefix] = process.argv.slice(2);
 if (!port || !prefix) {
@@ -62,42 +62,7 @@ es.addEventListener("message", (e) => {
 es.addEventListener("error", () => { if (es.readyState === EventSource.CLOSED) say("ERROR sse closed"); });
 </script></body></html>`;
 
-(async () => {
-  const browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-    headless: true,
-    // As root Chromium needs --no-sandbox; the next ones keep it from calling home (the network
-    // is closed here, and each refused connection costs time). A page fulfilled by request
-    // interception has no IP address, so Chromium's Local Network Access checks take it for a
-    // public one and block its requests to 127.0.0.1; served from unigate's address for real,
-    // it would be a loopback page and pass: the checks are off for that reason only.
-    args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-      "--disable-background-networking", "--disable-component-update", "--disable-sync",
-      "--disable-features=LocalNetworkAccessChecks,LocalNetworkAccessChecksWebSockets"],
-  });
-  let finished = false;
-  const finish = async (code) => {
-    if (finished) return;
-    finished = true;
-    await browser.close().catch(() => {});
-    process.exit(code);
-  };
-  try {
-    const page = await browser.newPage();
-    await page.route(`${origin}/browser-test/index.html`, (route) =>
-      route.fulfill({ status: 200, contentType: "text/html; charset=utf-8", body: page_html }));
-    await page.route(`${origin}/browser-test/mqtt.min.js`, (route) =>
-      route.fulfill({ status: 200, contentType: "text/javascript", body: bundle }));
-    page.on("console", (msg) => {
-      const text = msg.text();
-      console.log(text);
-      if (text === "done") finish(0);
-      if (text.startsWith("ERROR")) finish(1);
-    });
-    page.on("pageerror", (e) => { console.log("ERROR page " + e.message); finish(1); });
-    await page.goto(`${origin}/browser-test/index.html`);
-  } catch (e) {
-    console.log("ERROR " + e.message);
-    await finish(1);
-  }
-})();
+runPage(`${origin}/browser-test/index.html`, {
+  [`${origin}/browser-test/index.html`]: { contentType: "text/html; charset=utf-8", body: page_html },
+  [`${origin}/browser-test/mqtt.min.js`]: { contentType: "text/javascript", body: bundle },
+});

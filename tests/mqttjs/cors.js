@@ -1,4 +1,4 @@
-// A page from another origin than unigate's, in headless Chromium (as browser.js): it opens an
+// A page from another origin than unigate's, in headless Chromium (page.js): it opens an
 // EventSource on unigate's /topics/<prefix>/# and then publishes to <prefix>/from-page with
 // fetch() and a JSON body (which makes Chromium send a CORS preflight first).
 //
@@ -12,7 +12,7 @@
 //   "SSE <topic> <payload>"                  a message the EventSource received;
 //   "done"                                   both outcomes are known (and, if the stream is
 //                                            open, the page's own message came back on it).
-const { chromium } = require("playwright-core");
+const { runPage } = require("./page");
 
 const [port, prefix, pageOrigin] = process.argv.slice(2);
 if (!port || !prefix || !pageOrigin) {
@@ -50,38 +50,6 @@ es.addEventListener("error", () => {
 });
 </script></body></html>`;
 
-(async () => {
-  const browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-    headless: true,
-    // The same switches as browser.js, for the same reasons.
-    args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-      "--disable-background-networking", "--disable-component-update", "--disable-sync",
-      "--disable-features=LocalNetworkAccessChecks,LocalNetworkAccessChecksWebSockets"],
-  });
-  let finished = false;
-  const finish = async (code) => {
-    if (finished) return;
-    finished = true;
-    await browser.close().catch(() => {});
-    process.exit(code);
-  };
-  try {
-    const page = await browser.newPage();
-    await page.route(`${pageOrigin}/index.html`, (route) =>
-      route.fulfill({ status: 200, contentType: "text/html; charset=utf-8", body: page_html }));
-    page.on("console", (msg) => {
-      const text = msg.text();
-      // Chromium's own console report of a CORS refusal ("Access to fetch … has been blocked").
-      if (msg.type() === "error" && !text.startsWith("ERROR")) return;
-      console.log(text);
-      if (text === "done") finish(0);
-      if (text.startsWith("ERROR")) finish(1);
-    });
-    page.on("pageerror", (e) => { console.log("ERROR page " + e.message); finish(1); });
-    await page.goto(`${pageOrigin}/index.html`);
-  } catch (e) {
-    console.log("ERROR " + e.message);
-    await finish(1);
-  }
-})();
+runPage(`${pageOrigin}/index.html`, {
+  [`${pageOrigin}/index.html`]: { contentType: "text/html; charset=utf-8", body: page_html },
+});
