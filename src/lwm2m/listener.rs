@@ -92,7 +92,47 @@ struct InFlight {
     /// A block-wise answer (RFC 7959 §2.4) being collected: the request to ask the next block
     /// with, and the blocks so far.
     blocks: Option<Box<Blocks>>,
+    /// A request body larger than `[coap] block_size`, going out block by block (Block1).
+    upload: Option<Box<Upload>>,
 }
+
+/// A request body sent block by block (RFC 7959 §2.5): each block waits for the device's 2.31
+/// Continue, which may ask for smaller blocks from then on; the answer to the last block is the
+/// answer to the request.
+struct Upload {
+    /// The request, without its body.
+    request: OutgoingRequest,
+    body: Vec<u8>,
+    /// Where the last block sent ends.
+    sent_end: usize,
+    /// Size exponent of the blocks (size 2^(szx+4)).
+    szx: u8,
+}
+
+impl Upload {
+    /// The block of `body` starting at `offset` (a multiple of the block size), as a request;
+    /// and where it ends.
+    fn block(&self, offset: usize) -> (OutgoingRequest, usize) {
+        let size = 16usize << self.szx;
+        let end = (offset + size).min(self.body.len());
+        let mut req = self.request.clone();
+        req.options.retain(|(n, _)| *n != BLOCK1 && *n != SIZE1);
+        let num = u32::try_from(offset / size).unwrap_or(u32::MAX);
+        req.options
+            .push((BLOCK1, block_value(num, end < self.body.len(), self.szx)));
+        if offset == 0 {
+            // Size1 (RFC 7959 §4): a device that cannot take the whole body can say so at once.
+            req.options.push((SIZE1, block_value_bytes(self.body.len() as u64)));
+        }
+        req.payload = self.body[offset..end].to_vec();
+        (req, end)
+    }
+}
+
+/// Option numbers (RFC 7959 §2.1, §4).
+const BLOCK1: u16 = 27;
+const BLOCK2: u16 = 23;
+const SIZE1: u16 = 60;
 
 /// A Block2 answer in progress.
 struct Blocks {
@@ -105,7 +145,12 @@ const MAX_BLOCKWISE_BODY: usize = 1 << 20;
 
 /// A Block2 option value: (block number, more, size exponent).
 fn block2_of(p: &Packet) -> Option<(u32, bool, u8)> {
-    let v = p.get_first_option(CoapOption::Block2)?;
+    block_of(p, CoapOption::Block2)
+}
+
+/// A Block1 or Block2 option value: (block number, more, size exponent).
+fn block_of(p: &Packet, option: CoapOption) -> Option<(u32, bool, u8)> {
+    let v = p.get_first_option(option)?;
     if v.len() > 3 {
         return None;
     }
@@ -114,9 +159,13 @@ fn block2_of(p: &Packet) -> Option<(u32, bool, u8)> {
     (szx < 7).then_some((n >> 4, n & 0x8 != 0, szx))
 }
 
-/// The option bytes asking for block `num` of size exponent `szx`.
-fn block2_value(num: u32, szx: u8) -> Vec<u8> {
-    let v = (num << 4) | u32::from(szx);
+/// The option bytes of block `num`, with the more flag, of size exponent `szx`.
+fn block_value(num: u32, more: bool, szx: u8) -> Vec<u8> {
+    block_value_bytes(u64::from((num << 4) | (u32::from(more) << 3) | u32::from(szx)))
+}
+
+/// An unsigned option value in the fewest bytes (RFC 7252 §3.2).
+fn block_value_bytes(v: u64) -> Vec<u8> {
     let b = v.to_be_bytes();
     let skip = b.iter().take_while(|x| **x == 0).count();
     b[skip..].to_vec()
@@ -683,6 +732,24 @@ impl Lwm2mListener {
                     body: Vec::new(),
                 })
             });
+            // A body over the block size goes out block by block.
+            let (req, upload) = if req.payload.len() > self.shared.layer.block_size {
+                let block_size = self.shared.layer.block_size.clamp(16, 1024);
+                let mut upload = Upload {
+                    szx: (block_size.trailing_zeros().saturating_sub(4)).min(6) as u8,
+                    body: req.payload,
+                    request: OutgoingRequest {
+                        payload: Vec::new(),
+                        ..req
+                    },
+                    sent_end: 0,
+                };
+                let (first, end) = upload.block(0);
+                upload.sent_end = end;
+                (first, Some(Box::new(upload)))
+            } else {
+                (req, None)
+            };
             self.requests.insert(
                 key,
                 InFlight {
@@ -693,6 +760,7 @@ impl Lwm2mListener {
                     token: Vec::new(),
                     observe,
                     blocks,
+                    upload,
                 },
             );
             if let Some(d) = self.devices.get_mut(ep) {
@@ -738,11 +806,42 @@ impl Lwm2mListener {
             d.last_heard = Instant::now();
         }
         let block = block2_of(&packet);
-        let mut payload = packet.payload;
         let mut block_error = None;
         let mut next_block = None;
-        if let (true, ResponseType::Content, Some((num, more, szx)), Some(b)) =
-            (r.cmd.is_some(), code, block, r.blocks.as_mut())
+        if let (true, Some(u)) = (r.cmd.is_some(), r.upload.as_mut()) {
+            let finished = u.sent_end >= u.body.len();
+            let block1 = block_of(&packet, CoapOption::Block1);
+            let success = unigate_lwm2m::code_string(code).starts_with('2');
+            // 2.31 Continue takes a block and asks for the next; so does a 2.xx with Block1
+            // M=1 from a device that acts on each block as it comes (RFC 7959 §2.3).
+            let more = code == ResponseType::Continue || (success && block1.is_some_and(|(_, m, _)| m));
+            match (more, finished) {
+                (true, false) => {
+                    // The device may ask for smaller blocks from now on (§2.5): the next block
+                    // starts where the last ended, at the new size.
+                    if let Some((_, _, szx)) = block1 {
+                        u.szx = u.szx.min(szx);
+                    }
+                    let (next, end) = u.block(u.sent_end);
+                    u.sent_end = end;
+                    next_block = Some(next);
+                }
+                (true, true) => {
+                    block_error = Some("the device asked for more blocks than the body has".to_owned());
+                }
+                (false, false) if success => {
+                    block_error = Some(format!(
+                        "the device answered {} before the last block",
+                        unigate_lwm2m::code_string(code)
+                    ));
+                }
+                // The answer to the last block, or the device's refusal (4.13, 4.08, …).
+                (false, _) => {}
+            }
+        }
+        let mut payload = packet.payload;
+        if let (true, None, ResponseType::Content, Some((num, more, szx)), Some(b)) =
+            (r.cmd.is_some(), &next_block, code, block, r.blocks.as_mut())
         {
             let size = 16usize << szx;
             if (num as usize).saturating_mul(size) != b.body.len() {
@@ -753,8 +852,8 @@ impl Lwm2mListener {
                 b.body.extend_from_slice(&payload);
                 if more {
                     let mut next = b.request.clone();
-                    next.options.retain(|(n, _)| *n != 23);
-                    next.options.push((23, block2_value(num + 1, szx)));
+                    next.options.retain(|(n, _)| *n != BLOCK2);
+                    next.options.push((BLOCK2, block_value(num + 1, false, szx)));
                     next_block = Some(next);
                 } else {
                     payload = std::mem::take(&mut b.body);
@@ -762,13 +861,17 @@ impl Lwm2mListener {
             }
         }
         if let Some(next) = next_block {
-            // Ask for the next block under the same key; the command stays pending.
+            // Send or ask for the next block under the same key; the command stays pending,
+            // and request_timeout counts from this block (a long upload is not cut off while
+            // the device keeps answering).
+            let deadline = Instant::now() + self.hub().config.request_timeout;
             let mut token = Vec::new();
             transport::with_peer(self, from, ctx, |peer, now, out| {
                 token = peer.send_request(now, next, out);
             });
             if let Some(r) = self.requests.get_mut(&key) {
                 r.token = token;
+                r.deadline = deadline;
             }
             return;
         }

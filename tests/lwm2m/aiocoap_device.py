@@ -1,11 +1,13 @@
 """An LwM2M device made with aiocoap, independent of unigate's CoAP code.
 
-It serves /3/0/0 (Manufacturer) and /3/0/9 (Battery level) as text, registers with the
-server given as HOST PORT, then follows commands on stdin: "update", "deregister", "quit".
+It serves /3/0/0 (Manufacturer) and /3/0/9 (Battery level) as text, takes writes to /5/0/0
+(Firmware Package; aiocoap reassembles a block-wise PUT, RFC 7959 Block1, before the resource
+sees it, and prints "written 5/0/0 <bytes> <sha256>"), registers with the server given as HOST PORT, then follows commands on stdin: "update", "deregister", "quit".
 Each outcome is printed as one line ("register 2.01 rd/xxxx", "update 2.04", ...).
 """
 
 import asyncio
+import hashlib
 import sys
 
 import aiocoap
@@ -23,6 +25,13 @@ class Text(resource.Resource):
         return Message(payload=self.text.encode(), content_format=0)
 
 
+class Package(resource.Resource):
+    async def render_put(self, request):
+        body = request.payload
+        print("written 5/0/0", len(body), hashlib.sha256(body).hexdigest(), flush=True)
+        return Message(code=Code.CHANGED)
+
+
 def code(m):
     c = int(m.code)
     return f"{c >> 5}.{c & 0x1F:02d}"
@@ -32,12 +41,13 @@ async def main(host, port):
     site = resource.Site()
     site.add_resource(["3", "0", "0"], Text("aiocoap-maker"))
     site.add_resource(["3", "0", "9"], Text("87"))
+    site.add_resource(["5", "0", "0"], Package())
     ctx = await Context.create_server_context(site, bind=("127.0.0.1", 0))
     base = f"coap://{host}:{port}"
     reg = Message(
         code=Code.POST,
         uri=f"{base}/rd?ep=aiocoap-dev&lt=60&lwm2m=1.1&b=U",
-        payload=b'</>;rt="oma.lwm2m",</1/0>,</3/0>',
+        payload=b'</>;rt="oma.lwm2m",</1/0>,</3/0>,</5/0>',
         content_format=40,
     )
     resp = await ctx.request(reg).response

@@ -191,6 +191,21 @@ impl Device {
         self.send(&p).await;
     }
 
+    /// Answers a block of a Block1 request (RFC 7959 §2.3): `code` (2.31 Continue, or the final
+    /// answer) with Block1 `num`, `more`, `szx`.
+    pub async fn reply_block1(&self, req: &Packet, code: ResponseType, num: u32, more: bool, szx: u8) {
+        let mut p = Packet::new();
+        p.header.set_type(MessageType::Acknowledgement);
+        p.header.code = MessageClass::Response(code);
+        p.header.message_id = req.header.message_id;
+        p.set_token(req.get_token().to_vec());
+        p.add_option(
+            CoapOption::Block1,
+            uint((num << 4) | (u32::from(more) << 3) | u32::from(szx)),
+        );
+        self.send(&p).await;
+    }
+
     /// An empty ACK (the answer will come separately).
     pub async fn ack(&self, req: &Packet) {
         let mut p = Packet::new();

@@ -2,7 +2,9 @@
 //! interface and serving reads, and libcoap's `coap-client-openssl` registering over DTLS with
 //! a pre-shared key.
 
+use base64::Engine as _;
 use serde_json::json;
+use sha2::Digest as _;
 
 use crate::server::{command, event, server, watcher};
 use crate::util::{coap_client, q, Mqtt, Proc};
@@ -18,7 +20,7 @@ async fn an_aiocoap_device_registers_is_read_updates_and_deregisters() {
     assert!(line.starts_with("register 2.01 rd/"), "{line}");
     let (topic, body) = event(&mut m).await;
     assert_eq!(topic, "lwm2m/aiocoap-dev/up/register");
-    assert_eq!(body["data"]["objectList"], json!(["/1/0", "/3/0"]));
+    assert_eq!(body["data"]["objectList"], json!(["/1/0", "/3/0", "/5/0"]));
 
     // A read reaches aiocoap's resource and its text answer comes back typed (/3/0/9 is an
     // integer in the registry).
@@ -47,6 +49,25 @@ async fn an_aiocoap_device_registers_is_read_updates_and_deregisters() {
     .await;
     assert_eq!(event(&mut m).await.1["data"]["code"], "4.04");
 
+    // A firmware package pushed to /5/0/0, larger than a block: it goes out block by block
+    // (Block1) and aiocoap reassembles exactly these bytes.
+    let package: Vec<u8> = (0..5000u32).map(|i| (i * 7 % 251) as u8).collect();
+    command(
+        &m,
+        "aiocoap-dev",
+        json!({"requestID": 4, "msgType": "write", "data": {"path": "/5/0/0", "type": "Opaque",
+            "value": base64::engine::general_purpose::STANDARD.encode(&package)}}),
+    )
+    .await;
+    let line = tokio::task::block_in_place(|| dev.wait_for_line("written"));
+    let (_, body) = event(&mut m).await;
+    assert_eq!(body["data"]["code"], "2.04", "{body}");
+    // The package as one TLV resource: type 0xD0 (resource, 8-bit id, 16-bit length), id 0,
+    // length 5000 (OMA-TS-LightweightM2M-Core §7.4.3).
+    let mut tlv = vec![0xD0, 0x00, 0x13, 0x88];
+    tlv.extend_from_slice(&package);
+    let want = format!("written 5/0/0 {} {}", tlv.len(), hex(&sha2::Sha256::digest(&tlv)));
+    assert_eq!(line, want);
     dev.send_line("update");
     let line = tokio::task::block_in_place(|| dev.wait_for_line("update"));
     assert_eq!(line, "update 2.04");
@@ -122,4 +143,8 @@ async fn a_libcoap_device_registers_over_dtls_as_its_psk_identity() {
     assert_eq!(body["data"]["objectList"], json!(["/3/0", "/3303/0"]));
     s.stop();
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -2,8 +2,9 @@
 //! path from MQTT (`dn` → device → `up/resp`), observations (`up/notify`), queue mode,
 //! timeouts, lifetimes, bad input, Send, and the HTTP API.
 
+use base64::Engine as _;
 use serde_json::{json, Value as Json};
-use unigate_coap::coap_lite::{CoapOption, MessageClass, MessageType, RequestType, ResponseType};
+use unigate_coap::coap_lite::{CoapOption, MessageClass, MessageType, Packet, RequestType, ResponseType};
 
 use crate::common::TestServer;
 use crate::device::{code, path_of, query_of, uint_of, Device};
@@ -271,6 +272,92 @@ async fn commands_from_mqtt_reach_the_device_and_are_answered_once() {
 
     // Nothing else was sent: one response per command.
     m.assert_silent().await;
+    d.assert_silent().await;
+    s.stop();
+}
+
+/// (num, more, szx) of a request's Block1 option.
+fn block1(req: &Packet) -> (u32, bool, u8) {
+    let v = uint_of(req.get_first_option(CoapOption::Block1).expect("a Block1 option"));
+    (v >> 4, v & 8 != 0, (v & 7) as u8)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_larger_than_a_block_goes_out_block_by_block() {
+    // [coap] block_size 1024 (the default): a 2500-byte package is a 2504-byte TLV.
+    let s = server("");
+    let (mut d, mut m) = registered(&s, "fw", &["lt=300", "b=U"]).await;
+    let package: Vec<u8> = (0..2500u32).map(|i| (i % 256) as u8).collect();
+    let write = |id: u32| {
+        json!({"requestID": id, "msgType": "write", "data": {"path": "/5/0/0", "type": "Opaque",
+            "value": base64::engine::general_purpose::STANDARD.encode(&package)}})
+    };
+    command(&m, "fw", write(1)).await;
+    // Block 0: 1024 bytes, more to come, Size1 the whole body.
+    let req = d.next_request().await;
+    assert_eq!(
+        (req.header.code, path_of(&req)),
+        (MessageClass::Request(RequestType::Put), "5/0/0".to_string())
+    );
+    assert_eq!(block1(&req), (0, true, 6));
+    assert_eq!(req.get_first_option(CoapOption::Size1).map(|v| uint_of(v)), Some(2504));
+    assert_eq!(req.payload.len(), 1024);
+    let mut got = req.payload.clone();
+    // The device asks for 512-byte blocks from now on (RFC 7959 §2.5): the next block is
+    // number 2 of that size, at byte 1024.
+    d.reply_block1(&req, ResponseType::Continue, 0, true, 5).await;
+    let mut want_num = 2;
+    loop {
+        let req = d.next_request().await;
+        let (num, more, szx) = block1(&req);
+        assert_eq!((num, szx), (want_num, 5), "block {num}");
+        assert_eq!(
+            req.get_first_option(CoapOption::Size1),
+            None,
+            "Size1 on the first block only"
+        );
+        got.extend_from_slice(&req.payload);
+        if !more {
+            d.reply_block1(&req, ResponseType::Changed, num, false, 5).await;
+            break;
+        }
+        assert_eq!(req.payload.len(), 512);
+        // A device acting on each block may answer 2.04 with M=1 instead of 2.31 (§2.3).
+        let code = if num == 3 {
+            ResponseType::Changed
+        } else {
+            ResponseType::Continue
+        };
+        d.reply_block1(&req, code, num, true, 5).await;
+        want_num += 1;
+    }
+    assert_eq!(want_num, 4, "blocks 2, 3 and 4 of 512 bytes");
+    assert_eq!(&got[..4], &[0xD0, 0x00, 0x09, 0xC4], "TLV header of 2500 bytes");
+    assert_eq!(&got[4..], &package[..]);
+    let (_, body) = event(&mut m).await;
+    assert_eq!(
+        (body["data"]["code"].as_str(), body["requestID"].as_u64()),
+        (Some("2.04"), Some(1))
+    );
+
+    // A device that cannot take it says so on the first block: that is the answer.
+    command(&m, "fw", write(2)).await;
+    let req = d.next_request().await;
+    d.reply(&req, ResponseType::RequestEntityTooLarge, None, b"", None)
+        .await;
+    let (_, body) = event(&mut m).await;
+    assert_eq!(
+        (body["data"]["code"].as_str(), body["requestID"].as_u64()),
+        (Some("4.13"), Some(2))
+    );
+
+    // A device that answers 2.04 half way through: an error, not a success.
+    command(&m, "fw", write(3)).await;
+    let req = d.next_request().await;
+    d.reply_block1(&req, ResponseType::Changed, 0, false, 6).await;
+    let (_, body) = event(&mut m).await;
+    assert_eq!(body["data"]["code"], "5.02", "{body}");
+    assert!(body["data"]["codeMsg"].is_string(), "{body}");
     d.assert_silent().await;
     s.stop();
 }

@@ -253,7 +253,8 @@ pub struct OutgoingRequest {
     /// Observe: `Some(0)` registers, and the peer then keeps the token alive for every
     /// notification until [`crate::Peer::cancel_request`] or a notification without Observe.
     pub observe: Option<u32>,
-    /// The body, sent in one datagram (no Block1 on the client side).
+    /// The body, sent in one datagram (the LwM2M listener sends larger bodies as Block1
+    /// requests of its own).
     pub payload: Vec<u8>,
     /// Any other options, by number.
     pub options: Vec<(u16, Vec<u8>)>,
