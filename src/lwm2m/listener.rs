@@ -94,6 +94,8 @@ struct InFlight {
     blocks: Option<Box<Blocks>>,
     /// A request body larger than `[coap] block_size`, going out block by block (Block1).
     upload: Option<Box<Upload>>,
+    /// This request fetches the rest of a block-wise notification.
+    notify: Option<Box<NotifyBlocks>>,
 }
 
 /// A request body sent block by block (RFC 7959 §2.5): each block waits for the device's 2.31
@@ -136,8 +138,20 @@ const SIZE1: u16 = 60;
 
 /// A Block2 answer in progress.
 struct Blocks {
+    /// The request the next block is asked with (for an observation: without Observe, RFC
+    /// 7959 §3.4).
     request: OutgoingRequest,
     body: Vec<u8>,
+    /// The Observe option of block 0 (the later blocks have none).
+    observe_seq: Option<u32>,
+}
+
+/// The rest of a block-wise notification being fetched: observation `obs` got block 0 of
+/// notification `seq` in Content-Format `format`.
+struct NotifyBlocks {
+    obs: u64,
+    seq: u32,
+    format: Option<u16>,
 }
 
 /// Largest answer collected from blocks.
@@ -172,6 +186,9 @@ fn block_value_bytes(v: u64) -> Vec<u8> {
 }
 
 struct ObserveState {
+    /// The request that registered it, without Observe: a block-wise notification's later
+    /// blocks are asked with it (RFC 7959 §3.4).
+    request: Box<OutgoingRequest>,
     echo: Arc<Map<String, Json>>,
     req_path: String,
     /// Its key among the device's observations: the path, or the paths of a composite one.
@@ -706,7 +723,11 @@ impl Lwm2mListener {
             };
             let blockwise = matches!(
                 q.cmd.op,
-                Operation::Read { .. } | Operation::Discover { .. } | Operation::ReadComposite { .. }
+                Operation::Read { .. }
+                    | Operation::Discover { .. }
+                    | Operation::ReadComposite { .. }
+                    | Operation::Observe { .. }
+                    | Operation::ObserveComposite { .. }
             );
             let req = OutgoingRequest {
                 method: parts.method,
@@ -720,7 +741,12 @@ impl Lwm2mListener {
                 options: Vec::new(),
                 key,
             };
+            let without_observe = OutgoingRequest {
+                observe: None,
+                ..req.clone()
+            };
             let observe = observe_path.map(|(path, key)| ObserveState {
+                request: Box::new(without_observe.clone()),
                 echo: Arc::new(q.cmd.echo.clone()),
                 req_path: q.cmd.req_path.clone(),
                 key,
@@ -728,8 +754,9 @@ impl Lwm2mListener {
             });
             let blocks = blockwise.then(|| {
                 Box::new(Blocks {
-                    request: req.clone(),
+                    request: without_observe,
                     body: Vec::new(),
+                    observe_seq: None,
                 })
             });
             // A body over the block size goes out block by block.
@@ -761,6 +788,7 @@ impl Lwm2mListener {
                     observe,
                     blocks,
                     upload,
+                    notify: None,
                 },
             );
             if let Some(d) = self.devices.get_mut(ep) {
@@ -840,9 +868,16 @@ impl Lwm2mListener {
             }
         }
         let mut payload = packet.payload;
-        if let (true, None, ResponseType::Content, Some((num, more, szx)), Some(b)) =
-            (r.cmd.is_some(), &next_block, code, block, r.blocks.as_mut())
-        {
+        if let (true, None, ResponseType::Content, Some((num, more, szx)), Some(b)) = (
+            r.cmd.is_some() || r.notify.is_some(),
+            &next_block,
+            code,
+            block,
+            r.blocks.as_mut(),
+        ) {
+            if num == 0 {
+                b.observe_seq = observe_seq;
+            }
             let size = 16usize << szx;
             if (num as usize).saturating_mul(size) != b.body.len() {
                 block_error = Some(format!("block {num} of the answer came out of order"));
@@ -870,12 +905,36 @@ impl Lwm2mListener {
                 token = peer.send_request(now, next, out);
             });
             if let Some(r) = self.requests.get_mut(&key) {
-                r.token = token;
+                // An observation stays known by its own token (its notifications carry it,
+                // and cancelling it uses it); a block's token ends with its answer.
+                if r.observe.is_none() {
+                    r.token = token;
+                }
                 r.deadline = deadline;
             }
             return;
         }
         let Some(r) = self.requests.get_mut(&key) else { return };
+        // The whole of a block-wise answer to an Observe carries block 0's Observe.
+        let observe_seq = match r.blocks.as_ref() {
+            Some(b) if block.is_some() && r.cmd.is_some() => b.observe_seq,
+            _ => observe_seq,
+        };
+        if let Some(n) = r.notify.take() {
+            // The last block of a block-wise notification: publish it whole.
+            self.cancel_key(from, key);
+            let whole = match (block_error, code) {
+                (Some(e), _) => Err(e),
+                (None, ResponseType::Content) => Ok(payload),
+                (None, c) => Err(format!(
+                    "the device answered {} when asked for the rest of the notification",
+                    unigate_lwm2m::code_string(c)
+                )),
+            };
+            self.notified(&ep, n.obs, n.seq, n.format, whole);
+            self.pump(&ep, ctx);
+            return;
+        }
         let obs_key = r.observe.as_ref().map(|o| o.key.clone());
         match r.cmd.take() {
             Some(cmd) => {
@@ -919,7 +978,6 @@ impl Lwm2mListener {
             None => {
                 // A notification of an observation.
                 let Some(o) = &r.observe else { return };
-                let (echo, req_path, path) = (o.echo.clone(), o.req_path.clone(), o.path);
                 if code != ResponseType::Content || observe_seq.is_none() {
                     // The observation ended on the device's side (RFC 7641 §3.2).
                     let obs_key = o.key.clone();
@@ -932,20 +990,71 @@ impl Lwm2mListener {
                     self.cancel_key(from, key);
                     return;
                 }
-                let body = match self.decode_content(path.as_ref(), false, code, format, &payload) {
-                    Ok(c) => tr::notify_event(&echo, &req_path, observe_seq.unwrap_or(0), c.unwrap_or(Json::Null)),
-                    Err(e) => {
-                        let mut b = tr::notify_event(&echo, &req_path, observe_seq.unwrap_or(0), Json::Null);
-                        b["data"]["error"] = json!(e);
-                        b
+                let seq = observe_seq.unwrap_or(0);
+                if let Some((0, true, szx)) = block {
+                    // Block 0 of a larger notification: fetch the rest with the observation's
+                    // request, without Observe (RFC 7959 §3.4), then publish it whole.
+                    let mut next = (*o.request).clone();
+                    next.options.retain(|(n, _)| *n != BLOCK2);
+                    next.options.push((BLOCK2, block_value(1, false, szx)));
+                    let fetch = self.next_key;
+                    self.next_key += 1;
+                    next.key = fetch;
+                    let serial = r.serial;
+                    let deadline = Instant::now() + self.hub().config.request_timeout;
+                    self.requests.insert(
+                        fetch,
+                        InFlight {
+                            ep: ep.clone(),
+                            serial,
+                            cmd: None,
+                            deadline,
+                            token: Vec::new(),
+                            observe: None,
+                            blocks: Some(Box::new(Blocks {
+                                request: next.clone(),
+                                body: payload,
+                                observe_seq: None,
+                            })),
+                            upload: None,
+                            notify: Some(Box::new(NotifyBlocks { obs: key, seq, format })),
+                        },
+                    );
+                    let mut token = Vec::new();
+                    transport::with_peer(self, from, ctx, |peer, now, out| {
+                        token = peer.send_request(now, next, out);
+                    });
+                    if let Some(f) = self.requests.get_mut(&fetch) {
+                        f.token = token;
                     }
-                };
-                Metrics::add(&self.broker.metrics.lwm2m_notifications, 1);
-                let identity = self.devices.get(&ep).map(|d| d.identity.clone());
-                self.publish(&ep, Uplink::Notify, &body, identity.as_deref());
+                    return;
+                }
+                self.notified(&ep, key, seq, format, Ok(payload));
                 self.pump(&ep, ctx);
             }
         }
+    }
+
+    /// Publishes notification `seq` of observation `obs` (its payload, or why it could not be
+    /// had).
+    fn notified(&mut self, ep: &Arc<str>, obs: u64, seq: u32, format: Option<u16>, payload: Result<Vec<u8>, String>) {
+        let Some(o) = self.requests.get(&obs).and_then(|r| r.observe.as_ref()) else {
+            return;
+        };
+        let (echo, req_path, path) = (o.echo.clone(), o.req_path.clone(), o.path);
+        let content =
+            payload.and_then(|p| self.decode_content(path.as_ref(), false, ResponseType::Content, format, &p));
+        let body = match content {
+            Ok(c) => tr::notify_event(&echo, &req_path, seq, c.unwrap_or(Json::Null)),
+            Err(e) => {
+                let mut b = tr::notify_event(&echo, &req_path, seq, Json::Null);
+                b["data"]["error"] = json!(e);
+                b
+            }
+        };
+        Metrics::add(&self.broker.metrics.lwm2m_notifications, 1);
+        let identity = self.devices.get(ep).map(|d| d.identity.clone());
+        self.publish(ep, Uplink::Notify, &body, identity.as_deref());
     }
 
     /// Forgets a request of ours; the message layer answers anything later for it with RST.
@@ -1015,6 +1124,9 @@ impl Lwm2mListener {
         }
         if let Some(cmd) = r.cmd.take() {
             self.answer(&ep, cmd, ResponseType::GatewayTimeout, None, Some(why));
+        } else if let Some(n) = r.notify.take() {
+            let why = format!("the rest of the notification: {why}");
+            self.notified(&ep, n.obs, n.seq, n.format, Err(why));
         } else if let Some(o) = &r.observe {
             if let Some(d) = self.devices.get_mut(&ep) {
                 if d.observations.get(&o.key) == Some(&key) {
@@ -1047,7 +1159,7 @@ impl Lwm2mListener {
         let late: Vec<u64> = self
             .requests
             .iter()
-            .filter(|(_, r)| r.cmd.is_some() && r.deadline <= now)
+            .filter(|(_, r)| (r.cmd.is_some() || r.notify.is_some()) && r.deadline <= now)
             .map(|(k, _)| *k)
             .collect();
         for key in late {

@@ -206,6 +206,50 @@ impl Device {
         self.send(&p).await;
     }
 
+    /// Answers a request with block `num` of a block-wise 2.05 Content (RFC 7959 §2.2): Block2
+    /// `num`, `more`, `szx`, and Observe `observe` if given.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn reply_block2(
+        &self,
+        req: &Packet,
+        cf: u16,
+        observe: Option<u32>,
+        num: u32,
+        more: bool,
+        szx: u8,
+        payload: &[u8],
+    ) {
+        let mut p = Packet::new();
+        p.header.set_type(MessageType::Acknowledgement);
+        p.header.code = MessageClass::Response(ResponseType::Content);
+        p.header.message_id = req.header.message_id;
+        p.set_token(req.get_token().to_vec());
+        if let Some(o) = observe {
+            p.add_option(CoapOption::Observe, uint(o));
+        }
+        p.add_option(CoapOption::ContentFormat, uint(u32::from(cf)));
+        p.add_option(
+            CoapOption::Block2,
+            uint((num << 4) | (u32::from(more) << 3) | u32::from(szx)),
+        );
+        p.payload = payload.to_vec();
+        self.send(&p).await;
+    }
+
+    /// A NON notification carrying block 0 of a larger representation (Block2 0, M=1, `szx`).
+    pub async fn notify_block0(&mut self, token: &[u8], seq: u32, cf: u16, szx: u8, payload: &[u8]) {
+        let mut p = Packet::new();
+        p.header.set_type(MessageType::NonConfirmable);
+        p.header.code = MessageClass::Response(ResponseType::Content);
+        p.header.message_id = self.mid();
+        p.set_token(token.to_vec());
+        p.add_option(CoapOption::Observe, uint(seq));
+        p.add_option(CoapOption::ContentFormat, uint(u32::from(cf)));
+        p.add_option(CoapOption::Block2, uint(0x08 | u32::from(szx)));
+        p.payload = payload.to_vec();
+        self.send(&p).await;
+    }
+
     /// An empty ACK (the answer will come separately).
     pub async fn ack(&self, req: &Packet) {
         let mut p = Packet::new();

@@ -463,6 +463,104 @@ async fn observations_notify_and_cancel() {
     s.stop();
 }
 
+/// Answers the server's GETs for blocks `from`.. of `body` at size 2^(szx+4), checking each
+/// asks for the next block of the observed path without Observe (RFC 7959 §3.4).
+async fn serve_blocks(d: &mut Device, path: &str, body: &[u8], from: u32, szx: u8) {
+    let size = 16usize << szx;
+    let blocks = body.len().div_ceil(size) as u32;
+    for num in from..blocks {
+        let req = d.next_request().await;
+        assert_eq!(
+            (req.header.code, path_of(&req)),
+            (MessageClass::Request(RequestType::Get), path.to_string())
+        );
+        assert_eq!(
+            req.get_first_option(CoapOption::Observe),
+            None,
+            "later blocks without Observe"
+        );
+        let asked = uint_of(req.get_first_option(CoapOption::Block2).expect("Block2"));
+        assert_eq!((asked >> 4, asked & 7), (num, u32::from(szx)), "asks for block {num}");
+        let start = num as usize * size;
+        let end = (start + size).min(body.len());
+        d.reply_block2(&req, 110, None, num, end < body.len(), szx, &body[start..end])
+            .await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn block_wise_observe_answers_and_notifications_are_collected_whole() {
+    let s = server("");
+    let (mut d, mut m) = registered(&s, "big", &[]).await;
+    let senml = |t: f64| {
+        format!(
+            r#"[{{"bn":"/3303/0/","n":"5700","v":{t}}},{{"n":"5701","vs":"Cel"}},{{"n":"5601","v":-10.5}},{{"n":"5602","v":40.25}},{{"n":"5750","vs":"living room, north wall"}}]"#
+        )
+        .into_bytes()
+    };
+    let content = |t: f64| {
+        json!([
+            {"path": "/3303/0/5601", "value": -10.5},
+            {"path": "/3303/0/5602", "value": 40.25},
+            {"path": "/3303/0/5700", "value": t},
+            {"path": "/3303/0/5701", "value": "Cel"},
+            {"path": "/3303/0/5750", "value": "living room, north wall"},
+        ])
+    };
+    command(
+        &m,
+        "big",
+        json!({"requestID": 21, "msgType": "observe", "data": {"path": "/3303/0"}}),
+    )
+    .await;
+    // The answer to the Observe comes in 64-byte blocks: block 0 with Observe, the rest asked
+    // for without it.
+    let req = d.next_request().await;
+    assert_eq!(req.get_first_option(CoapOption::Observe).map(|v| uint_of(v)), Some(0));
+    let token = req.get_token().to_vec();
+    let first = senml(21.5);
+    d.reply_block2(&req, 110, Some(7), 0, true, 2, &first[..64]).await;
+    serve_blocks(&mut d, "3303/0", &first, 1, 2).await;
+    let (topic, body) = event(&mut m).await;
+    assert_eq!(topic, "lwm2m/big/up/resp");
+    assert_eq!(body["data"]["code"], "2.05", "{body}");
+    let mut got = body["data"]["content"].as_array().cloned().unwrap_or_default();
+    got.sort_by_key(|v| v["path"].as_str().map(str::to_owned));
+    assert_eq!(Json::Array(got), content(21.5));
+
+    // The observation stands: a block-wise notification is fetched whole and published once.
+    let next = senml(22.75);
+    d.notify_block0(&token, 8, 110, 2, &next[..64]).await;
+    serve_blocks(&mut d, "3303/0", &next, 1, 2).await;
+    let (topic, body) = event(&mut m).await;
+    assert_eq!(topic, "lwm2m/big/up/notify");
+    assert_eq!(
+        (body["seqNum"].as_u64(), body["requestID"].as_u64()),
+        (Some(8), Some(21)),
+        "{body}"
+    );
+    let mut got = body["data"]["content"].as_array().cloned().unwrap_or_default();
+    got.sort_by_key(|v| v["path"].as_str().map(str::to_owned));
+    assert_eq!(Json::Array(got), content(22.75));
+
+    // A notification whose rest the device no longer has: published with the error.
+    d.notify_block0(&token, 9, 110, 2, &next[..64]).await;
+    let req = d.next_request().await;
+    d.reply(&req, ResponseType::NotFound, None, b"", None).await;
+    let (topic, body) = event(&mut m).await;
+    assert_eq!(topic, "lwm2m/big/up/notify");
+    assert!(
+        body["data"]["error"].as_str().is_some_and(|e| e.contains("4.04")),
+        "{body}"
+    );
+    // And a small one still comes straight through.
+    d.notify(&token, 10, 110, &senml(23.0), false).await;
+    assert_eq!(event(&mut m).await.1["seqNum"], 10);
+    d.assert_silent().await;
+    m.assert_silent().await;
+    s.stop();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn auto_observe_on_registration() {
     let s = server("[lwm2m]\nauto_observe = [\"/3303/0/5700\", \"/5/0/3\"]\n");
