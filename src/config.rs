@@ -95,6 +95,33 @@ pub struct Config {
     /// Where retained messages and persistent sessions are kept (`[storage]`).
     #[serde(default)]
     pub storage: StorageConfig,
+    /// The auth chains the check built (to validate every authenticator's files), for the
+    /// server to take: a password file of 100,000 users is then read and parsed once at start
+    /// and at each reload, not twice.
+    #[serde(skip)]
+    built_chains: BuiltChains,
+}
+
+/// Chains built by [`Config`]'s check, taken once; with the `[auth]` they were built from (its
+/// `Debug` form), so that a caller who changes `auth` after parsing gets chains of the new one.
+#[derive(Clone, Default)]
+struct BuiltChains(std::sync::Arc<parking_lot::Mutex<Option<(String, crate::auth::Chains)>>>);
+
+impl std::fmt::Debug for BuiltChains {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("BuiltChains")
+    }
+}
+
+impl Config {
+    /// The auth chains of this configuration: those its check built, the first time, else
+    /// built now.
+    pub fn take_chains(&self) -> Result<crate::auth::Chains, crate::auth::AuthSetupError> {
+        match self.built_chains.0.lock().take() {
+            Some((from, chains)) if from == format!("{:?}", self.auth) => Ok(chains),
+            _ => crate::auth::Chains::build(&self.auth),
+        }
+    }
 }
 
 /// Which store keeps retained messages and persistent sessions.
@@ -329,6 +356,7 @@ impl Config {
             acl: None,
             management: None,
             storage: StorageConfig::default(),
+            built_chains: BuiltChains::default(),
         }
     }
 
@@ -481,6 +509,7 @@ impl Config {
                 (None, _) => {}
             }
         }
+        *self.built_chains.0.lock() = Some((format!("{:?}", self.auth), chains));
         if let Some(acl) = &self.acl {
             if let Err(e) = unigate_auth::acl::Acl::from_config(acl) {
                 return Err(invalid("acl".into(), &e.to_string()));
@@ -591,6 +620,38 @@ mod tests {
 
     fn parse(text: &str) -> Result<Config, ConfigError> {
         Config::parse(text, "test.toml", Vec::new())
+    }
+
+    /// The chains the check built (reading the password file) are what the server takes: the
+    /// file is read once. Taken twice, or after `auth` changed, they are built again.
+    #[test]
+    fn the_checked_chains_are_taken_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("passwd.toml");
+        let mut store = unigate_auth::password::PasswordStore::new(&file);
+        store.add("u", &unigate_auth::Secret::new("p")).unwrap();
+        store.save().unwrap();
+        let text = format!(
+            "[auth]\ndefault_chain = \"c\"\n[auth.chains.c]\nauthenticators = [\"users\"]\n\
+             [auth.authenticators.users]\nkind = \"password\"\nfile = {:?}\n",
+            file.display().to_string()
+        );
+        let config = parse(&text).unwrap();
+        let again = config.clone();
+        std::fs::remove_file(&file).unwrap();
+        assert!(config.take_chains().is_ok(), "built by the check, before the file went");
+        assert!(
+            again.take_chains().is_err(),
+            "taken once: built again, and the file is gone"
+        );
+        store.save().unwrap();
+        let mut changed = parse(&text).unwrap();
+        std::fs::remove_file(&file).unwrap();
+        changed.auth.default_chain = None;
+        assert!(
+            changed.take_chains().is_err(),
+            "auth changed after the check: built again"
+        );
     }
 
     #[test]

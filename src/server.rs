@@ -175,7 +175,7 @@ fn run_system(
     ready: Ready,
     stop: tokio::sync::oneshot::Receiver<()>,
 ) -> anyhow::Result<()> {
-    let chains = match crate::auth::Chains::build(&config.auth) {
+    let chains = match config.take_chains() {
         Ok(c) => c,
         Err(e) => {
             let _ = ready.send(Err(anyhow::anyhow!("{e}")));
@@ -801,7 +801,7 @@ async fn reload_on_sighup(path: std::path::PathBuf, broker: Arc<Broker>, listene
 /// Applies the auth chains, ACL, audit switch and TLS material of the file at `path`.
 pub fn reload(path: &std::path::Path, broker: &Broker, listeners: &[Arc<ListenerSettings>]) -> anyhow::Result<()> {
     let config = Config::load(path, std::env::vars())?;
-    let chains = crate::auth::Chains::build(&config.auth)?;
+    let chains = config.take_chains()?;
     let acl = build_acl(&config)?;
     // Build everything first, then swap, so that a bad file changes nothing.
     let mut updates = Vec::new();
