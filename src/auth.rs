@@ -118,9 +118,12 @@ pub struct Chains {
 }
 
 impl Chains {
-    /// Builds every chain and authenticator of `config`.
+    /// Builds every chain and authenticator of `config`. An authenticator named in several
+    /// chains is built once and shared: its file is read once, and its throttling and caches
+    /// are the same whichever listener a client comes through.
     pub fn build(config: &AuthConfig) -> Result<Chains, AuthSetupError> {
         let mut chains = BTreeMap::new();
+        let mut built: BTreeMap<&str, Arc<dyn unigate_auth::Authenticator>> = BTreeMap::new();
         for (name, c) in &config.chains {
             let mut authenticators = Vec::new();
             for a in &c.authenticators {
@@ -130,7 +133,15 @@ impl Chains {
                         name: a.clone(),
                     });
                 };
-                authenticators.push(build_authenticator(a, ac)?);
+                let authenticator = match built.get(a.as_str()) {
+                    Some(shared) => shared.clone(),
+                    None => {
+                        let new = build_authenticator(a, ac)?;
+                        built.insert(a, new.clone());
+                        new
+                    }
+                };
+                authenticators.push(authenticator);
             }
             let no_match = match c.no_match {
                 NoMatchConfig::Deny => NoMatch::Deny,

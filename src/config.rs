@@ -654,6 +654,27 @@ mod tests {
         );
     }
 
+    /// An authenticator named in two chains is one instance (its file read once, one
+    /// throttle).
+    #[test]
+    fn chains_share_an_authenticator_they_both_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("passwd.toml");
+        unigate_auth::password::PasswordStore::new(&file).save().unwrap();
+        let text = format!(
+            "[auth.chains.devices]\nauthenticators = [\"users\"]\n[auth.chains.admins]\nauthenticators = [\"users\"]\n\
+             [auth.authenticators.users]\nkind = \"password\"\nfile = {:?}\n",
+            file.display().to_string()
+        );
+        let config = parse(&text).unwrap();
+        let chains = config.take_chains().unwrap();
+        let (a, b) = (
+            chains.for_listener(Some("devices")).unwrap(),
+            chains.for_listener(Some("admins")).unwrap(),
+        );
+        assert!(std::sync::Arc::ptr_eq(&a.authenticators()[0], &b.authenticators()[0]));
+    }
+
     #[test]
     fn empty_file_gives_defaults() {
         let c = parse("").unwrap();

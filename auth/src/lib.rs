@@ -302,6 +302,11 @@ impl Chain {
         self.authenticators.iter().any(|a| a.kind() == "psk")
     }
 
+    /// The authenticators, in order.
+    pub fn authenticators(&self) -> &[Arc<dyn Authenticator>] {
+        &self.authenticators
+    }
+
     /// Runs the authenticators in order until one allows or denies.
     pub async fn authenticate(&self, creds: &Credentials) -> Outcome {
         for a in &self.authenticators {
