@@ -68,9 +68,11 @@ pub fn decide(origins: &Origins, method: &Method, path: &str, headers: &HeaderMa
     if path == "/mqtt" {
         return Decision::Pass;
     }
-    let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
+    let Some(raw) = headers.get(header::ORIGIN) else {
         return Decision::Pass;
     };
+    // Not visible ASCII: no origin a browser sends, and none that can be listed.
+    let origin = raw.to_str().unwrap_or_default();
     let normal = normalise(origin);
     if normal.as_deref().is_some_and(|o| same_origin(o, headers)) {
         return Decision::Pass;
@@ -81,7 +83,10 @@ pub fn decide(origins: &Origins, method: &Method, path: &str, headers: &HeaderMa
             ApiError {
                 status: StatusCode::FORBIDDEN,
                 code: "ORIGIN_NOT_ALLOWED",
-                message: format!("requests from pages at {origin} are not allowed here (http.cors_origins)"),
+                message: format!(
+                    "requests from pages at {:?} are not allowed here (http.cors_origins)",
+                    String::from_utf8_lossy(raw.as_bytes())
+                ),
             }
             .error_response(),
         );
@@ -167,6 +172,39 @@ mod tests {
 
     fn get(h: &[(HeaderName, HeaderValue)], name: HeaderName) -> Option<&str> {
         h.iter().find(|(k, _)| *k == name).map(|(_, v)| v.to_str().unwrap())
+    }
+
+    proptest::proptest! {
+        /// Any Origin and Host a client sends: a decision, never a panic; normalising is
+        /// idempotent; a page whose origin is neither listed nor the listener's own is refused
+        /// everywhere but /mqtt.
+        #[test]
+        fn any_header_values_get_a_decision(origin in "\\PC{0,40}", host in "\\PC{0,30}", listed in proptest::bool::ANY) {
+            if let Some(n) = normalise(&origin) {
+                proptest::prop_assert_eq!(normalise(&n), Some(n.clone()));
+            }
+            let (Ok(o), Ok(h)) = (HeaderValue::from_str(&origin), HeaderValue::from_str(&host)) else {
+                return Ok(());
+            };
+            let mut map = HeaderMap::new();
+            map.insert(header::ORIGIN, o);
+            map.insert(header::HOST, h);
+            let origins = match normalise(&origin) {
+                Some(n) if listed => Origins { any: false, listed: vec![n] },
+                _ => Origins::default(),
+            };
+            let own = normalise(&origin).is_some_and(|n| same_origin(&n, &map));
+            let d = decide(&origins, &Method::POST, "/api/v1/publish", &map);
+            match d {
+                Decision::Pass => proptest::prop_assert!(own),
+                Decision::Allow(_) => proptest::prop_assert!(listed && !own),
+                Decision::Answer(r) => {
+                    proptest::prop_assert_eq!(r.status(), StatusCode::FORBIDDEN);
+                    proptest::prop_assert!(!own && (!listed || normalise(&origin).is_none()));
+                }
+            }
+            proptest::prop_assert!(matches!(decide(&origins, &Method::GET, "/mqtt", &map), Decision::Pass));
+        }
     }
 
     #[test]
