@@ -21,7 +21,7 @@ use serde_json::{json, Map, Value as Json};
 use unigate_auth::acl::Request as AclRequest;
 use unigate_auth::{Credentials, Identity, Outcome};
 use unigate_coap::coap_lite::{CoapOption, MessageClass, Packet, RequestType, ResponseType};
-use unigate_coap::{Event, OutgoingRequest, Request, RequestMeta, Response};
+use unigate_coap::{BlockOpt, Event, OutgoingRequest, Request, RequestMeta, Response};
 use unigate_lwm2m::{ContentFormat, Operation, Path, Registration, RegistrationUpdate, Version};
 use unigate_pubsub::{Message, Origin, Protocol, QoS};
 use unigate_translators::lwm2m::{self as tr, Command, CommandError, Uplink};
@@ -117,14 +117,16 @@ impl Upload {
     fn block(&self, offset: usize) -> (OutgoingRequest, usize) {
         let size = 16usize << self.szx;
         let end = (offset + size).min(self.body.len());
-        let mut req = self.request.clone();
-        req.options.retain(|(n, _)| *n != BLOCK1 && *n != SIZE1);
-        let num = u32::try_from(offset / size).unwrap_or(u32::MAX);
-        req.options
-            .push((BLOCK1, block_value(num, end < self.body.len(), self.szx)));
+        let block = BlockOpt {
+            num: u32::try_from(offset / size).unwrap_or(u32::MAX),
+            more: end < self.body.len(),
+            szx: self.szx,
+        };
+        let mut req = with_block(&self.request, BLOCK1, block);
         if offset == 0 {
             // Size1 (RFC 7959 §4): a device that cannot take the whole body can say so at once.
-            req.options.push((SIZE1, block_value_bytes(self.body.len() as u64)));
+            let size1 = u32::try_from(self.body.len()).unwrap_or(u32::MAX);
+            req.options.push((SIZE1, unigate_coap::codec::encode_uint(size1)));
         }
         req.payload = self.body[offset..end].to_vec();
         (req, end)
@@ -146,6 +148,26 @@ struct Blocks {
     observe_seq: Option<u32>,
 }
 
+impl Blocks {
+    /// The request asking for block `num` of size exponent `szx`.
+    fn ask(&self, num: u32, szx: u8) -> OutgoingRequest {
+        with_block(&self.request, BLOCK2, BlockOpt { num, more: false, szx })
+    }
+}
+
+/// `request` with its Block1 or Block2 option (`option`) set to `block`.
+fn with_block(request: &OutgoingRequest, option: u16, block: BlockOpt) -> OutgoingRequest {
+    let mut req = request.clone();
+    req.options.retain(|(n, _)| *n != option);
+    req.options.push((option, block.encode()));
+    req
+}
+
+/// Whether a response code is a success (class 2).
+fn is_success(code: ResponseType) -> bool {
+    u8::from(MessageClass::Response(code)) >> 5 == 2
+}
+
 /// The rest of a block-wise notification being fetched: observation `obs` got block 0 of
 /// notification `seq` in Content-Format `format`.
 struct NotifyBlocks {
@@ -157,38 +179,12 @@ struct NotifyBlocks {
 /// Largest answer collected from blocks.
 const MAX_BLOCKWISE_BODY: usize = 1 << 20;
 
-/// A Block2 option value: (block number, more, size exponent).
-fn block2_of(p: &Packet) -> Option<(u32, bool, u8)> {
-    block_of(p, CoapOption::Block2)
-}
-
-/// A Block1 or Block2 option value: (block number, more, size exponent).
-fn block_of(p: &Packet, option: CoapOption) -> Option<(u32, bool, u8)> {
-    let v = p.get_first_option(option)?;
-    if v.len() > 3 {
-        return None;
-    }
-    let n = v.iter().fold(0u32, |acc, b| (acc << 8) | u32::from(*b));
-    let szx = (n & 0x7) as u8;
-    (szx < 7).then_some((n >> 4, n & 0x8 != 0, szx))
-}
-
-/// The option bytes of block `num`, with the more flag, of size exponent `szx`.
-fn block_value(num: u32, more: bool, szx: u8) -> Vec<u8> {
-    block_value_bytes(u64::from((num << 4) | (u32::from(more) << 3) | u32::from(szx)))
-}
-
-/// An unsigned option value in the fewest bytes (RFC 7252 §3.2).
-fn block_value_bytes(v: u64) -> Vec<u8> {
-    let b = v.to_be_bytes();
-    let skip = b.iter().take_while(|x| **x == 0).count();
-    b[skip..].to_vec()
+/// A Block1 or Block2 option of a packet (the reserved size exponent 7 is none).
+fn block_of(p: &Packet, option: CoapOption) -> Option<BlockOpt> {
+    BlockOpt::decode(p.get_first_option(option)?).filter(|b| b.szx < 7)
 }
 
 struct ObserveState {
-    /// The request that registered it, without Observe: a block-wise notification's later
-    /// blocks are asked with it (RFC 7959 §3.4).
-    request: Box<OutgoingRequest>,
     echo: Arc<Map<String, Json>>,
     req_path: String,
     /// Its key among the device's observations: the path, or the paths of a composite one.
@@ -741,29 +737,28 @@ impl Lwm2mListener {
                 options: Vec::new(),
                 key,
             };
-            let without_observe = OutgoingRequest {
-                observe: None,
-                ..req.clone()
-            };
             let observe = observe_path.map(|(path, key)| ObserveState {
-                request: Box::new(without_observe.clone()),
                 echo: Arc::new(q.cmd.echo.clone()),
                 req_path: q.cmd.req_path.clone(),
                 key,
                 path,
             });
+            // An observation keeps its Blocks after the answer: a block-wise notification's
+            // later blocks are asked with the same request, without Observe (RFC 7959 §3.4).
             let blocks = blockwise.then(|| {
                 Box::new(Blocks {
-                    request: without_observe,
+                    request: OutgoingRequest {
+                        observe: None,
+                        ..req.clone()
+                    },
                     body: Vec::new(),
                     observe_seq: None,
                 })
             });
             // A body over the block size goes out block by block.
             let (req, upload) = if req.payload.len() > self.shared.layer.block_size {
-                let block_size = self.shared.layer.block_size.clamp(16, 1024);
                 let mut upload = Upload {
-                    szx: (block_size.trailing_zeros().saturating_sub(4)).min(6) as u8,
+                    szx: self.shared.layer.block_szx(),
                     body: req.payload,
                     request: OutgoingRequest {
                         payload: Vec::new(),
@@ -794,10 +789,7 @@ impl Lwm2mListener {
             if let Some(d) = self.devices.get_mut(ep) {
                 d.busy = Some(key);
             }
-            let mut token = Vec::new();
-            transport::with_peer(self, addr, ctx, |peer, now, out| {
-                token = peer.send_request(now, req, out);
-            });
+            let token = self.send_request(addr, req, ctx);
             if let Some(r) = self.requests.get_mut(&key) {
                 r.token = token;
             }
@@ -833,22 +825,22 @@ impl Lwm2mListener {
         if let Some(d) = self.devices.get_mut(&ep) {
             d.last_heard = Instant::now();
         }
-        let block = block2_of(&packet);
+        let block = block_of(&packet, CoapOption::Block2);
         let mut block_error = None;
         let mut next_block = None;
         if let (true, Some(u)) = (r.cmd.is_some(), r.upload.as_mut()) {
             let finished = u.sent_end >= u.body.len();
             let block1 = block_of(&packet, CoapOption::Block1);
-            let success = unigate_lwm2m::code_string(code).starts_with('2');
+            let success = is_success(code);
             // 2.31 Continue takes a block and asks for the next; so does a 2.xx with Block1
             // M=1 from a device that acts on each block as it comes (RFC 7959 §2.3).
-            let more = code == ResponseType::Continue || (success && block1.is_some_and(|(_, m, _)| m));
+            let more = code == ResponseType::Continue || (success && block1.is_some_and(|b| b.more));
             match (more, finished) {
                 (true, false) => {
                     // The device may ask for smaller blocks from now on (§2.5): the next block
                     // starts where the last ended, at the new size.
-                    if let Some((_, _, szx)) = block1 {
-                        u.szx = u.szx.min(szx);
+                    if let Some(b) = block1 {
+                        u.szx = u.szx.min(b.szx);
                     }
                     let (next, end) = u.block(u.sent_end);
                     u.sent_end = end;
@@ -868,7 +860,7 @@ impl Lwm2mListener {
             }
         }
         let mut payload = packet.payload;
-        if let (true, None, ResponseType::Content, Some((num, more, szx)), Some(b)) = (
+        if let (true, None, ResponseType::Content, Some(BlockOpt { num, more, szx }), Some(b)) = (
             r.cmd.is_some() || r.notify.is_some(),
             &next_block,
             code,
@@ -886,10 +878,7 @@ impl Lwm2mListener {
             } else {
                 b.body.extend_from_slice(&payload);
                 if more {
-                    let mut next = b.request.clone();
-                    next.options.retain(|(n, _)| *n != BLOCK2);
-                    next.options.push((BLOCK2, block_value(num + 1, false, szx)));
-                    next_block = Some(next);
+                    next_block = Some(b.ask(num + 1, szx));
                 } else {
                     payload = std::mem::take(&mut b.body);
                 }
@@ -900,10 +889,7 @@ impl Lwm2mListener {
             // and request_timeout counts from this block (a long upload is not cut off while
             // the device keeps answering).
             let deadline = Instant::now() + self.hub().config.request_timeout;
-            let mut token = Vec::new();
-            transport::with_peer(self, from, ctx, |peer, now, out| {
-                token = peer.send_request(now, next, out);
-            });
+            let token = self.send_request(from, next, ctx);
             if let Some(r) = self.requests.get_mut(&key) {
                 // An observation stays known by its own token (its notifications carry it,
                 // and cancelling it uses it); a block's token ends with its answer.
@@ -991,15 +977,29 @@ impl Lwm2mListener {
                     return;
                 }
                 let seq = observe_seq.unwrap_or(0);
-                if let Some((0, true, szx)) = block {
+                if let (
+                    Some(BlockOpt {
+                        num: 0,
+                        more: true,
+                        szx,
+                    }),
+                    Some(b),
+                ) = (block, &r.blocks)
+                {
                     // Block 0 of a larger notification: fetch the rest with the observation's
                     // request, without Observe (RFC 7959 §3.4), then publish it whole.
-                    let mut next = (*o.request).clone();
-                    next.options.retain(|(n, _)| *n != BLOCK2);
-                    next.options.push((BLOCK2, block_value(1, false, szx)));
                     let fetch = self.next_key;
                     self.next_key += 1;
-                    next.key = fetch;
+                    // Its blocks are answers to the fetch, under its own key.
+                    let blocks = Blocks {
+                        request: OutgoingRequest {
+                            key: fetch,
+                            ..b.request.clone()
+                        },
+                        body: payload,
+                        observe_seq: None,
+                    };
+                    let next = blocks.ask(1, szx);
                     let serial = r.serial;
                     let deadline = Instant::now() + self.hub().config.request_timeout;
                     self.requests.insert(
@@ -1011,19 +1011,12 @@ impl Lwm2mListener {
                             deadline,
                             token: Vec::new(),
                             observe: None,
-                            blocks: Some(Box::new(Blocks {
-                                request: next.clone(),
-                                body: payload,
-                                observe_seq: None,
-                            })),
+                            blocks: Some(Box::new(blocks)),
                             upload: None,
                             notify: Some(Box::new(NotifyBlocks { obs: key, seq, format })),
                         },
                     );
-                    let mut token = Vec::new();
-                    transport::with_peer(self, from, ctx, |peer, now, out| {
-                        token = peer.send_request(now, next, out);
-                    });
+                    let token = self.send_request(from, next, ctx);
                     if let Some(f) = self.requests.get_mut(&fetch) {
                         f.token = token;
                     }
@@ -1033,6 +1026,15 @@ impl Lwm2mListener {
                 self.pump(&ep, ctx);
             }
         }
+    }
+
+    /// Sends `req` to the device at `addr`; its token.
+    fn send_request(&mut self, addr: SocketAddr, req: OutgoingRequest, ctx: &mut Context<Self>) -> Vec<u8> {
+        let mut token = Vec::new();
+        transport::with_peer(self, addr, ctx, |peer, now, out| {
+            token = peer.send_request(now, req, out);
+        });
+        token
     }
 
     /// Publishes notification `seq` of observation `obs` (its payload, or why it could not be

@@ -129,7 +129,7 @@ pub(crate) fn decode_uint(v: &[u8], max_len: usize) -> Option<u32> {
 }
 
 /// Encodes a uint option value without leading zero bytes (0 is the empty string).
-pub(crate) fn encode_uint(n: u32) -> Vec<u8> {
+pub fn encode_uint(n: u32) -> Vec<u8> {
     let bytes = n.to_be_bytes();
     let skip = bytes.iter().take_while(|b| **b == 0).count();
     bytes.get(skip..).unwrap_or(&[]).to_vec()

@@ -83,7 +83,7 @@ impl Config {
     }
 
     /// SZX of `block_size` (size = 2^(szx+4)), clamped to 0..=6.
-    pub(crate) fn block_szx(&self) -> u8 {
+    pub fn block_szx(&self) -> u8 {
         szx_for_size(self.block_size)
     }
 }
