@@ -43,15 +43,9 @@ BENCH_TIMEOUT=${BENCH_TIMEOUT:-400}
 
 build_unigate
 
-raise_nofile
-if [ "$(ulimit -n)" -lt $((CONNECTIONS + 500)) ]; then
-  log "ulimit -n is $(ulimit -n): too low for $CONNECTIONS connections"
-  exit 1
-fi
+require_nofile "$CONNECTIONS"
 
-WORK=$(mktemp -d -t bench-auth.XXXXXX)
-OUT=${OUT:-$WORK}
-mkdir -p "$OUT"
+make_work_dir bench-auth
 UNIGATE_PID=""
 IDP_PID=""
 

@@ -47,9 +47,7 @@ if [ "$(ulimit -n)" -lt $((OBSERVERS + 500)) ]; then
 fi
 
 # --- servers -------------------------------------------------------------------------------
-WORK=$(mktemp -d -t bench-coap.XXXXXX)
-OUT=${OUT:-$WORK}
-mkdir -p "$OUT"
+make_work_dir bench-coap
 UNIGATE_PID=""
 LIBCOAP_PID=""
 

@@ -66,3 +66,21 @@ raise_nofile() {
   if [ "$hard" = "unlimited" ]; then hard=1048576; fi
   ulimit -n "$hard" 2>/dev/null || true
 }
+
+# raise_nofile, then stops the script if N connections (and 500 descriptors to spare) still do
+# not fit.
+require_nofile() {
+  raise_nofile
+  if [ "$(ulimit -n)" -lt $(($1 + 500)) ]; then
+    log "ulimit -n is $(ulimit -n): too low for $1 connections"
+    exit 1
+  fi
+}
+
+# Makes a temporary directory for the run (WORK, named after PREFIX) and sets OUT to it unless
+# OUT is already set (a directory kept after the run).
+make_work_dir() {
+  WORK=$(mktemp -d -t "$1.XXXXXX")
+  OUT=${OUT:-$WORK}
+  mkdir -p "$OUT"
+}

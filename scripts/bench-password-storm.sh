@@ -34,19 +34,13 @@ PORT=${PORT:-28880}
 
 build_unigate
 
-raise_nofile
-if [ "$(ulimit -n)" -lt $((CONNECTIONS + 500)) ]; then
-  log "ulimit -n is $(ulimit -n): too low for $CONNECTIONS connections"
-  exit 1
-fi
+require_nofile "$CONNECTIONS"
 if tcp_open "$PORT"; then
   log "127.0.0.1:$PORT is already in use; set PORT"
   exit 1
 fi
 
-WORK=$(mktemp -d -t bench-storm.XXXXXX)
-OUT=${OUT:-$WORK}
-mkdir -p "$OUT"
+make_work_dir bench-storm
 UNIGATE_PID=""
 cleanup() {
   stop_pid "$UNIGATE_PID"

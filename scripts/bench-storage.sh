@@ -26,9 +26,7 @@ PORT=${PORT:-18850}
 SERVERS=${SERVERS:-"memory embedded nofsync mosquitto"}
 UNIGATE=${UNIGATE:-${CARGO_TARGET_DIR:-$PWD/target}/release/unigate}
 MOSQUITTO=$(command -v mosquitto || echo /usr/sbin/mosquitto)
-WORK=$(mktemp -d -t storage-bench.XXXXXX)
-OUT=${OUT:-$WORK}
-mkdir -p "$OUT"
+make_work_dir storage-bench
 PID=""
 
 

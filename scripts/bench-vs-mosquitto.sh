@@ -60,9 +60,7 @@ if [ "$(ulimit -n)" -lt $((IDLE_CONNECTIONS + 1000)) ]; then
 fi
 
 # --- servers -------------------------------------------------------------------------------
-WORK=$(mktemp -d -t bench-vs-mosquitto.XXXXXX)
-OUT=${OUT:-$WORK}
-mkdir -p "$OUT"
+make_work_dir bench-vs-mosquitto
 MOSQUITTO_PID=""
 UNIGATE_PID=""
 
