@@ -104,6 +104,8 @@ pub struct Config {
 
 /// Chains built by [`Config`]'s check, taken once; with the `[auth]` they were built from (its
 /// `Debug` form), so that a caller who changes `auth` after parsing gets chains of the new one.
+/// `Debug` redacts secrets: a change of a secret alone (same length) is not seen, so code that
+/// edits `auth` after parsing should not rely on this to pick up a new secret.
 #[derive(Clone, Default)]
 struct BuiltChains(std::sync::Arc<parking_lot::Mutex<Option<(String, crate::auth::Chains)>>>);
 
